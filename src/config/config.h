@@ -1,0 +1,203 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * Levee's configuration: one struct per loaded file (a "generation"), built
+ * from one table of settings (config_keys.c) plus the named sections
+ * [database NAME] and [user NAME] (config_dbs.c) and the auth_file
+ * (auth_file.c).
+ *
+ * Lifetime: an lv_config_t is immutable once lv_config_load() returns it and
+ * is reference-counted. On reload (SIGHUP, admin RELOAD) a new generation is
+ * loaded and validated completely; only then is it published, and the old
+ * one is freed when its last user calls lv_config_unref(). A file that fails
+ * to load never replaces a working generation.
+ *
+ * Errors are reported as "file:line: message" lines, every problem found in
+ * one pass, so an operator fixes a file in one go.
+ */
+#ifndef LEVEE_CONFIG_CONFIG_H
+#define LEVEE_CONFIG_CONFIG_H
+
+#include "core/buf.h"
+#include "core/lv.h"
+
+/* PostgreSQL's NAMEDATALEN is 64; identifiers longer than 63 bytes are refused. */
+#define LV_NAME_LEN 64
+#define LV_HOST_LEN 256
+
+typedef enum lv_pool_mode {
+	LV_POOL_SESSION = 0,     /* a client keeps its server for the whole session */
+	LV_POOL_TRANSACTION = 1, /* a client holds a server only inside a transaction */
+} lv_pool_mode_t;
+
+typedef enum lv_auth_type {
+	LV_AUTH_TRUST = 0, /* no password asked; the user must still exist unless auth_file is unset */
+	LV_AUTH_MD5 = 1,   /* md5, or SCRAM when the stored secret is a SCRAM secret */
+	LV_AUTH_SCRAM = 2, /* SCRAM-SHA-256 only */
+} lv_auth_type_t;
+
+typedef enum lv_client_tls {
+	LV_CLIENT_TLS_DISABLE = 0, /* SSLRequest answered 'N' */
+	LV_CLIENT_TLS_ALLOW = 1,   /* TLS offered, plain accepted */
+	LV_CLIENT_TLS_REQUIRE = 2, /* plain connections refused with 28000 */
+} lv_client_tls_t;
+
+typedef enum lv_server_tls {
+	LV_SERVER_TLS_DISABLE = 0, /* never ask the server for TLS */
+	LV_SERVER_TLS_PREFER = 1,  /* ask; fall back to plain when the server says 'N' */
+	LV_SERVER_TLS_REQUIRE = 2, /* ask; fail the connection when the server says 'N' */
+} lv_server_tls_t;
+
+typedef enum lv_session_state_policy {
+	LV_SESSION_STATE_PIN = 0,    /* keep the client on its server while it holds session state */
+	LV_SESSION_STATE_REJECT = 1, /* refuse statements that would create session state */
+} lv_session_state_policy_t;
+
+/* host:port[@weight]. */
+typedef struct lv_cfg_host {
+	char host[LV_HOST_LEN]; /* name, IPv4/IPv6 address, or unix socket directory (starts with '/') */
+	int port;
+	int weight; /* 1..1000, replicas only; default 100 */
+} lv_cfg_host_t;
+
+/* One [database NAME] section. Integer fields of -1 mean "use the [pool] default". */
+typedef struct lv_cfg_db {
+	char name[LV_NAME_LEN];   /* what clients put in their startup packet */
+	char dbname[LV_NAME_LEN]; /* the database on the server; defaults to name */
+	char user[LV_NAME_LEN];   /* server user; "" means the client's own user */
+	char *password;           /* server password for user; NULL: from auth_file */
+	lv_cfg_host_t primary;
+	lv_cfg_host_t *replicas; /* n_replicas entries, owned */
+	int n_replicas;
+	int pool_mode; /* lv_pool_mode_t or -1 */
+	int pool_size;
+	int min_pool_size;
+	int reserve_pool_size;
+	int max_db_connections; /* 0 = unlimited */
+	int line;               /* line of the section header, for messages */
+} lv_cfg_db_t;
+
+/* One [user NAME] section: per-user overrides. */
+typedef struct lv_cfg_user {
+	char name[LV_NAME_LEN];
+	int pool_mode;            /* lv_pool_mode_t or -1 */
+	int max_user_connections; /* -1 = [pool] default; 0 = unlimited */
+	int line;
+} lv_cfg_user_t;
+
+typedef enum lv_secret_kind {
+	LV_SECRET_PLAIN = 0, /* clear text */
+	LV_SECRET_MD5 = 1,   /* "md5" + hex(md5(password || user)) */
+	LV_SECRET_SCRAM = 2, /* "SCRAM-SHA-256$iter:salt$StoredKey:ServerKey" */
+} lv_secret_kind_t;
+
+/* One line of auth_file: "user" "secret". */
+typedef struct lv_auth_entry {
+	char user[LV_NAME_LEN];
+	char *secret; /* owned; as written in the file */
+	lv_secret_kind_t kind;
+} lv_auth_entry_t;
+
+typedef struct lv_config {
+	/* Bookkeeping, not settings. */
+	int refcount;        /* atomic; see lv_config_ref() */
+	uint64_t generation; /* 1 for the first load, +1 per successful reload */
+	char *path;          /* the file this was loaded from */
+
+	struct {
+		char *listen;      /* comma-separated host:port list, or a unix socket path */
+		char *http_listen; /* host:port for /metrics /healthz /readyz; NULL = off */
+		int workers;       /* worker threads; 0 = number of CPUs */
+		char *auth_file;
+		int auth_type; /* lv_auth_type_t */
+		char *admin_users; /* comma-separated names allowed into the "levee" admin database */
+		char *stats_users; /* comma-separated names allowed read-only SHOW access */
+		char *redis;       /* redis://host:port/db; NULL = no Redis */
+		char *logfile;     /* NULL = stderr */
+		int log_level;     /* lv_log_level_t */
+		bool log_connections;
+		bool log_disconnections;
+		char *pidfile;
+		int max_client_conn;
+		int64_t client_login_timeout_ms;
+		int64_t shutdown_timeout_ms;
+		int64_t cancel_wait_timeout_ms;
+		int max_packet_size; /* largest message accepted from a client, bytes */
+	} levee;
+
+	struct {
+		int pool_mode; /* lv_pool_mode_t */
+		int pool_size;
+		int min_pool_size;
+		int reserve_pool_size;
+		int64_t reserve_pool_timeout_ms;
+		int max_db_connections;   /* 0 = unlimited */
+		int max_user_connections; /* 0 = unlimited */
+		int server_connect_concurrency;
+		int64_t query_wait_timeout_ms;
+		int64_t client_idle_timeout_ms;     /* 0 = off */
+		int64_t idle_transaction_timeout_ms; /* 0 = off */
+		int64_t server_idle_timeout_ms;
+		int64_t server_lifetime_ms;
+		int64_t server_connect_timeout_ms;
+		int64_t server_login_retry_ms;
+		char *server_reset_query; /* default "DISCARD ALL" */
+		int max_prepared_statements;
+		int session_state; /* lv_session_state_policy_t */
+	} pool;
+
+	struct {
+		int client_tls_mode; /* lv_client_tls_t */
+		char *cert_file;
+		char *key_file;
+		char *ca_file;
+		int server_tls; /* lv_server_tls_t */
+		char *server_ca_file;
+	} tls;
+
+	lv_cfg_db_t *dbs; /* n_dbs entries, owned */
+	size_t n_dbs;
+	lv_cfg_user_t *users; /* n_users entries, owned */
+	size_t n_users;
+	lv_auth_entry_t *auth; /* n_auth entries from auth_file, owned; sorted by user */
+	size_t n_auth;
+} lv_config_t;
+
+/*
+ * Loads and validates path. Returns a config with refcount 1, or NULL with
+ * one "file:line: message\n" line per problem appended to errors (the
+ * auth_file's problems name the auth_file and its line).
+ */
+lv_config_t *lv_config_load(const char *path, lv_buf_t *errors) LV_MUSTCHECK;
+
+/* Takes a reference; thread-safe. Returns cfg. */
+lv_config_t *lv_config_ref(lv_config_t *cfg);
+/* Drops a reference and frees on the last one; NULL is a no-op; thread-safe. */
+void lv_config_unref(lv_config_t *cfg);
+
+/* Lookups return borrowed pointers valid while the caller holds a reference. */
+const lv_cfg_db_t *lv_config_find_db(const lv_config_t *cfg, const char *name);
+const lv_cfg_user_t *lv_config_find_user(const lv_config_t *cfg, const char *name);
+const lv_auth_entry_t *lv_config_find_auth(const lv_config_t *cfg, const char *user);
+/* True when name is listed in the comma-separated list (admin_users, stats_users). */
+bool lv_config_list_has(const char *list, const char *name);
+
+/* Effective per-pool values: the [database]/[user] override or the [pool] default. */
+int lv_config_pool_mode(const lv_config_t *cfg, const lv_cfg_db_t *db, const char *user);
+int lv_config_pool_size(const lv_config_t *cfg, const lv_cfg_db_t *db);
+
+/*
+ * Calls fn once per table setting, in table order, with the value rendered as
+ * text ("" for unset). Secret values are passed as "********". Drives
+ * SHOW CONFIG and the docs check.
+ */
+typedef void (*lv_config_visit_fn)(void *arg, const char *section, const char *key,
+				   const char *value, bool is_reloadable);
+void lv_config_for_each(const lv_config_t *cfg, lv_config_visit_fn fn, void *arg);
+
+/*
+ * Appends one warning line per non-reloadable setting whose value differs
+ * between old and new ("listen changed; restart to apply"). Returns the count.
+ */
+int lv_config_diff(const lv_config_t *old_cfg, const lv_config_t *new_cfg, lv_buf_t *warnings);
+
+#endif
