@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * HTTP endpoints; see http.h. Owns the evhttp server (process lifetime).
+ * /metrics sums the workers' shards and the main thread's fallback shard at
+ * scrape time; rendering is core/metrics.c's, this file only serves it.
+ */
+#include "admin/http.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/metrics.h"
+#include "net/addr.h"
+#include "proxy/worker.h"
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+struct lv_http {
+	struct evhttp *http;
+	lv_proxy_t *proxy;
+	lv_health_t *health;
+};
+
+static void reply(struct evhttp_request *req, int code, const char *reason, const char *ctype, const void *body,
+		  size_t len)
+{
+	struct evbuffer *out = evbuffer_new();
+	if (!out) {
+		evhttp_send_error(req, 500, "out of memory");
+		return;
+	}
+	evbuffer_add(out, body, len);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
+	evhttp_send_reply(req, code, reason, out);
+	evbuffer_free(out);
+}
+
+static void metrics_cb(struct evhttp_request *req, void *arg)
+{
+	lv_http_t *h = arg;
+	lv_proxy_t *p = h->proxy;
+	lv_metrics_shard_t *shards[LV_MAX_WORKERS + 1];
+	size_t n = 0;
+	for (int i = 0; i < p->n_workers; i++)
+		shards[n++] = p->workers[i].metrics;
+	shards[n++] = lv_metrics_thread_shard();
+	lv_buf_t b;
+	lv_buf_init(&b);
+	int up_total = 0;
+	int up = lv_health_up(h->health, &up_total);
+	bool ok = lv_metrics_render(shards, n, &b) &&
+		  lv_buf_printf(&b,
+				"# HELP levee_backends_up Backends that answered their last health probe.\n"
+				"# TYPE levee_backends_up gauge\nlevee_backends_up %d\n"
+				"# HELP levee_backends Backends in the configuration.\n"
+				"# TYPE levee_backends gauge\nlevee_backends %d\n"
+				"# HELP levee_build_info Levee version.\n"
+				"# TYPE levee_build_info gauge\nlevee_build_info{version=\"%s\"} 1\n",
+				up, up_total, LV_VERSION);
+	if (ok)
+		reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+	else
+		evhttp_send_error(req, 500, "out of memory");
+	lv_buf_cleanup(&b);
+}
+
+static void healthz_cb(struct evhttp_request *req, void *arg)
+{
+	reply(req, 200, "OK", "text/plain", "ok\n", 3);
+}
+
+static void readyz_cb(struct evhttp_request *req, void *arg)
+{
+	lv_http_t *h = arg;
+	int total = 0;
+	int up = lv_health_up(h->health, &total);
+	char body[96];
+	int n = snprintf(body, sizeof(body), "%s: %d of %d backends answer\n", up > 0 ? "ready" : "not ready", up, total);
+	reply(req, up > 0 ? 200 : 503, up > 0 ? "OK" : "Service Unavailable", "text/plain", body, (size_t)n);
+}
+
+static void other_cb(struct evhttp_request *req, void *arg)
+{
+	reply(req, 404, "Not Found", "text/plain", "not found: try /metrics, /healthz or /readyz\n", 45);
+}
+
+lv_http_t *lv_http_new(lv_loop_t *loop, const char *addr, lv_proxy_t *p, lv_health_t *health, lv_err_t *err)
+{
+	char host[256];
+	const char *colon = strrchr(addr, ':');
+	if (!colon || (size_t)(colon - addr) >= sizeof(host)) {
+		lv_err_set(err, LV_EINVAL, "http_listen: expected host:port, got \"%s\"", addr);
+		return NULL;
+	}
+	memcpy(host, addr, (size_t)(colon - addr));
+	host[colon - addr] = '\0';
+	int port = atoi(colon + 1);
+	lv_http_t *h = lv_calloc(1, sizeof(*h));
+	if (!h) {
+		lv_err_set(err, LV_ENOMEM, "out of memory");
+		return NULL;
+	}
+	h->proxy = p;
+	h->health = health;
+	h->http = evhttp_new(lv_loop_base(loop));
+	if (!h->http || evhttp_bind_socket(h->http, host, (uint16_t)port) != 0) {
+		lv_err_set(err, LV_EIO, "could not listen on http_listen %s: %s", addr, strerror(errno));
+		lv_http_free(h);
+		return NULL;
+	}
+	evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+	evhttp_set_cb(h->http, "/metrics", metrics_cb, h);
+	evhttp_set_cb(h->http, "/healthz", healthz_cb, h);
+	evhttp_set_cb(h->http, "/readyz", readyz_cb, h);
+	evhttp_set_gencb(h->http, other_cb, h);
+	evhttp_set_timeout(h->http, 10);
+	return h;
+}
+
+void lv_http_free(lv_http_t *h)
+{
+	if (!h)
+		return;
+	if (h->http)
+		evhttp_free(h->http);
+	lv_free(h);
+}

@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * Per-thread event loop. Owns the event_base, the mailbox (a mutex-protected
+ * FIFO of messages plus one event that other threads activate), and the
+ * closing list of deferred frees. Objects closed inside a callback are put on
+ * the closing list and freed after the iteration, so no callback ever runs on
+ * freed memory (PgBouncer's "just freed" lists, libuv's uv_close()).
+ */
+#include "event/loop.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/time.h"
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <pthread.h>
+
+typedef struct lv_msg {
+	lv_list_t node;
+	lv_loop_msg_fn fn;
+	void *arg;
+} lv_msg_t;
+
+struct lv_loop {
+	struct event_base *base;
+	struct event *mail_ev; /* activated by lv_loop_post() from any thread */
+	pthread_mutex_t mail_lock;
+	lv_list_t mail;    /* lv_msg_t, protected by mail_lock */
+	lv_list_t closing; /* lv_deferred_t, loop thread only */
+	volatile int stop;
+};
+
+bool lv_loop_global_init(void)
+{
+	return evthread_use_pthreads() == 0;
+}
+
+static void run_mail(lv_loop_t *loop)
+{
+	lv_list_t batch;
+	lv_list_init(&batch);
+	pthread_mutex_lock(&loop->mail_lock);
+	if (!lv_list_empty(&loop->mail)) {
+		batch.next = loop->mail.next;
+		batch.prev = loop->mail.prev;
+		batch.next->prev = &batch;
+		batch.prev->next = &batch;
+		lv_list_init(&loop->mail);
+	}
+	pthread_mutex_unlock(&loop->mail_lock);
+
+	lv_list_t *pos;
+	while ((pos = lv_list_first(&batch)) != NULL) {
+		lv_msg_t *m = lv_container_of(pos, lv_msg_t, node);
+		lv_list_unlink(pos);
+		m->fn(m->arg);
+		lv_free(m);
+	}
+}
+
+static void mail_cb(evutil_socket_t fd, short what, void *arg)
+{
+	run_mail(arg);
+}
+
+lv_loop_t *lv_loop_new(void)
+{
+	lv_loop_t *loop = lv_calloc(1, sizeof(*loop));
+	if (!loop)
+		return NULL;
+	loop->base = event_base_new();
+	if (!loop->base) {
+		lv_free(loop);
+		return NULL;
+	}
+	loop->mail_ev = event_new(loop->base, -1, 0, mail_cb, loop);
+	if (!loop->mail_ev) {
+		event_base_free(loop->base);
+		lv_free(loop);
+		return NULL;
+	}
+	pthread_mutex_init(&loop->mail_lock, NULL);
+	lv_list_init(&loop->mail);
+	lv_list_init(&loop->closing);
+	return loop;
+}
+
+static void run_deferred(lv_loop_t *loop)
+{
+	lv_list_t *pos;
+	while ((pos = lv_list_first(&loop->closing)) != NULL) {
+		lv_deferred_t *d = lv_container_of(pos, lv_deferred_t, node);
+		lv_list_unlink(pos);
+		d->fn(d);
+	}
+}
+
+void lv_loop_free(lv_loop_t *loop)
+{
+	if (!loop)
+		return;
+	run_mail(loop);
+	run_deferred(loop);
+	event_free(loop->mail_ev);
+	event_base_free(loop->base);
+	pthread_mutex_destroy(&loop->mail_lock);
+	lv_free(loop);
+}
+
+struct event_base *lv_loop_base(lv_loop_t *loop)
+{
+	return loop->base;
+}
+
+void lv_loop_run(lv_loop_t *loop)
+{
+	while (!__atomic_load_n(&loop->stop, __ATOMIC_ACQUIRE)) {
+		lv_time_update();
+		event_base_loop(loop->base, EVLOOP_ONCE);
+		lv_time_update();
+		run_deferred(loop);
+	}
+	run_deferred(loop);
+}
+
+static void stop_msg(void *arg)
+{
+	(void)arg;
+}
+
+void lv_loop_stop(lv_loop_t *loop)
+{
+	__atomic_store_n(&loop->stop, 1, __ATOMIC_RELEASE);
+	/* Wake the loop so it notices; if OOM, the next event will. */
+	if (!lv_loop_post(loop, stop_msg, NULL))
+		event_base_loopbreak(loop->base);
+}
+
+void lv_loop_defer(lv_loop_t *loop, lv_deferred_t *d)
+{
+	lv_list_insert_tail(&loop->closing, &d->node);
+}
+
+bool lv_loop_post(lv_loop_t *loop, lv_loop_msg_fn fn, void *arg)
+{
+	lv_msg_t *m = lv_malloc(sizeof(*m));
+	if (!m)
+		return false;
+	m->fn = fn;
+	m->arg = arg;
+	pthread_mutex_lock(&loop->mail_lock);
+	lv_list_insert_tail(&loop->mail, &m->node);
+	pthread_mutex_unlock(&loop->mail_lock);
+	event_active(loop->mail_ev, EV_READ, 0);
+	return true;
+}

@@ -1,0 +1,933 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * Client connections: the protocol state machine Levee runs towards an
+ * application. Owns lv_client_t objects (connection lifetime: from accept to
+ * the loop iteration after lv_client_close/drop) and their buffers.
+ *
+ * The life of a client:
+ *
+ *   accept -> LOGIN: startup packet (SSLRequest / GSSENCRequest / CancelRequest
+ *             handled here), TLS handshake, authentication (auth.c)
+ *          -> WAITING: authenticated; needs a server from its pool. In session
+ *             mode the client's login is finished only once it has a server,
+ *             so that the BackendKeyData pid and ParameterStatus it sees are
+ *             its server's own.
+ *          -> ACTIVE: messages are framed by their length header and forwarded
+ *             without re-encoding, in batches, with backpressure when the other
+ *             side's output grows.
+ *          -> CLOSING: freed after the current loop iteration, once its last
+ *             bytes (a FATAL error, say) are written or a grace period ends.
+ *
+ * Everything runs on the owning worker's thread; nothing here takes a lock.
+ */
+#include "proxy/client.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/metrics.h"
+#include "core/str.h"
+#include "net/listener.h"
+#include "proxy/auth.h"
+#include "proxy/pool.h"
+#include "proxy/server.h"
+#include "proxy/worker.h"
+#include "wire/read.h"
+#include "wire/sqlstate.h"
+#include "wire/wire.h"
+#include "wire/write.h"
+
+#include <openssl/rand.h>
+#include <unistd.h>
+
+/* Bytes of output a peer may have queued before Levee stops reading from the other side. */
+#define LV_BACKPRESSURE_HIGH (1024 * 1024)
+#define LV_BACKPRESSURE_LOW (256 * 1024)
+
+static lv_admin_query_fn admin_handler;
+
+static const char *const state_names[] = {
+#define XX(name, text) text,
+	LV_CLIENT_STATE_MAP(XX)
+#undef XX
+};
+
+/* The metrics label of each state; -1 for states not exported as a gauge. */
+static const int state_label[] = {
+	[LV_CLIENT_LOGIN] = LV_ML_CLIENT_STATE_LOGIN,     [LV_CLIENT_WAITING] = LV_ML_CLIENT_STATE_WAITING,
+	[LV_CLIENT_ACTIVE] = LV_ML_CLIENT_STATE_ACTIVE,   [LV_CLIENT_IDLE] = LV_ML_CLIENT_STATE_IDLE,
+	[LV_CLIENT_ADMIN] = LV_ML_CLIENT_STATE_ACTIVE,    [LV_CLIENT_CLOSING] = -1,
+};
+
+/*
+ * Allowed transitions. Anything else is a bug: debug builds assert, release
+ * builds log it and close the client rather than corrupt the lists.
+ */
+static const bool allowed[LV_CLIENT__NSTATES][LV_CLIENT__NSTATES] = {
+	[LV_CLIENT_LOGIN] = {[LV_CLIENT_WAITING] = true, [LV_CLIENT_ADMIN] = true, [LV_CLIENT_IDLE] = true,
+			     [LV_CLIENT_CLOSING] = true},
+	[LV_CLIENT_WAITING] = {[LV_CLIENT_ACTIVE] = true, [LV_CLIENT_CLOSING] = true},
+	[LV_CLIENT_ACTIVE] = {[LV_CLIENT_IDLE] = true, [LV_CLIENT_WAITING] = true, [LV_CLIENT_CLOSING] = true},
+	[LV_CLIENT_IDLE] = {[LV_CLIENT_WAITING] = true, [LV_CLIENT_CLOSING] = true},
+	[LV_CLIENT_ADMIN] = {[LV_CLIENT_CLOSING] = true},
+	[LV_CLIENT_CLOSING] = {false},
+};
+
+const char *lv_client_state_name(lv_client_state_t s)
+{
+	return (unsigned)s < LV_CLIENT__NSTATES ? state_names[s] : "unknown";
+}
+
+void lv_client_set_admin_handler(lv_admin_query_fn fn)
+{
+	admin_handler = fn;
+}
+
+static lv_clist_t *state_list(lv_client_t *c, lv_client_state_t s)
+{
+	switch (s) {
+	case LV_CLIENT_LOGIN:
+		return &c->conn.worker->login;
+	case LV_CLIENT_ADMIN:
+		return &c->conn.worker->admin;
+	case LV_CLIENT_WAITING:
+		return &c->pool->waiting;
+	case LV_CLIENT_ACTIVE:
+		return &c->pool->active;
+	case LV_CLIENT_IDLE:
+		return &c->pool->idle_clients;
+	case LV_CLIENT_CLOSING:
+	case LV_CLIENT__NSTATES:
+		break;
+	}
+	return NULL;
+}
+
+void lv_client_set_state(lv_client_t *c, lv_client_state_t s)
+{
+	lv_client_state_t old = c->state;
+	if (!allowed[old][s]) {
+		lv_clog_error(c, "bug: client state %s -> %s not allowed", state_names[old], state_names[s]);
+		LV_ASSERT(!"client state transition");
+		if (s != LV_CLIENT_CLOSING)
+			s = LV_CLIENT_CLOSING;
+	}
+	lv_clist_t *from = state_list(c, old);
+	if (from)
+		lv_clist_remove(from, &c->conn.node);
+	if (state_label[old] >= 0)
+		lv_metric_add(LV_M_CLIENT_CONNECTIONS, (unsigned)state_label[old], -1);
+	c->state = s;
+	c->state_since_us = lv_time_now_us();
+	lv_clist_t *to = state_list(c, s);
+	if (to)
+		lv_clist_append(to, &c->conn.node);
+	if (state_label[s] >= 0)
+		lv_metric_add(LV_M_CLIENT_CONNECTIONS, (unsigned)state_label[s], 1);
+	lv_clog_trace(c, "state %s -> %s", state_names[old], state_names[s]);
+}
+
+/* ------------------------------------------------------------------ lifetime */
+
+static void client_sbuf_cb(lv_sbuf_t *sb, lv_sbuf_event_t ev, void *arg);
+
+static void client_free(lv_deferred_t *d)
+{
+	lv_client_t *c = lv_container_of(d, lv_client_t, conn.reap);
+	lv_sbuf_cleanup(&c->conn.sb);
+	lv_buf_cleanup(&c->params);
+	lv_auth_cleanup(c);
+	lv_free(c);
+}
+
+void lv_client_accept(lv_worker_t *w, int fd, const void *peer_sa)
+{
+	lv_proxy_t *p = w->proxy;
+	lv_client_t *c = lv_calloc(1, sizeof(*c));
+	if (!c) {
+		lv_metric_inc_l(LV_M_ERRORS_TOTAL, LV_ML_ERROR_KIND_OOM);
+		close(fd);
+		return;
+	}
+	c->conn.kind = LV_CONN_CLIENT;
+	c->conn.worker = w;
+	c->conn.id = lv_worker_next_id(w);
+	c->conn.connect_time = lv_time_now_us();
+	c->conn.wall_connect_time = lv_time_wall_us();
+	c->conn.action = "logging in";
+	c->conn.port = lv_addr_format(peer_sa, c->conn.addr, sizeof(c->conn.addr));
+	lv_list_init(&c->conn.node);
+	lv_buf_init(&c->params);
+	if (!lv_sbuf_init(&c->conn.sb, lv_loop_base(w->loop), fd, client_sbuf_cb, c)) {
+		lv_free(c);
+		lv_metric_inc_l(LV_M_ERRORS_TOTAL, LV_ML_ERROR_KIND_OOM);
+		return;
+	}
+	c->state = LV_CLIENT_LOGIN;
+	c->state_since_us = lv_time_now_us();
+	lv_clist_append(&w->login, &c->conn.node);
+	lv_metric_add(LV_M_CLIENT_CONNECTIONS, LV_ML_CLIENT_STATE_LOGIN, 1);
+	lv_metric_inc(LV_M_CLIENT_CONNECTIONS_TOTAL);
+	w->n_clients++;
+	int total = __atomic_add_fetch(&p->n_clients, 1, __ATOMIC_RELAXED);
+	if (total > w->cfg->levee.max_client_conn) {
+		lv_metric_inc_l(LV_M_CLIENT_CONNECTIONS_REFUSED_TOTAL, LV_ML_REFUSE_REASON_MAX_CLIENT_CONN);
+		lv_client_close(c, LV_SQLSTATE_TOO_MANY_CONNECTIONS,
+				"levee: no more connections allowed (max_client_conn=%d)",
+				w->cfg->levee.max_client_conn);
+		return;
+	}
+	if (w->shutdown_mode) {
+		lv_metric_inc_l(LV_M_CLIENT_CONNECTIONS_REFUSED_TOTAL, LV_ML_REFUSE_REASON_SHUTDOWN);
+		lv_client_close(c, LV_SQLSTATE_CANNOT_CONNECT_NOW, "levee: shutting down");
+	}
+}
+
+/* Unlinks c from everything it holds: its server, its cancel key, its counts. */
+static void client_detach_all(lv_client_t *c)
+{
+	lv_worker_t *w = c->conn.worker;
+	if (c->server) {
+		lv_server_t *sv = c->server;
+		c->server = NULL;
+		sv->client = NULL;
+		lv_server_release(sv);
+	}
+	if (c->cancel_key)
+		lv_worker_key_del(w, c);
+	if (c->user_slot) {
+		__atomic_sub_fetch(&c->user_slot->n_clients, 1, __ATOMIC_ACQ_REL);
+		c->user_slot = NULL;
+	}
+	w->n_clients--;
+	__atomic_sub_fetch(&w->proxy->n_clients, 1, __ATOMIC_RELAXED);
+}
+
+static void unlinger(lv_client_t *c)
+{
+	lv_clist_remove(&c->conn.worker->lingering, &c->conn.node);
+	lv_sbuf_pause(&c->conn.sb);
+	lv_loop_defer(c->conn.worker->loop, &c->conn.reap);
+}
+
+static void linger_cb(lv_sbuf_t *sb, lv_sbuf_event_t ev, void *arg)
+{
+	lv_client_t *c = arg;
+	if (ev == LV_SBUF_EV_READ) {
+		lv_sbuf_skip(sb, lv_sbuf_avail(sb));
+		return;
+	}
+	/* Drained, EOF or error: nothing more to say to this client. */
+	unlinger(c);
+}
+
+void lv_client_reap_lingering(lv_worker_t *w, lv_usec_t before)
+{
+	lv_list_t *pos, *tmp;
+	lv_list_for_each_safe(pos, tmp, &w->lingering.head)
+	{
+		lv_client_t *c = lv_container_of(pos, lv_client_t, conn.node);
+		if (c->state_since_us <= before)
+			unlinger(c);
+	}
+}
+
+static void client_finish(lv_client_t *c, const char *reason)
+{
+	lv_worker_t *w = c->conn.worker;
+	if (c->state == LV_CLIENT_CLOSING)
+		return;
+	bool log_it = c->state != LV_CLIENT_LOGIN ? w->cfg->levee.log_disconnections : false;
+	if (log_it)
+		lv_clog_info(c, "closing because: %s (age=%llds)", reason,
+			     (long long)((lv_time_now_us() - c->conn.connect_time) / LV_USEC_PER_SEC));
+	else
+		lv_clog_debug(c, "closing because: %s", reason);
+	if (c->state == LV_CLIENT_WAITING && c->wait_start_us) {
+		lv_usec_t waited = lv_time_now_us() - c->wait_start_us;
+		lv_metric_observe_us(LV_M_CLIENT_WAIT_SECONDS, 0, waited);
+		if (c->pool)
+			c->pool->wait_time_us += (uint64_t)waited;
+	}
+	client_detach_all(c);
+	lv_client_set_state(c, LV_CLIENT_CLOSING);
+	c->conn.reap.fn = client_free;
+	lv_list_init(&c->conn.reap.node);
+	lv_sbuf_flush_now(&c->conn.sb);
+	if (c->conn.sb.bev && lv_sbuf_pending_out(&c->conn.sb) > 0 && w->shutdown_mode < 2) {
+		/* Let the last message (usually a FATAL error) reach the client. */
+		c->conn.sb.cb = linger_cb;
+		lv_sbuf_watch_drain(&c->conn.sb, 0);
+		c->conn.action = "closing";
+		lv_clist_append(&w->lingering, &c->conn.node);
+		return;
+	}
+	lv_loop_defer(w->loop, &c->conn.reap);
+}
+
+bool lv_client_send(lv_client_t *c, const void *data, size_t n)
+{
+	if (c->state == LV_CLIENT_CLOSING)
+		return false;
+	if (!lv_sbuf_write(&c->conn.sb, data, n)) {
+		lv_metric_inc_l(LV_M_ERRORS_TOTAL, LV_ML_ERROR_KIND_OOM);
+		client_finish(c, "out of memory");
+		return false;
+	}
+	lv_metric_add(LV_M_CLIENT_BYTES_SENT_TOTAL, 0, (int64_t)n);
+	return true;
+}
+
+static void send_error(lv_client_t *c, const char *severity, const char *sqlstate, const char *fmt, va_list ap)
+{
+	char msg[512];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	lv_buf_t b;
+	lv_buf_init(&b);
+	if (lv_wire_write_error(&b, severity, sqlstate, msg, NULL, NULL))
+		(void)lv_client_send(c, b.data, b.len);
+	lv_buf_cleanup(&b);
+	if (strcmp(severity, "FATAL") == 0)
+		lv_clog_info(c, "closing with error %s: %s", sqlstate, msg);
+	else
+		lv_clog_debug(c, "error %s: %s", sqlstate, msg);
+}
+
+void lv_client_error(lv_client_t *c, const char *sqlstate, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	send_error(c, "ERROR", sqlstate, fmt, ap);
+	va_end(ap);
+}
+
+void lv_client_close(lv_client_t *c, const char *sqlstate, const char *fmt, ...)
+{
+	if (c->state == LV_CLIENT_CLOSING)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	send_error(c, "FATAL", sqlstate, fmt, ap);
+	va_end(ap);
+	client_finish(c, sqlstate);
+}
+
+void lv_client_drop(lv_client_t *c, const char *reason)
+{
+	client_finish(c, reason);
+}
+
+void lv_client_ready(lv_client_t *c, char status)
+{
+	uint8_t z[6] = {PqMsg_ReadyForQuery, 0, 0, 0, 5, (uint8_t)status};
+	(void)lv_client_send(c, z, sizeof(z));
+}
+
+/* ------------------------------------------------------------------- login */
+
+/* Sorts and stores the startup parameters that are passed on to servers. */
+static bool store_params(lv_client_t *c, const lv_startup_t *st)
+{
+	const lv_startup_param_t *order[LV_STARTUP_MAX_PARAMS];
+	size_t n = 0;
+	for (size_t i = 0; i < st->n_params; i++) {
+		const lv_startup_param_t *sp = &st->params[i];
+		if (strcmp(sp->name, "user") == 0 || strcmp(sp->name, "database") == 0)
+			continue;
+		/* A repeated name keeps its last value, as PostgreSQL does. */
+		size_t j;
+		for (j = 0; j < n; j++)
+			if (strcmp(order[j]->name, sp->name) == 0)
+				break;
+		order[j] = sp;
+		if (j == n)
+			n++;
+	}
+	for (size_t i = 1; i < n; i++)
+		for (size_t j = i; j > 0 && strcmp(order[j - 1]->name, order[j]->name) > 0; j--) {
+			const lv_startup_param_t *t = order[j];
+			order[j] = order[j - 1];
+			order[j - 1] = t;
+		}
+	uint64_t h = 1469598103934665603ULL;
+	for (size_t i = 0; i < n; i++) {
+		if (!lv_buf_append_cstr(&c->params, order[i]->name) ||
+		    !lv_buf_append_cstr(&c->params, order[i]->value))
+			return false;
+	}
+	for (size_t i = 0; i < c->params.len; i++)
+		h = (h ^ c->params.data[i]) * 1099511628211ULL;
+	c->params_hash = h;
+	return true;
+}
+
+static void handle_ssl_request(lv_client_t *c)
+{
+	lv_worker_t *w = c->conn.worker;
+	lv_sbuf_skip(&c->conn.sb, 8);
+	if (lv_sbuf_avail(&c->conn.sb) > 0) {
+		/* Bytes behind an SSLRequest would be read as plain text that the
+		 * client meant to encrypt: refuse them (CVE-2021-23214). */
+		lv_metric_inc_l(LV_M_CLIENT_CONNECTIONS_REFUSED_TOTAL, LV_ML_REFUSE_REASON_PROTOCOL);
+		lv_metric_inc_l(LV_M_ERRORS_TOTAL, LV_ML_ERROR_KIND_CLIENT_PROTOCOL);
+		lv_client_drop(c, "data received after SSLRequest before the TLS handshake");
+		return;
+	}
+	if (c->is_tls || !w->proxy->tls_server) {
+		(void)lv_client_send(c, "N", 1);
+		return;
+	}
+	struct ssl_st *ssl = lv_tls_new_ssl(w->proxy->tls_server);
+	/* The 'S' must go out in the clear before the handshake starts. */
+	if (!ssl || write(c->conn.sb.fd, "S", 1) != 1 ||
+	    !lv_sbuf_start_tls(&c->conn.sb, lv_loop_base(w->loop), ssl, true)) {
+		lv_metric_inc_l(LV_M_ERRORS_TOTAL, LV_ML_ERROR_KIND_TLS);
+		lv_client_drop(c, "could not start TLS");
+		return;
+	}
+	c->is_tls = true;
+}
+
+static void handle_cancel(lv_client_t *c, const lv_startup_t *st)
+{
+	lv_worker_t *w = c->conn.worker;
+	uint32_t key = st->cancel_key;
+	uint32_t pid = (uint32_t)st->cancel_pid;
+	unsigned target = key >> 24;
+	lv_client_drop(c, "cancel request");
+	if ((int)target >= w->proxy->n_workers) {
+		lv_metric_inc_l(LV_M_CANCEL_REQUESTS_TOTAL, LV_ML_CANCEL_RESULT_UNKNOWN);
+		return;
+	}
+	lv_worker_t *owner = &w->proxy->workers[target];
+	if (owner == w) {
+		lv_client_cancel(w, pid, key);
+		return;
+	}
+	lv_worker_post_cancel(owner, pid, key);
+}
+
+void lv_client_cancel(lv_worker_t *w, uint32_t pid, uint32_t key)
+{
+	lv_client_t *c = lv_worker_key_find(w, key);
+	if (!c || c->cancel_pid != pid || c->state == LV_CLIENT_CLOSING) {
+		lv_metric_inc_l(LV_M_CANCEL_REQUESTS_TOTAL, LV_ML_CANCEL_RESULT_UNKNOWN);
+		lv_log_debug("cancel request with unknown key ignored");
+		return;
+	}
+	if (!c->server) {
+		/* Nothing runs for this client; PostgreSQL ignores such cancels too. */
+		lv_metric_inc_l(LV_M_CANCEL_REQUESTS_TOTAL, LV_ML_CANCEL_RESULT_FORWARDED);
+		return;
+	}
+	lv_clog_debug(c, "forwarding cancel request to S-%llu", (unsigned long long)c->server->conn.id);
+	lv_server_cancel(c->server);
+}
+
+/* Gives the client a cancel key whose top byte names this worker. */
+static bool assign_cancel_key(lv_client_t *c)
+{
+	lv_worker_t *w = c->conn.worker;
+	for (int tries = 0; tries < 32; tries++) {
+		uint32_t r;
+		if (RAND_bytes((uint8_t *)&r, sizeof(r)) != 1)
+			return false;
+		r = ((uint32_t)w->index << 24) | (r & 0xffffff);
+		if ((r & 0xffffff) == 0 || lv_worker_key_find(w, r))
+			continue;
+		c->cancel_key = r;
+		return lv_worker_key_add(w, c);
+	}
+	return false;
+}
+
+static void handle_startup(lv_client_t *c, const uint8_t *pkt, uint32_t len)
+{
+	lv_worker_t *w = c->conn.worker;
+	lv_config_t *cfg = w->cfg;
+	lv_startup_t st;
+	lv_err_t err = {0};
+	int rc = lv_wire_parse_startup(pkt, len, &st, &err);
+	if (rc != 0) {
+		lv_metric_inc_l(LV_M_CLIENT_CONNECTIONS_REFUSED_TOTAL, LV_ML_REFUSE_REASON_PROTOCOL);
+		lv_metric_inc_l(LV_M_ERRORS_TOTAL, LV_ML_ERROR_KIND_CLIENT_PROTOCOL);
+		lv_client_close(c, rc == LV_EUNSUPP ? LV_SQLSTATE_FEATURE_NOT_SUPPORTED : LV_SQLSTATE_PROTOCOL_VIOLATION,
+				"levee: invalid startup packet: %s", err.msg[0] ? err.msg : lv_status_msg(rc));
+		return;
+	}
+	switch (st.kind) {
+	case LV_STARTUP_SSL:
+		handle_ssl_request(c);
+		return;
+	case LV_STARTUP_GSS:
+		lv_sbuf_skip(&c->conn.sb, len);
+		(void)lv_client_send(c, "N", 1);
+		return;
+	case LV_STARTUP_CANCEL:
+		lv_sbuf_skip(&c->conn.sb, len);
+		handle_cancel(c, &st);
+		return;
+	case LV_STARTUP_NORMAL:
+		break;
+	}
+	if (!c->is_tls && cfg->tls.client_tls_mode == LV_CLIENT_TLS_REQUIRE) {
+		lv_metric_inc_l(LV_M_CLIENT_CONNECTIONS_REFUSED_TOTAL, LV_ML_REFUSE_REASON_TLS);
+		lv_client_close(c, LV_SQLSTATE_INVALID_AUTHORIZATION,
+				"levee: TLS required (client_tls_mode = require)");
+		return;
+	}
+	const char *db = st.database && *st.database ? st.database : st.user;
+	if (!lv_strlcpy(c->user, st.user, sizeof(c->user)) || !lv_strlcpy(c->database, db, sizeof(c->database))) {
+		lv_metric_inc_l(LV_M_CLIENT_CONNECTIONS_REFUSED_TOTAL, LV_ML_REFUSE_REASON_PROTOCOL);
+		lv_client_close(c, LV_SQLSTATE_PROTOCOL_VIOLATION,
+				"levee: user or database name longer than %d bytes", LV_NAME_LEN - 1);
+		return;
+	}
+	for (size_t i = 0; i < st.n_params; i++) {
+		if (strcmp(st.params[i].name, "replication") == 0 &&
+		    strcmp(st.params[i].value, "false") != 0 && strcmp(st.params[i].value, "0") != 0 &&
+		    strcmp(st.params[i].value, "off") != 0 && strcmp(st.params[i].value, "no") != 0) {
+			lv_client_close(c, LV_SQLSTATE_FEATURE_NOT_SUPPORTED,
+					"levee: replication connections are not supported");
+			return;
+		}
+	}
+	if (!store_params(c, &st)) {
+		lv_metric_inc_l(LV_M_ERRORS_TOTAL, LV_ML_ERROR_KIND_OOM);
+		lv_client_close(c, LV_SQLSTATE_OUT_OF_MEMORY, "levee: out of memory");
+		return;
+	}
+	lv_sbuf_skip(&c->conn.sb, len);
+
+	c->is_admin = strcmp(c->database, "levee") == 0;
+	if (!c->is_admin && !lv_config_find_db(cfg, c->database)) {
+		/* Authenticate first so the answer does not reveal which databases exist
+		 * to someone without a password: the check repeats after auth. */
+	}
+	if (!assign_cancel_key(c)) {
+		lv_client_close(c, LV_SQLSTATE_OUT_OF_MEMORY, "levee: out of memory");
+		return;
+	}
+	c->conn.action = "authenticating";
+	lv_auth_start(c);
+}
+
+/* Called by auth.c once the client proved who it is. */
+void lv_client_authenticated(lv_client_t *c)
+{
+	lv_worker_t *w = c->conn.worker;
+	lv_config_t *cfg = w->cfg;
+	c->auth_phase = LV_AUTHP_DONE;
+	if (c->is_admin) {
+		lv_auth_cleanup(c);
+		bool admin = lv_config_list_has(cfg->levee.admin_users, c->user);
+		bool stats = lv_config_list_has(cfg->levee.stats_users, c->user);
+		if (!admin && !stats) {
+			lv_metric_inc_l(LV_M_CLIENT_CONNECTIONS_REFUSED_TOTAL, LV_ML_REFUSE_REASON_AUTH);
+			lv_client_close(c, LV_SQLSTATE_INVALID_AUTHORIZATION,
+					"levee: user \"%s\" is not allowed into the admin console", c->user);
+			return;
+		}
+		c->is_stats_only = !admin;
+		lv_buf_t b;
+		lv_buf_init(&b);
+		bool ok = lv_wire_write_auth_ok(&b) && lv_wire_write_param_status(&b, "server_version", "15.0 (Levee " LV_VERSION ")") &&
+			  lv_wire_write_param_status(&b, "server_encoding", "UTF8") &&
+			  lv_wire_write_param_status(&b, "client_encoding", "UTF8") &&
+			  lv_wire_write_param_status(&b, "DateStyle", "ISO, MDY") &&
+			  lv_wire_write_param_status(&b, "integer_datetimes", "on") &&
+			  lv_wire_write_param_status(&b, "standard_conforming_strings", "on") &&
+			  lv_wire_write_backend_key(&b, (int32_t)c->cancel_key, c->cancel_key) &&
+			  lv_wire_write_ready(&b, 'I');
+		c->cancel_pid = c->cancel_key;
+		if (ok)
+			ok = lv_client_send(c, b.data, b.len);
+		lv_buf_cleanup(&b);
+		if (!ok)
+			return;
+		c->logged_in = true;
+		c->conn.action = NULL;
+		lv_client_set_state(c, LV_CLIENT_ADMIN);
+		if (cfg->levee.log_connections)
+			lv_clog_info(c, "login attempt: db=levee user=%s tls=%s", c->user, c->is_tls ? "yes" : "no");
+		return;
+	}
+	const lv_cfg_db_t *db = lv_config_find_db(cfg, c->database);
+	if (!db) {
+		lv_metric_inc_l(LV_M_CLIENT_CONNECTIONS_REFUSED_TOTAL, LV_ML_REFUSE_REASON_DATABASE);
+		lv_client_close(c, LV_SQLSTATE_INVALID_CATALOG_NAME, "database \"%s\" does not exist", c->database);
+		return;
+	}
+	lv_pool_t *pool = lv_pool_get(w, db, c->user);
+	if (pool)
+		lv_auth_export_keys(c, pool);
+	lv_auth_cleanup(c);
+	if (!pool) {
+		lv_metric_inc_l(LV_M_ERRORS_TOTAL, LV_ML_ERROR_KIND_OOM);
+		lv_client_close(c, LV_SQLSTATE_OUT_OF_MEMORY, "levee: out of memory");
+		return;
+	}
+	if (!lv_pool_user_admit(pool, c)) {
+		lv_metric_inc_l(LV_M_CLIENT_CONNECTIONS_REFUSED_TOTAL, LV_ML_REFUSE_REASON_MAX_USER_CONNECTIONS);
+		lv_client_close(c, LV_SQLSTATE_TOO_MANY_CONNECTIONS,
+				"levee: too many connections for user \"%s\" (max_user_connections)", c->user);
+		return;
+	}
+	c->pool = pool;
+	if (cfg->levee.log_connections)
+		lv_clog_info(c, "login attempt: db=%s user=%s tls=%s", c->database, c->user, c->is_tls ? "yes" : "no");
+	c->conn.action = "waiting for a server";
+	c->wait_start_us = lv_time_now_us();
+	lv_client_set_state(c, LV_CLIENT_WAITING);
+	lv_pool_assign(pool);
+}
+
+/* Finishes the login of a client that just got its first server. */
+static bool finish_login(lv_client_t *c, lv_server_t *sv)
+{
+	lv_buf_t b;
+	lv_buf_init(&b);
+	c->cancel_pid = sv->pid;
+	bool ok = lv_wire_write_auth_ok(&b) && lv_server_write_status(sv, &b) &&
+		  lv_wire_write_backend_key(&b, (int32_t)c->cancel_pid, c->cancel_key) && lv_wire_write_ready(&b, 'I');
+	if (ok)
+		ok = lv_client_send(c, b.data, b.len);
+	lv_buf_cleanup(&b);
+	if (ok)
+		c->logged_in = true;
+	return ok;
+}
+
+void lv_client_attach(lv_client_t *c, lv_server_t *sv)
+{
+	lv_usec_t now = lv_time_now_us();
+	if (c->wait_start_us) {
+		lv_usec_t waited = now - c->wait_start_us;
+		lv_metric_observe_us(LV_M_CLIENT_WAIT_SECONDS, 0, waited);
+		c->pool->wait_time_us += (uint64_t)waited;
+		c->wait_start_us = 0;
+	}
+	c->server = sv;
+	sv->client = c;
+	lv_server_set_state(sv, LV_SERVER_ACTIVE);
+	lv_client_set_state(c, LV_CLIENT_ACTIVE);
+	c->conn.action = NULL;
+	if (!c->logged_in && !finish_login(c, sv))
+		return;
+	/* Anything the client sent while it waited can go now. */
+	lv_sbuf_resume(&c->conn.sb);
+	if (lv_sbuf_avail(&c->conn.sb) > 0)
+		lv_sbuf_kick(&c->conn.sb);
+}
+
+/* ---------------------------------------------------------------- messages */
+
+static bool is_frontend_type(uint8_t t)
+{
+	switch (t) {
+	case PqMsg_Query:
+	case PqMsg_Parse:
+	case PqMsg_Bind:
+	case PqMsg_Execute:
+	case PqMsg_Describe:
+	case PqMsg_Close:
+	case PqMsg_Sync:
+	case PqMsg_Flush:
+	case PqMsg_Terminate:
+	case PqMsg_CopyData:
+	case PqMsg_CopyDone:
+	case PqMsg_CopyFail:
+	case PqMsg_FunctionCall:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/*
+ * ACTIVE: frames what the client sent and forwards it to the server in one
+ * batch, noting what the server will answer (a ReadyForQuery per Query, Sync
+ * or FunctionCall) so that a released server is known to be clean.
+ */
+static void forward_to_server(lv_client_t *c)
+{
+	lv_server_t *sv = c->server;
+	lv_sbuf_t *sb = &c->conn.sb;
+	size_t max_len = (size_t)c->conn.worker->cfg->levee.max_packet_size;
+
+	for (;;) {
+		size_t avail = lv_sbuf_avail(sb);
+		size_t batch = 0;
+		if (c->fwd_left) {
+			batch = c->fwd_left < avail ? (size_t)c->fwd_left : avail;
+			c->fwd_left -= batch;
+		}
+		bool terminate = false;
+		while (c->fwd_left == 0 && batch + 5 <= avail) {
+			uint8_t hdr[5];
+			if (!lv_sbuf_peek(sb, batch, hdr, 5))
+				break;
+			uint8_t type;
+			uint32_t len;
+			int rc = lv_wire_read_header(hdr, 5, max_len, &type, &len);
+			if (rc != 0 || !is_frontend_type(type)) {
+				if (batch > 0 && lv_sbuf_forward(sb, &sv->conn.sb, batch))
+					lv_metric_add(LV_M_CLIENT_BYTES_RECEIVED_TOTAL, 0, (int64_t)batch);
+				lv_metric_inc_l(LV_M_ERRORS_TOTAL, LV_ML_ERROR_KIND_CLIENT_PROTOCOL);
+				if (rc == LV_ETOOBIG)
+					lv_client_close(c, LV_SQLSTATE_PROGRAM_LIMIT,
+							"levee: message of %u bytes exceeds max_packet_size", len);
+				else if (rc != 0)
+					lv_client_close(c, LV_SQLSTATE_PROTOCOL_VIOLATION,
+							"levee: invalid message length %u", len);
+				else
+					lv_client_close(c, LV_SQLSTATE_PROTOCOL_VIOLATION,
+							"levee: invalid frontend message type %d", type);
+				return;
+			}
+			if (type == PqMsg_Terminate) {
+				terminate = true;
+				break;
+			}
+			switch (type) {
+			case PqMsg_Query:
+			case PqMsg_FunctionCall:
+			case PqMsg_Sync:
+				if (sv->n_pending++ == 0)
+					sv->request_start_us = lv_time_now_us();
+				if (type == PqMsg_Sync)
+					sv->unsynced = false;
+				break;
+			case PqMsg_Parse:
+			case PqMsg_Bind:
+			case PqMsg_Execute:
+			case PqMsg_Describe:
+			case PqMsg_Close:
+			case PqMsg_Flush:
+				sv->unsynced = true;
+				break;
+			default:
+				break;
+			}
+			size_t whole = (size_t)len + 1;
+			if (batch + whole <= avail) {
+				batch += whole;
+			} else {
+				c->fwd_left = whole - (avail - batch);
+				batch = avail;
+			}
+		}
+		if (batch > 0) {
+			if (!lv_sbuf_forward(sb, &sv->conn.sb, batch)) {
+				lv_client_close(c, LV_SQLSTATE_OUT_OF_MEMORY, "levee: out of memory");
+				return;
+			}
+			lv_metric_add(LV_M_CLIENT_BYTES_RECEIVED_TOTAL, 0, (int64_t)batch);
+			lv_metric_add(LV_M_SERVER_BYTES_SENT_TOTAL, 0, (int64_t)batch);
+			c->pool->bytes_in += batch;
+		}
+		if (terminate) {
+			lv_sbuf_skip(sb, 5);
+			lv_client_drop(c, "client sent Terminate");
+			return;
+		}
+		if (lv_sbuf_pending_out(&sv->conn.sb) > LV_BACKPRESSURE_HIGH) {
+			/* The server reads slower than the client writes: wait for it. */
+			lv_sbuf_pause(sb);
+			lv_sbuf_watch_drain(&sv->conn.sb, LV_BACKPRESSURE_LOW);
+			return;
+		}
+		if (batch == 0 || lv_sbuf_avail(sb) == 0)
+			return;
+	}
+}
+
+void lv_client_resume_admin(lv_client_t *c)
+{
+	if (c->state == LV_CLIENT_ADMIN && lv_sbuf_avail(&c->conn.sb) > 0)
+		lv_sbuf_kick(&c->conn.sb);
+}
+
+void lv_client_resume(lv_client_t *c)
+{
+	if (c->state != LV_CLIENT_ACTIVE)
+		return;
+	lv_sbuf_resume(&c->conn.sb);
+	if (lv_sbuf_avail(&c->conn.sb) > 0)
+		forward_to_server(c);
+}
+
+/* LOGIN: the startup packet, then the auth exchange. */
+static void handle_login_input(lv_client_t *c)
+{
+	lv_sbuf_t *sb = &c->conn.sb;
+	while (c->state == LV_CLIENT_LOGIN && lv_sbuf_avail(sb) > 0) {
+		if (c->auth_phase == LV_AUTHP_NONE) {
+			uint8_t hdr[4];
+			if (!lv_sbuf_peek(sb, 0, hdr, 4))
+				return;
+			uint32_t len;
+			int rc = lv_wire_startup_len(hdr, 4, &len);
+			if (rc != 0) {
+				lv_metric_inc_l(LV_M_CLIENT_CONNECTIONS_REFUSED_TOTAL, LV_ML_REFUSE_REASON_PROTOCOL);
+				lv_metric_inc_l(LV_M_ERRORS_TOTAL, LV_ML_ERROR_KIND_CLIENT_PROTOCOL);
+				lv_client_close(c, LV_SQLSTATE_PROTOCOL_VIOLATION,
+						"levee: invalid startup packet length %u", lv_get_u32(hdr));
+				return;
+			}
+			const uint8_t *pkt = lv_sbuf_pullup(sb, len);
+			if (!pkt)
+				return;
+			handle_startup(c, pkt, len);
+			continue;
+		}
+		/* Auth messages: 'p' with a bounded length. */
+		uint8_t hdr[5];
+		if (!lv_sbuf_peek(sb, 0, hdr, 5))
+			return;
+		uint8_t type;
+		uint32_t len;
+		int rc = lv_wire_read_header(hdr, 5, 65536, &type, &len);
+		if (rc != 0 || type != PqMsg_PasswordMessage) {
+			lv_metric_inc_l(LV_M_CLIENT_CONNECTIONS_REFUSED_TOTAL, LV_ML_REFUSE_REASON_PROTOCOL);
+			lv_metric_inc_l(LV_M_ERRORS_TOTAL, LV_ML_ERROR_KIND_CLIENT_PROTOCOL);
+			if (type == PqMsg_Terminate && rc == 0) {
+				lv_client_drop(c, "client sent Terminate during login");
+				return;
+			}
+			lv_client_close(c, LV_SQLSTATE_PROTOCOL_VIOLATION,
+					"levee: expected a password message, got message type %d", type);
+			return;
+		}
+		if (lv_sbuf_avail(sb) < (size_t)len + 1)
+			return;
+		/* Copy the message out first: authentication may attach a server and
+		 * start forwarding what follows it in the input buffer. */
+		size_t n = len - 4;
+		uint8_t *body = lv_malloc(n);
+		if (!body || !lv_sbuf_read(sb, hdr, 5) || !lv_sbuf_read(sb, body, n)) {
+			lv_free(body);
+			lv_client_close(c, LV_SQLSTATE_OUT_OF_MEMORY, "levee: out of memory");
+			return;
+		}
+		lv_auth_input(c, body, n);
+		lv_free(body);
+	}
+}
+
+/* ADMIN: simple queries for the console, Terminate, nothing else. */
+static void handle_admin_input(lv_client_t *c)
+{
+	lv_sbuf_t *sb = &c->conn.sb;
+	while (c->state == LV_CLIENT_ADMIN && c->n_admin_pending == 0) {
+		uint8_t hdr[5];
+		if (!lv_sbuf_peek(sb, 0, hdr, 5))
+			return;
+		uint8_t type;
+		uint32_t len;
+		int rc = lv_wire_read_header(hdr, 5, 1024 * 1024, &type, &len);
+		if (rc != 0) {
+			lv_client_close(c, LV_SQLSTATE_PROTOCOL_VIOLATION, "levee: invalid message length %u", len);
+			return;
+		}
+		const uint8_t *msg = lv_sbuf_pullup(sb, (size_t)len + 1);
+		if (!msg)
+			return;
+		if (type == PqMsg_Terminate) {
+			lv_client_drop(c, "client sent Terminate");
+			return;
+		}
+		if (type != PqMsg_Query) {
+			lv_sbuf_skip(sb, (size_t)len + 1);
+			if (type == PqMsg_Sync) {
+				lv_client_ready(c, 'I');
+				continue;
+			}
+			if (!is_frontend_type(type)) {
+				lv_client_close(c, LV_SQLSTATE_PROTOCOL_VIOLATION,
+						"levee: invalid frontend message type %d", type);
+				return;
+			}
+			lv_client_error(c, LV_SQLSTATE_FEATURE_NOT_SUPPORTED,
+					"levee: the admin console supports the simple query protocol only");
+			continue;
+		}
+		/* The text without its NUL; copy it so the buffer can move on. */
+		size_t n = len - 4;
+		char *sql = lv_strndup((const char *)msg + 5, n ? n - 1 : 0);
+		lv_sbuf_skip(sb, (size_t)len + 1);
+		if (!sql) {
+			lv_client_close(c, LV_SQLSTATE_OUT_OF_MEMORY, "levee: out of memory");
+			return;
+		}
+		lv_metric_inc(LV_M_QUERIES_TOTAL);
+		if (admin_handler)
+			admin_handler(c, sql, strlen(sql));
+		else
+			lv_client_error(c, LV_SQLSTATE_FEATURE_NOT_SUPPORTED, "levee: no admin console");
+		lv_free(sql);
+	}
+}
+
+static void client_sbuf_cb(lv_sbuf_t *sb, lv_sbuf_event_t ev, void *arg)
+{
+	lv_client_t *c = arg;
+	if (ev == LV_SBUF_EV_READ) {
+		switch (c->state) {
+		case LV_CLIENT_LOGIN:
+			handle_login_input(c);
+			break;
+		case LV_CLIENT_ACTIVE:
+			forward_to_server(c);
+			break;
+		case LV_CLIENT_ADMIN:
+			handle_admin_input(c);
+			break;
+		case LV_CLIENT_WAITING:
+		case LV_CLIENT_IDLE:
+			/* Kept until a server is attached; the read watermark bounds it. */
+			if (lv_sbuf_avail(sb) > LV_BACKPRESSURE_HIGH)
+				lv_sbuf_pause(sb);
+			break;
+		case LV_CLIENT_CLOSING:
+		case LV_CLIENT__NSTATES:
+			lv_sbuf_skip(sb, lv_sbuf_avail(sb));
+			break;
+		}
+		return;
+	}
+	if (ev == LV_SBUF_EV_CONNECTED) {
+		/* TLS handshake finished: the startup packet follows. */
+		return;
+	}
+	if (ev == LV_SBUF_EV_DRAINED) {
+		/* Our output to the client drained: read from its server again. */
+		if (c->server_paused && c->server) {
+			c->server_paused = false;
+			lv_sbuf_resume(&c->server->conn.sb);
+			if (lv_sbuf_avail(&c->server->conn.sb) > 0)
+				lv_server_flush_to_client(c->server);
+		}
+		return;
+	}
+	/* EOF or error. */
+	if (c->state == LV_CLIENT_LOGIN && ev == LV_SBUF_EV_ERROR && c->is_tls)
+		lv_metric_inc_l(LV_M_ERRORS_TOTAL, LV_ML_ERROR_KIND_TLS);
+	char buf[128];
+	lv_client_drop(c, ev == LV_SBUF_EV_EOF ? "client closed the connection" : lv_sbuf_error(sb, buf, sizeof(buf)));
+}
+
+/* --------------------------------------------------- events from the server */
+
+void lv_client_server_ready(lv_client_t *c)
+{
+	(void)c;
+}
+
+void lv_client_server_lost(lv_client_t *c, const char *sqlstate, const char *msg)
+{
+	if (c->state == LV_CLIENT_CLOSING)
+		return;
+	if (sqlstate)
+		lv_client_close(c, sqlstate, "%s", msg);
+	else
+		lv_client_drop(c, msg);
+}

@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * Server connections: Levee as a PostgreSQL client. A server is opened for
+ * one pool with one set of startup parameters (the client's, in session
+ * mode), logs in (TLS, cleartext, md5 or SCRAM), then idles in its pool,
+ * serves one client at a time, and is reset with server_reset_query before
+ * reuse.
+ */
+#ifndef LEVEE_PROXY_SERVER_H
+#define LEVEE_PROXY_SERVER_H
+
+#include "core/buf.h"
+#include "net/addr.h"
+#include "proxy/conn.h"
+
+#define LV_SERVER_STATE_MAP(XX)                                                  \
+	XX(CONNECTING, "connecting") /* TCP connect / TLS handshake; pool->sv_login */ \
+	XX(LOGIN, "login")           /* startup and auth exchange; pool->sv_login */     \
+	XX(IDLE, "idle")             /* ready, unused; pool->sv_idle */                  \
+	XX(ACTIVE, "active")         /* linked to a client; pool->sv_active */           \
+	XX(TESTING, "testing")       /* running the reset query; pool->sv_testing */     \
+	XX(CLOSING, "closing")       /* closed; freed after this loop iteration */
+
+typedef enum lv_server_state {
+#define XX(name, text) LV_SERVER_##name,
+	LV_SERVER_STATE_MAP(XX)
+#undef XX
+	LV_SERVER__NSTATES
+} lv_server_state_t;
+
+const char *lv_server_state_name(lv_server_state_t s);
+
+struct lv_scram_client;
+
+struct lv_server {
+	lv_conn_t conn;
+	lv_server_state_t state;
+	lv_pool_t *pool;
+	lv_client_t *client;   /* valid in ACTIVE */
+	lv_addr_t addr;        /* where it is connected; cancel requests go there */
+
+	uint32_t pid;          /* BackendKeyData */
+	uint32_t key;
+	lv_buf_t params;       /* startup parameters it was started with (client format) */
+	uint64_t params_hash;
+	lv_buf_t status;       /* ParameterStatus it reported: "name\0value\0" pairs */
+
+	struct lv_scram_client *scram; /* owned; during SCRAM login only */
+	bool tls_asked;
+	bool counts_connecting; /* holds a server_connect_concurrency slot while logging in */        /* SSLRequest sent, waiting for 'S'/'N' */
+
+	char txn_status;       /* of the last ReadyForQuery: 'I', 'T', 'E' */
+	int n_pending;         /* ReadyForQuery messages still expected */
+	bool unsynced;         /* extended-protocol messages sent since the last Sync */
+	bool in_copy;          /* CopyIn/CopyOut/CopyBoth in progress */
+	bool close_needed;     /* do not reuse: close on release */
+	bool reset_rollback;   /* TESTING: a ROLLBACK precedes the reset query */
+	uint64_t fwd_left;     /* bytes of the current server message still to forward */
+	uint8_t last_type;     /* type of the last message forwarded to the client */
+	lv_usec_t request_start_us; /* when n_pending went from 0 to 1 */
+	lv_usec_t xact_start_us;    /* when the current transaction began */
+	lv_usec_t last_used_us;
+	lv_usec_t created_us;
+};
+
+/* Opens a new server for pool with the given startup parameters; NULL on failure (logged). */
+lv_server_t *lv_server_connect(lv_pool_t *pool, const lv_buf_t *params, uint64_t params_hash);
+void lv_server_set_state(lv_server_t *sv, lv_server_state_t s);
+/* Client c is done with sv: reset it for reuse, or close it if it cannot be made clean. */
+void lv_server_release(lv_server_t *sv);
+/* Login took longer than server_connect_timeout. */
+void lv_server_timeout(lv_server_t *sv);
+/* Closes sv (sending Terminate when it is logged in); reason is logged. */
+void lv_server_close(lv_server_t *sv, const char *reason);
+/* Appends the ParameterStatus messages sv reported, for a client's login. */
+bool lv_server_write_status(const lv_server_t *sv, lv_buf_t *out) LV_MUSTCHECK;
+/* Forwards what the server sent to its client (ACTIVE). */
+void lv_server_flush_to_client(lv_server_t *sv);
+/* Sends a CancelRequest for sv's running query over a fresh connection. */
+void lv_server_cancel(lv_server_t *sv);
+
+#endif
