@@ -63,7 +63,9 @@ $(BUILD)/tests/unit/%.deps: tests/unit/%.c
 	@mkdir -p $(dir $@)
 	@mod=$$(echo $* | sed -E 's/^test_([a-z]+)_(.*)$$/src\/\1\/\2.c/'); \
 	 extra=$$(sed -n 's/.*levee-test-deps:\(.*\)\*\/.*/\1/p' $< | head -1); \
-	 objs=""; for s in $$mod $$extra; do [ -f $$s ] && objs="$$objs $(BUILD)/$${s%.c}.o"; done; \
+	 objs=""; for s in $$mod $$extra; do o="$(BUILD)/$${s%.c}.o"; \
+	   case " $(CORE_OBJS) $$objs " in *" $$o "*) continue;; esac; \
+	   [ -f $$s ] && objs="$$objs $$o"; done; \
 	 echo "$(BUILD)/tests/unit/$*: $$objs" > $@; \
 	 echo "$(BUILD)/tests/unit/$*_OBJS := $$objs" >> $@
 
@@ -118,3 +120,4 @@ clean:
 	rm -rf build
 
 -include $(OBJS:.o=.d)
+-include $(UNIT_SRCS:%.c=$(BUILD)/%.d) $(wildcard $(BUILD)/tests/unit/fakes/*.d)
