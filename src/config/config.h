@@ -19,6 +19,7 @@
 
 #include "core/buf.h"
 #include "core/lv.h"
+#include "core/secret.h"
 
 /* PostgreSQL's NAMEDATALEN is 64; identifiers longer than 63 bytes are refused. */
 #define LV_NAME_LEN 64
@@ -84,11 +85,6 @@ typedef struct lv_cfg_user {
 	int line;
 } lv_cfg_user_t;
 
-typedef enum lv_secret_kind {
-	LV_SECRET_PLAIN = 0, /* clear text */
-	LV_SECRET_MD5 = 1,   /* "md5" + hex(md5(password || user)) */
-	LV_SECRET_SCRAM = 2, /* "SCRAM-SHA-256$iter:salt$StoredKey:ServerKey" */
-} lv_secret_kind_t;
 
 /* One line of auth_file: "user" "secret". */
 typedef struct lv_auth_entry {
@@ -184,6 +180,11 @@ bool lv_config_list_has(const char *list, const char *name);
 /* Effective per-pool values: the [database]/[user] override or the [pool] default. */
 int lv_config_pool_mode(const lv_config_t *cfg, const lv_cfg_db_t *db, const char *user);
 int lv_config_pool_size(const lv_config_t *cfg, const lv_cfg_db_t *db);
+/* The same rule for the other overridable settings; db or user may be NULL (the default). */
+int lv_config_min_pool_size(const lv_config_t *cfg, const lv_cfg_db_t *db);
+int lv_config_reserve_pool_size(const lv_config_t *cfg, const lv_cfg_db_t *db);
+int lv_config_max_db_connections(const lv_config_t *cfg, const lv_cfg_db_t *db); /* 0 = unlimited */
+int lv_config_max_user_connections(const lv_config_t *cfg, const char *user);    /* 0 = unlimited */
 
 /*
  * Calls fn once per table setting, in table order, with the value rendered as
@@ -193,6 +194,21 @@ int lv_config_pool_size(const lv_config_t *cfg, const lv_cfg_db_t *db);
 typedef void (*lv_config_visit_fn)(void *arg, const char *section, const char *key,
 				   const char *value, bool is_reloadable);
 void lv_config_for_each(const lv_config_t *cfg, lv_config_visit_fn fn, void *arg);
+
+/* What the settings tables say about one key, for docs and "levee --print-config-keys". */
+typedef struct lv_config_key_info {
+	const char *section; /* "levee", "pool", "tls", "database NAME" or "user NAME" */
+	const char *key;
+	const char *type;          /* "bool", "integer", "size", "duration", "enum", ... */
+	const char *default_value; /* as written in a file; "" when unset */
+	const char *doc;           /* one sentence */
+	bool is_reloadable;
+	bool is_secret;
+} lv_config_key_info_t;
+
+typedef void (*lv_config_key_fn)(void *arg, const lv_config_key_info_t *info);
+/* Calls fn once per key of every table ([levee], [pool], [tls], then [database], [user]). */
+void lv_config_for_each_key(lv_config_key_fn fn, void *arg);
 
 /*
  * Appends one warning line per non-reloadable setting whose value differs
