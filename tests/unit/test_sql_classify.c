@@ -1,0 +1,1028 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * Unit tests for sql/classify.c: a corpus of statements with their expected
+ * kind, replica safety, tables, route and flags
+ * (tests/unit/fixtures/sql/corpus.tsv), then focused tests for hints, SET
+ * details, session state, transaction options, fingerprints, normalisation,
+ * the classification cache, table-list overflow, deep nesting and
+ * allocation failures.
+ */
+#include "core/lv.h"
+
+#include <setjmp.h> /* before cmocka.h, which needs jmp_buf */
+
+#include <cmocka.h>
+
+#include "core/mem.h"
+#include "core/status.h"
+#include "sql/classify.h"
+
+#define CORPUS "tests/unit/fixtures/sql/corpus.tsv"
+
+static const char *const extra_writers[] = {"my_write_fn", "audit.log_it", NULL};
+
+static const lv_sql_opts_t corpus_opts = {
+	.write_functions = extra_writers,
+	.write_functions_list = " bump_counter_* , other_fn",
+};
+
+static void classify(const char *sql, lv_sql_info_t *in)
+{
+	assert_int_equal(lv_sql_classify(sql, strlen(sql), NULL, in), LV_OK);
+}
+
+/* ---------------------------------------------------------------- corpus */
+
+typedef struct corpus_line {
+	int lineno;
+	char sql[1024];
+	char *col[7]; /* sql (raw), kind, ro, read, written, route, flags */
+} corpus_line_t;
+
+static void unescape(const char *src, char *dst, size_t cap)
+{
+	size_t n = 0;
+	if (strcmp(src, "<empty>") == 0) {
+		dst[0] = '\0';
+		return;
+	}
+	for (const char *p = src; *p && n + 1 < cap; p++) {
+		if (*p == '\\' && p[1]) {
+			p++;
+			dst[n++] = *p == 'n' ? '\n' : *p == 't' ? '\t' : *p;
+		} else {
+			dst[n++] = *p;
+		}
+	}
+	dst[n] = '\0';
+}
+
+/* "a,b,c" or "-" compared with a table list. */
+static bool tables_match(const char *want, const lv_sql_info_t *in, bool written, char *got,
+			 size_t cap)
+{
+	unsigned n = written ? in->n_written : in->n_read;
+	size_t len = 0;
+	got[0] = '\0';
+	for (unsigned i = 0; i < n; i++) {
+		const char *t = written ? lv_sql_table_written(in, i) : lv_sql_table_read(in, i);
+		len += (size_t)snprintf(got + len, cap - len, "%s%s", i ? "," : "", t);
+		if (len >= cap)
+			return false;
+	}
+	if (n == 0)
+		snprintf(got, cap, "-");
+	return strcmp(want, got) == 0;
+}
+
+static void add_flag(char *buf, size_t cap, const char *f)
+{
+	size_t len = strlen(buf);
+	snprintf(buf + len, cap - len, "%s%s", len ? " " : "", f);
+}
+
+/* The flags that are set, in the corpus' canonical order. */
+static void flags_of(const lv_sql_info_t *in, char *buf, size_t cap)
+{
+	char tmp[64];
+	buf[0] = '\0';
+	if (in->has_locking_clause)
+		add_flag(buf, cap, "lock");
+	if (in->has_writing_cte)
+		add_flag(buf, cap, "wcte");
+	if (in->has_select_into)
+		add_flag(buf, cap, "into");
+	if (in->has_returning)
+		add_flag(buf, cap, "ret");
+	if (in->calls_write_function)
+		add_flag(buf, cap, "wfn");
+	if (in->calls_volatile)
+		add_flag(buf, cap, "vol");
+	if (in->is_transaction_control)
+		add_flag(buf, cap, "txctl");
+	if (in->txn_read_only)
+		add_flag(buf, cap, "txro");
+	if (in->txn_read_write)
+		add_flag(buf, cap, "txrw");
+	if (in->is_multi)
+		add_flag(buf, cap, "multi");
+	for (unsigned r = 1; r < LV_SQL_SESSION_COUNT; r++) {
+		if (in->creates_mask & LV_SQL_SESSION_BIT(r)) {
+			snprintf(tmp, sizeof(tmp), "sess=%s", lv_sql_session_name(r));
+			add_flag(buf, cap, tmp);
+		}
+	}
+	if (in->clears_mask == LV_SQL_SESSION_ALL_BITS) {
+		add_flag(buf, cap, "clear=ALL");
+	} else {
+		for (unsigned r = 1; r < LV_SQL_SESSION_COUNT; r++) {
+			if (in->clears_mask & LV_SQL_SESSION_BIT(r)) {
+				snprintf(tmp, sizeof(tmp), "clear=%s", lv_sql_session_name(r));
+				add_flag(buf, cap, tmp);
+			}
+		}
+	}
+	if (buf[0] == '\0')
+		snprintf(buf, cap, "-");
+}
+
+static const char *route_of(const lv_sql_info_t *in)
+{
+	return in->hints.want_primary || !in->is_read_only ? "primary" : "replica";
+}
+
+/* Checks one line; prints every mismatch and returns how many there were. */
+static int check_line(const corpus_line_t *cl, const lv_sql_info_t *in)
+{
+	char got[1024];
+	int bad = 0;
+	const char *ro = in->is_read_only ? "ro" : "rw";
+
+#define MISMATCH(what, want, have)                                                            \
+	do {                                                                                  \
+		fprintf(stderr, "%s:%d: %s: want '%s' got '%s'   [%s]\n", CORPUS, cl->lineno, \
+			what, want, have, cl->sql);                                           \
+		bad++;                                                                        \
+	} while (0)
+
+	if (strcmp(cl->col[1], lv_sql_kind_name(in->kind)) != 0)
+		MISMATCH("kind", cl->col[1], lv_sql_kind_name(in->kind));
+	if (strcmp(cl->col[2], ro) != 0)
+		MISMATCH("read-only", cl->col[2], ro);
+	if (!tables_match(cl->col[3], in, false, got, sizeof(got)))
+		MISMATCH("read", cl->col[3], got);
+	if (!tables_match(cl->col[4], in, true, got, sizeof(got)))
+		MISMATCH("written", cl->col[4], got);
+	if (strcmp(cl->col[5], route_of(in)) != 0)
+		MISMATCH("route", cl->col[5], route_of(in));
+	flags_of(in, got, sizeof(got));
+	if (strcmp(cl->col[6], got) != 0)
+		MISMATCH("flags", cl->col[6], got);
+	if (in->kind == LV_SQL_UNPARSABLE && in->error[0] == '\0')
+		MISMATCH("error", "a message", "");
+	if (in->kind != LV_SQL_UNPARSABLE && in->error[0] != '\0')
+		MISMATCH("error", "", in->error);
+#undef MISMATCH
+	return bad;
+}
+
+static FILE *open_corpus(void)
+{
+	const char *dir = getenv("LV_TEST_SRCDIR");
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", dir ? dir : ".", CORPUS);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		fprintf(stderr, "cannot open %s (run from the repository root)\n", path);
+	return f;
+}
+
+/* Runs every corpus line through classify (or the cache); returns lines checked. */
+static int run_corpus(lv_sql_cache_t *cache, int *n_bad)
+{
+	FILE *f = open_corpus();
+	char line[2048];
+	int n = 0, lineno = 0;
+	static corpus_line_t cl;
+	static lv_sql_info_t in;
+
+	assert_non_null(f);
+	*n_bad = 0;
+	while (fgets(line, sizeof(line), f)) {
+		lineno++;
+		line[strcspn(line, "\r\n")] = '\0';
+		if (line[0] == '#' || line[0] == '\0')
+			continue;
+		memset(&cl, 0, sizeof(cl));
+		cl.lineno = lineno;
+		int k = 0;
+		char *p = line;
+		while (k < 7) {
+			cl.col[k++] = p;
+			p = strchr(p, '\t');
+			if (!p)
+				break;
+			*p++ = '\0';
+		}
+		if (k != 7 || p) {
+			fprintf(stderr, "%s:%d: want 7 tab-separated columns\n", CORPUS, lineno);
+			(*n_bad)++;
+			continue;
+		}
+		unescape(cl.col[0], cl.sql, sizeof(cl.sql));
+		size_t len = strlen(cl.sql);
+		int rc = cache ? lv_sql_cache_classify(cache, cl.sql, len, &corpus_opts, &in)
+			       : lv_sql_classify(cl.sql, len, &corpus_opts, &in);
+		assert_int_equal(rc, LV_OK);
+		*n_bad += check_line(&cl, &in);
+		n++;
+	}
+	fclose(f);
+	return n;
+}
+
+static void test_corpus(void **state)
+{
+	int bad;
+	int n = run_corpus(NULL, &bad);
+	fprintf(stderr, "corpus: %d statements, %d mismatches\n", n, bad);
+	assert_true(n >= 150);
+	assert_int_equal(bad, 0);
+}
+
+/* The corpus through a cache: the first pass misses, the second hits, both agree. */
+static void test_corpus_cached(void **state)
+{
+	lv_sql_cache_t *cache = lv_sql_cache_new(1024);
+	int bad;
+	assert_non_null(cache);
+	int n = run_corpus(cache, &bad);
+	assert_int_equal(bad, 0);
+	lv_sql_cache_stats_t s1 = lv_sql_cache_stats(cache);
+	int n2 = run_corpus(cache, &bad);
+	assert_int_equal(bad, 0);
+	assert_int_equal(n, n2);
+	lv_sql_cache_stats_t s2 = lv_sql_cache_stats(cache);
+	/* Second pass: every statement is a hit (the corpus has a few duplicates). */
+	assert_int_equal(s2.hits - s1.hits, (uint64_t)n);
+	assert_int_equal(s2.misses, s1.misses);
+	assert_true(s1.misses <= (uint64_t)n);
+	assert_int_equal(s1.misses + s1.hits, (uint64_t)n);
+	lv_sql_cache_free(cache);
+}
+
+/* ---------------------------------------------------------------- hints */
+
+static void hints(const char *sql, lv_sql_hints_t *h)
+{
+	assert_int_equal(lv_sql_hints(sql, strlen(sql), h), LV_OK);
+}
+
+static void test_hints_basic(void **state)
+{
+	lv_sql_hints_t h;
+
+	hints("select 1", &h);
+	assert_false(h.has_any);
+	assert_int_equal(h.n_invalid, 0);
+
+	hints("/* levee:primary */ select 1", &h);
+	assert_true(h.has_any);
+	assert_true(h.want_primary);
+	assert_false(h.want_replica);
+
+	hints("select 1 -- LEVEE:Replica", &h);
+	assert_true(h.want_replica);
+
+	hints("/*levee:nocache*/select 1", &h);
+	assert_true(h.want_no_cache);
+
+	hints("select 1 /* levee:cache ttl=30s swr=60s */", &h);
+	assert_true(h.want_cache);
+	assert_int_equal(h.cache_ttl_ms, 30000);
+	assert_int_equal(h.cache_swr_ms, 60000);
+
+	hints("/* levee:cache */ select 1", &h);
+	assert_true(h.want_cache);
+	assert_int_equal(h.cache_ttl_ms, 0);
+
+	hints("/* levee:async */ insert into t values (1)", &h);
+	assert_true(h.want_async);
+	assert_string_equal(h.async_key, "");
+
+	hints("insert into t values (1) /* levee:async key=user:42 */", &h);
+	assert_true(h.want_async);
+	assert_string_equal(h.async_key, "user:42");
+
+	hints("/* levee:async key='user 42, x' */ insert into t values (1)", &h);
+	assert_string_equal(h.async_key, "user 42, x");
+
+	/* Several hints, comma- or space-separated, across comments. */
+	hints("/* levee:cache ttl=5s, levee:replica */ select 1 -- levee:async key=k", &h);
+	assert_true(h.want_cache);
+	assert_int_equal(h.cache_ttl_ms, 5000);
+	assert_true(h.want_replica);
+	assert_true(h.want_async);
+	assert_string_equal(h.async_key, "k");
+	assert_int_equal(h.n_invalid, 0);
+
+	/* Prose around hints; '=' in prose after a plain word is ignored. */
+	hints("/* route this: levee:primary because a=b */ select 1", &h);
+	assert_true(h.want_primary);
+	assert_int_equal(h.n_invalid, 0);
+
+	/* Nested block comments. */
+	hints("select 1 /* a /* b */ levee:primary */", &h);
+	assert_true(h.want_primary);
+}
+
+static void test_hints_durations(void **state)
+{
+	static const struct {
+		const char *sql;
+		uint32_t ttl_ms;
+		bool ok;
+	} cases[] = {
+		{"/* levee:cache ttl=30s */", 30000, true},
+		{"/* levee:cache ttl=250ms */", 250, true},
+		{"/* levee:cache ttl=5min */", 300000, true},
+		{"/* levee:cache ttl=2h */", 7200000, true},
+		{"/* levee:cache ttl=7 */", 7000, true},
+		{"/* levee:cache ttl=0s */", 0, true},
+		{"/* levee:cache ttl=5m */", 0, false},
+		{"/* levee:cache ttl=abc */", 0, false},
+		{"/* levee:cache ttl= */", 0, false},
+		{"/* levee:cache ttl=-1s */", 0, false},
+		{"/* levee:cache ttl=99999999h */", 0, false},
+		{"/* levee:cache ttl=4294967296ms */", 0, false},
+	};
+	for (size_t i = 0; i < LV_ARRAY_LEN(cases); i++) {
+		lv_sql_hints_t h;
+		hints(cases[i].sql, &h);
+		assert_true(h.want_cache);
+		assert_int_equal(h.cache_ttl_ms, cases[i].ttl_ms);
+		assert_int_equal(h.n_invalid, cases[i].ok ? 0 : 1);
+	}
+}
+
+static void test_hints_invalid(void **state)
+{
+	lv_sql_hints_t h;
+	char big[512];
+
+	hints("/* levee:bogus */ select 1", &h);
+	assert_false(h.has_any);
+	assert_int_equal(h.n_invalid, 1);
+	assert_string_equal(h.invalid, "levee:bogus");
+
+	hints("/* levee:primary ttl=5s */ select 1", &h);
+	assert_true(h.want_primary);
+	assert_int_equal(h.n_invalid, 1);
+	assert_string_equal(h.invalid, "ttl=5s");
+
+	hints("/* levee:cache color=red, levee:what */", &h);
+	assert_true(h.want_cache);
+	assert_int_equal(h.n_invalid, 2);
+	assert_string_equal(h.invalid, "color=red");
+
+	/* An oversized async key is refused, not truncated. */
+	memset(big, 'k', sizeof(big));
+	memcpy(big, "/* levee:async key=", 19);
+	memcpy(big + sizeof(big) - 4, " */", 4);
+	hints(big, &h);
+	assert_true(h.want_async);
+	assert_string_equal(h.async_key, "");
+	assert_int_equal(h.n_invalid, 1);
+
+	/* Bare "levee:" and key=value with no hint before it. */
+	hints("/* levee: ttl=5s */", &h);
+	assert_false(h.has_any);
+	assert_int_equal(h.n_invalid, 0);
+}
+
+static void test_hints_not_in_literals(void **state)
+{
+	static const char *const not_hints[] = {
+		"select '/* levee:primary */'",
+		"select 'it''s /* levee:primary */'",
+		"select E'\\' /* levee:primary */'",
+		"select \"/* levee:primary */\" from t",
+		"select $$ /* levee:primary */ $$",
+		"select $tag$ -- levee:primary\n $tag$",
+		"select $a$ $b$ /* levee:primary */ $b$ $a$",
+		"select 1 /* levee:primary", /* unterminated */
+		"select 'unterminated /* levee:primary */",
+		"select $x$ unterminated /* levee:primary */",
+		"select levee:primary",
+	};
+	for (size_t i = 0; i < LV_ARRAY_LEN(not_hints); i++) {
+		lv_sql_hints_t h;
+		hints(not_hints[i], &h);
+		if (h.want_primary)
+			fail_msg("hint found in: %s", not_hints[i]);
+		assert_false(h.has_any);
+	}
+
+	/* Identifiers with $ inside are not dollar quotes, so the comment counts. */
+	lv_sql_hints_t h;
+	hints("select a$b$ /* levee:primary */ from t", &h);
+	assert_true(h.want_primary);
+	hints("select $1 /* levee:primary */", &h);
+	assert_true(h.want_primary);
+	hints("select 'a' /* levee:primary */", &h);
+	assert_true(h.want_primary);
+	/* A NUL byte ends the statement. */
+	assert_int_equal(lv_sql_hints("select 1\0/* levee:primary */", 29, &h), LV_OK);
+	assert_false(h.want_primary);
+}
+
+static void test_hints_traceparent(void **state)
+{
+	lv_sql_hints_t h;
+	static const char tp[] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+	hints("select 1 /*traceparent='00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'*/",
+	      &h);
+	assert_true(h.has_any);
+	assert_string_equal(h.traceparent, tp);
+
+	/* sqlcommenter with other keys; levee hints in the same comment. */
+	hints("select 1 /*action='%2Fusers',controller='index',traceparent='00-4bf92f3577b34da6a3"
+	      "ce929d0e0e4736-00f067aa0ba902b7-01',tracestate='congo%3Dt61rcWkgMzE'*/",
+	      &h);
+	assert_string_equal(h.traceparent, tp);
+	assert_int_equal(h.n_invalid, 0);
+	hints("/* levee:replica traceparent='00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-"
+	      "01' */ select 1",
+	      &h);
+	assert_true(h.want_replica);
+	assert_string_equal(h.traceparent, tp);
+	assert_int_equal(h.n_invalid, 0);
+
+	/* Malformed ones are not copied. */
+	hints("/*traceparent='00-xyz'*/ select 1", &h);
+	assert_string_equal(h.traceparent, "");
+	assert_int_equal(h.n_invalid, 1);
+	hints("/*traceparent='00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x'*/", &h);
+	assert_string_equal(h.traceparent, "");
+	hints("/*traceparent='00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'*/", &h);
+	assert_string_equal(h.traceparent, "");
+}
+
+/* classify() reports the same hints as lv_sql_hints(), also when unparsable. */
+static void test_hints_in_classify(void **state)
+{
+	static const char *const sqls[] = {
+		"/* levee:cache ttl=30s swr=60s */ select * from t",
+		"garbage /* levee:primary */",
+		"/* levee:async key=a */",
+	};
+	for (size_t i = 0; i < LV_ARRAY_LEN(sqls); i++) {
+		lv_sql_info_t in;
+		lv_sql_hints_t h;
+		classify(sqls[i], &in);
+		hints(sqls[i], &h);
+		assert_memory_equal(&in.hints, &h, sizeof(h));
+		assert_true(h.has_any);
+	}
+}
+
+/* ---------------------------------------------------------------- SET */
+
+static void test_set_details(void **state)
+{
+	/* flags: L is_local, R is_reset, D is_default. */
+	static const struct {
+		const char *sql;
+		lv_sql_kind_t kind;
+		const char *name;
+		const char *value;
+		const char *flags;
+	} cases[] = {
+		{"SET search_path TO app, \"B\"", LV_SQL_SET, "search_path", "app, \"B\"", ""},
+		{"set Search_Path = 'a' ;", LV_SQL_SET, "search_path", "'a'", ""},
+		{"set statement_timeout = 5000 /* levee:primary */ ;", LV_SQL_SET,
+		 "statement_timeout", "5000", ""},
+		{"set local work_mem to '64MB'", LV_SQL_SET_LOCAL, "work_mem", "'64MB'", "L"},
+		{"set x.y to 1.5", LV_SQL_SET, "x.y", "1.5", ""},
+		{"set x to default", LV_SQL_SET, "x", "", "D"},
+		{"set time zone 'UTC'", LV_SQL_SET, "timezone", "'UTC'", ""},
+		{"set time zone local", LV_SQL_SET, "timezone", "", "D"},
+		{"SET TIME ZONE INTERVAL '+00:00' HOUR TO MINUTE", LV_SQL_SET, "timezone",
+		 "INTERVAL '+00:00' HOUR TO MINUTE", ""},
+		{"set names 'utf8'", LV_SQL_SET, "client_encoding", "'utf8'", ""},
+		{"set role admin", LV_SQL_SET, "role", "admin", ""},
+		{"set session authorization bob", LV_SQL_SET, "session_authorization", "bob", ""},
+		{"set session authorization default", LV_SQL_SET, "session_authorization", "", "D"},
+		{"set session characteristics as transaction read only", LV_SQL_SET,
+		 "session characteristics", "read only", ""},
+		{"reset search_path", LV_SQL_RESET, "search_path", "", "R"},
+		{"reset role", LV_SQL_RESET, "role", "", "R"},
+		{"reset all", LV_SQL_RESET_ALL, "", "", "R"},
+		{"set a = 1; set b = 2", LV_SQL_SET, "a", "1", ""},
+		{"select 1; set local b = 2 -- trailing", LV_SQL_SELECT, "b", "2", "L"},
+	};
+	for (size_t i = 0; i < LV_ARRAY_LEN(cases); i++) {
+		lv_sql_info_t in;
+		const char *f = cases[i].flags;
+		classify(cases[i].sql, &in);
+		if (in.kind != cases[i].kind || !in.set.is_present ||
+		    strcmp(in.set.name, cases[i].name) != 0 ||
+		    strcmp(in.set.value, cases[i].value) != 0 ||
+		    in.set.is_local != (strchr(f, 'L') != NULL) ||
+		    in.set.is_reset != (strchr(f, 'R') != NULL) ||
+		    in.set.is_default != (strchr(f, 'D') != NULL))
+			fail_msg("%s: kind=%s name='%s' value='%s' local=%d reset=%d default=%d",
+				 cases[i].sql, lv_sql_kind_name(in.kind), in.set.name, in.set.value,
+				 in.set.is_local, in.set.is_reset, in.set.is_default);
+	}
+
+	lv_sql_info_t in;
+	classify("select 1", &in);
+	assert_false(in.set.is_present);
+	classify("set transaction read only", &in);
+	assert_false(in.set.is_present);
+
+	/* A value longer than the buffer is flagged, not truncated. */
+	char sql[600];
+	memcpy(sql, "set search_path = ", 18);
+	memset(sql + 18, 'a', 400);
+	sql[418] = '\0';
+	classify(sql, &in);
+	assert_true(in.set.is_present);
+	assert_true(in.set.is_value_too_long);
+	assert_string_equal(in.set.value, "");
+	assert_string_equal(in.set.name, "search_path");
+}
+
+/* ---------------------------------------------------------------- session state */
+
+static void test_session_state(void **state)
+{
+#define S(r) LV_SQL_SESSION_##r
+#define B(r) LV_SQL_SESSION_BIT(LV_SQL_SESSION_##r)
+	static const struct {
+		const char *sql;
+		lv_sql_session_t reason;
+		uint32_t creates, clears;
+	} cases[] = {
+		{"select 1", S(NONE), 0, 0},
+		{"prepare p as select 1", S(PREPARE), B(PREPARE), 0},
+		{"listen ch", S(LISTEN), B(LISTEN), 0},
+		{"declare c cursor with hold for select 1", S(DECLARE_WITH_HOLD),
+		 B(DECLARE_WITH_HOLD), 0},
+		{"declare c scroll cursor for select 1", S(NONE), 0, 0},
+		{"create temp table t (a int)", S(CREATE_TEMP), B(CREATE_TEMP), 0},
+		{"create table pg_temp.t (a int)", S(CREATE_TEMP), B(CREATE_TEMP), 0},
+		{"create temp table t (a int) on commit drop", S(NONE), 0, 0},
+		{"create temp table t as select 1", S(CREATE_TEMP), B(CREATE_TEMP), 0},
+		{"create temp view v as select 1", S(CREATE_TEMP), B(CREATE_TEMP), 0},
+		{"select 1 into temp t", S(CREATE_TEMP), B(CREATE_TEMP), 0},
+		{"select pg_advisory_lock(1)", S(ADVISORY_LOCK), B(ADVISORY_LOCK), 0},
+		{"select pg_try_advisory_lock_shared(1)", S(ADVISORY_LOCK), B(ADVISORY_LOCK), 0},
+		{"select pg_advisory_xact_lock(1)", S(NONE), 0, 0},
+		{"explain select pg_advisory_lock(1)", S(NONE), 0, 0},
+		{"explain analyze select pg_advisory_lock(1)", S(ADVISORY_LOCK), B(ADVISORY_LOCK),
+		 0},
+		{"set x = 1", S(SET), B(SET), 0},
+		{"set local x = 1", S(NONE), 0, 0},
+		{"select set_config('x', '1', false)", S(SET), B(SET), 0},
+		{"select set_config('x', '1', true)", S(NONE), 0, 0},
+		{"load 'auto_explain'", S(LOAD), B(LOAD), 0},
+		{"discard all", S(NONE), 0, LV_SQL_SESSION_ALL_BITS},
+		{"discard temp", S(NONE), 0, B(CREATE_TEMP)},
+		{"discard plans", S(NONE), 0, 0},
+		{"unlisten *", S(NONE), 0, B(LISTEN)},
+		{"unlisten ch", S(NONE), 0, 0},
+		{"deallocate all", S(NONE), 0, B(PREPARE)},
+		{"reset all", S(NONE), 0, B(SET)},
+		{"select pg_advisory_unlock_all()", S(NONE), 0, B(ADVISORY_LOCK)},
+		{"listen a; set x = 1; prepare p as select 1", S(LISTEN),
+		 B(LISTEN) | B(SET) | B(PREPARE), 0},
+	};
+#undef S
+#undef B
+	for (size_t i = 0; i < LV_ARRAY_LEN(cases); i++) {
+		lv_sql_info_t in;
+		classify(cases[i].sql, &in);
+		if (in.session_reason != cases[i].reason || in.creates_mask != cases[i].creates ||
+		    in.clears_mask != cases[i].clears ||
+		    in.creates_session_state != (cases[i].creates != 0) ||
+		    in.clears_session_state != (cases[i].clears != 0))
+			fail_msg("%s: reason=%s creates=%x clears=%x", cases[i].sql,
+				 lv_sql_session_name(in.session_reason), in.creates_mask,
+				 in.clears_mask);
+	}
+}
+
+static void test_transaction_options(void **state)
+{
+	lv_sql_info_t in;
+
+	classify("begin isolation level serializable, read only, deferrable", &in);
+	assert_int_equal(in.kind, LV_SQL_BEGIN);
+	assert_true(in.is_transaction_control);
+	assert_int_equal(in.txn_isolation, LV_SQL_ISO_SERIALIZABLE);
+	assert_true(in.txn_read_only);
+	assert_false(in.txn_read_write);
+	assert_true(in.txn_deferrable);
+
+	classify("start transaction isolation level repeatable read, read write", &in);
+	assert_int_equal(in.kind, LV_SQL_START);
+	assert_int_equal(in.txn_isolation, LV_SQL_ISO_REPEATABLE_READ);
+	assert_false(in.txn_read_only);
+	assert_true(in.txn_read_write);
+
+	classify("begin transaction isolation level read uncommitted", &in);
+	assert_int_equal(in.txn_isolation, LV_SQL_ISO_READ_UNCOMMITTED);
+	classify("begin", &in);
+	assert_int_equal(in.txn_isolation, LV_SQL_ISO_DEFAULT);
+	assert_false(in.txn_read_only || in.txn_read_write || in.txn_deferrable);
+
+	classify("set transaction isolation level read committed, read only", &in);
+	assert_int_equal(in.kind, LV_SQL_SET_TRANSACTION);
+	assert_false(in.is_transaction_control);
+	assert_int_equal(in.txn_isolation, LV_SQL_ISO_READ_COMMITTED);
+	assert_true(in.txn_read_only);
+	assert_int_equal(in.creates_mask, 0);
+
+	classify("commit and chain", &in);
+	assert_true(in.txn_chain);
+	classify("rollback and no chain", &in);
+	assert_int_equal(in.kind, LV_SQL_ROLLBACK);
+	assert_false(in.txn_chain);
+}
+
+static void test_returning_and_misc(void **state)
+{
+	lv_sql_info_t in;
+
+	classify("insert into t values (1) returning id", &in);
+	assert_true(in.has_returning);
+	classify("insert into t values (1)", &in);
+	assert_false(in.has_returning);
+	/* RETURNING inside a CTE is not the statement's. */
+	classify("with x as (insert into t values (1) returning id) select 1", &in);
+	assert_false(in.has_returning);
+
+	classify("garbage", &in);
+	assert_int_equal(in.kind, LV_SQL_UNPARSABLE);
+	assert_false(in.is_read_only);
+	assert_int_equal(in.n_statements, 0);
+	assert_true(strstr(in.error, "syntax error") != NULL);
+	assert_int_equal(in.error_pos, 1);
+	assert_int_equal(in.fingerprint, 0);
+
+	classify("select 1; select 2; select 3", &in);
+	assert_int_equal(in.n_statements, 3);
+	assert_true(in.is_multi);
+
+	/* NUL inside the length ends the statement. */
+	assert_int_equal(lv_sql_classify("select 1\0garbage", 16, NULL, &in), LV_OK);
+	assert_int_equal(in.kind, LV_SQL_SELECT);
+
+	/* Only part of the buffer is the statement. */
+	assert_int_equal(lv_sql_classify("delete from t; garbage", 13, NULL, &in), LV_OK);
+	assert_int_equal(in.kind, LV_SQL_DELETE);
+
+	assert_int_equal(lv_sql_classify(NULL, 0, NULL, &in), LV_EINVAL);
+	assert_int_equal(lv_sql_classify("x", 1, NULL, NULL), LV_EINVAL);
+	assert_int_equal(lv_sql_hints(NULL, 0, &in.hints), LV_EINVAL);
+}
+
+static void test_kind_names(void **state)
+{
+	assert_string_equal(lv_sql_kind_name(LV_SQL_SELECT), "SELECT");
+	assert_string_equal(lv_sql_kind_name(LV_SQL_COPY_FROM), "COPY_FROM");
+	assert_string_equal(lv_sql_kind_name(LV_SQL_UNPARSABLE), "UNPARSABLE");
+	assert_string_equal(lv_sql_kind_name(LV_SQL_KIND_COUNT), "UNKNOWN");
+	for (int k = 0; k < LV_SQL_KIND_COUNT; k++)
+		assert_int_equal(lv_sql_kind_from_name(lv_sql_kind_name((lv_sql_kind_t)k)), k);
+	assert_int_equal(lv_sql_kind_from_name("select"), LV_SQL_SELECT);
+	assert_int_equal(lv_sql_kind_from_name("nope"), -1);
+	assert_string_equal(lv_sql_session_name(LV_SQL_SESSION_DECLARE_WITH_HOLD),
+			    "DECLARE_WITH_HOLD");
+	assert_string_equal(lv_sql_session_name(LV_SQL_SESSION_COUNT), "UNKNOWN");
+}
+
+/* ---------------------------------------------------------------- fingerprint, normalize */
+
+static void test_fingerprint(void **state)
+{
+	lv_sql_info_t a, b, c;
+	classify("select * from t where id = 1", &a);
+	classify("SELECT * FROM t WHERE id = 42 /* levee:primary */", &b);
+	classify("select * from u where id = 1", &c);
+	assert_true(a.fingerprint != 0);
+	assert_true(a.fingerprint == b.fingerprint);
+	assert_true(a.fingerprint != c.fingerprint);
+
+	lv_sql_opts_t opts = {.skip_fingerprint = true};
+	assert_int_equal(lv_sql_classify("select 1", 8, &opts, &a), LV_OK);
+	assert_int_equal(a.fingerprint, 0);
+	assert_int_equal(a.kind, LV_SQL_SELECT);
+}
+
+static void test_normalize(void **state)
+{
+	char out[128];
+	const char *sql = "select * from t where id = 42 and name = 'x'";
+	int n = lv_sql_normalize(sql, strlen(sql), out, sizeof(out));
+	assert_true(n > 0);
+	assert_int_equal((size_t)n, strlen(out));
+	assert_string_equal(out, "select * from t where id = $1 and name = $2");
+
+	assert_int_equal(lv_sql_normalize(sql, strlen(sql), out, 10), LV_ETOOBIG);
+	assert_string_equal(out, "");
+	assert_int_equal(lv_sql_normalize("selec 1", 7, out, sizeof(out)), LV_ESYNTAX);
+	assert_int_equal(lv_sql_normalize(sql, strlen(sql), out, 0), LV_EINVAL);
+}
+
+/* ---------------------------------------------------------------- limits */
+
+static void test_table_overflow(void **state)
+{
+	static char sql[8192];
+	static lv_sql_info_t in;
+	size_t len = (size_t)snprintf(sql, sizeof(sql), "select * from t0");
+	for (int i = 1; i < 40; i++)
+		len += (size_t)snprintf(sql + len, sizeof(sql) - len, ", t%d", i);
+	classify(sql, &in);
+	assert_int_equal(in.n_read, LV_SQL_MAX_TABLES);
+	assert_true(in.read_overflow);
+	assert_false(in.written_overflow);
+	assert_string_equal(lv_sql_table_read(&in, 0), "t0");
+	assert_string_equal(lv_sql_table_read(&in, 31), "t31");
+	assert_true(in.is_read_only);
+
+	/* Long names fill the shared name pool before the count limits. */
+	static const char x56[] = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+	len = (size_t)snprintf(sql, sizeof(sql), "truncate ");
+	for (int i = 0; i < 20; i++)
+		len += (size_t)snprintf(sql + len, sizeof(sql) - len, "%ss%02d_%s.w%02d_%s",
+					i ? ", " : "", i, x56, i, x56);
+	len += (size_t)snprintf(sql + len, sizeof(sql) - len, "; select * from ");
+	for (int i = 0; i < 20; i++)
+		len += (size_t)snprintf(sql + len, sizeof(sql) - len, "%ss%02d_%s.r%02d_%s",
+					i ? ", " : "", i, x56, i, x56);
+	assert_true(len < sizeof(sql) - 1);
+	classify(sql, &in);
+	assert_int_equal(in.kind, LV_SQL_TRUNCATE);
+	assert_int_equal(in.n_written, 20);
+	assert_false(in.written_overflow);
+	assert_true(in.read_overflow);
+	assert_true(in.n_read > 0 && in.n_read < 20);
+	assert_true(in.names_len <= LV_SQL_NAMES_LEN);
+	assert_true(strncmp(lv_sql_table_read(&in, 0), "s00_", 4) == 0);
+}
+
+static char *repeat(const char *head, const char *unit, int n, const char *tail)
+{
+	size_t hl = strlen(head), ul = strlen(unit), tl = strlen(tail);
+	char *s = malloc(hl + ul * (size_t)n + tl + 1);
+	assert_non_null(s);
+	memcpy(s, head, hl);
+	for (int i = 0; i < n; i++)
+		memcpy(s + hl + ul * (size_t)i, unit, ul);
+	memcpy(s + hl + ul * (size_t)n, tail, tl + 1);
+	return s;
+}
+
+/* Deep trees must not exhaust the C stack: both the JSON parse and the walk are iterative. */
+static void test_deep_and_large(void **state)
+{
+	static lv_sql_info_t in;
+
+	char *sql = repeat("select 1", "+1", 20000, " from t");
+	classify(sql, &in);
+	assert_int_equal(in.kind, LV_SQL_SELECT);
+	assert_true(in.is_read_only);
+	assert_int_equal(in.n_read, 1);
+	free(sql);
+
+	char *open = repeat("select ", "array[", 1000, "nextval('s')");
+	char *full = repeat(open, "]", 1000, "");
+	classify(full, &in);
+	assert_false(in.is_read_only);
+	assert_true(in.calls_write_function);
+	free(open);
+	free(full);
+
+	/* Past bison's stack the parser gives up: unparsable, so never a replica. */
+	open = repeat("select ", "array[", 20000, "1");
+	full = repeat(open, "]", 20000, "");
+	classify(full, &in);
+	assert_int_equal(in.kind, LV_SQL_UNPARSABLE);
+	assert_false(in.is_read_only);
+	free(open);
+	free(full);
+
+	sql = repeat("insert into t values (1, 'x', now())", ", (1, 'x', now())", 20000,
+		     " returning *");
+	classify(sql, &in);
+	assert_int_equal(in.kind, LV_SQL_INSERT);
+	assert_true(in.calls_volatile);
+	assert_true(in.has_returning);
+	assert_string_equal(lv_sql_table_written(&in, 0), "t");
+	free(sql);
+
+	/* Deeply nested subqueries, each reading a table. */
+	open = repeat("select * from ", "(select * from t, ", 300, "u");
+	full = repeat(open, ") s", 300, "");
+	classify(full, &in);
+	assert_int_equal(in.kind, LV_SQL_SELECT);
+	assert_int_equal(in.n_read, 2);
+	assert_string_equal(lv_sql_table_read(&in, 0), "t");
+	assert_string_equal(lv_sql_table_read(&in, 1), "u");
+	free(open);
+	free(full);
+}
+
+/* ---------------------------------------------------------------- allocation failures */
+
+static int fail_countdown;
+
+static bool fail_nth(size_t n)
+{
+	return fail_countdown-- == 0;
+}
+
+static void test_oom(void **state)
+{
+	static lv_sql_info_t in, want;
+	const char *sql = "with x as (select * from a) select * from x join b on true, c "
+			  "where exists (select 1 from d) /* levee:replica */";
+	classify(sql, &want);
+	bool succeeded = false;
+	for (int n = 0; n < 64 && !succeeded; n++) {
+		fail_countdown = n;
+		lv_mem_set_fail_hook(fail_nth);
+		int rc = lv_sql_classify(sql, strlen(sql), NULL, &in);
+		lv_mem_set_fail_hook(NULL);
+		if (rc == LV_ENOMEM) {
+			assert_int_equal(in.kind, LV_SQL_UNPARSABLE);
+			assert_false(in.is_read_only);
+			assert_true(in.hints.want_replica || n == 0);
+		} else {
+			assert_int_equal(rc, LV_OK);
+			assert_memory_equal(&in, &want, offsetof(lv_sql_info_t, names));
+			succeeded = true;
+		}
+	}
+	assert_true(succeeded);
+
+	/* The cache keeps answering when it cannot store an entry. */
+	lv_sql_cache_t *cache = lv_sql_cache_new(4);
+	assert_non_null(cache);
+	fail_countdown = 0;
+	int allocs_until_entry = 0;
+	for (int n = 0; n < 64; n++) {
+		fail_countdown = n;
+		lv_mem_set_fail_hook(fail_nth);
+		int rc = lv_sql_cache_classify(cache, sql, strlen(sql), NULL, &in);
+		lv_mem_set_fail_hook(NULL);
+		if (rc == LV_OK && lv_sql_cache_stats(cache).n_entries == 1) {
+			allocs_until_entry = n;
+			break;
+		}
+	}
+	assert_true(allocs_until_entry > 0);
+	assert_int_equal(lv_sql_cache_classify(cache, sql, strlen(sql), NULL, &in), LV_OK);
+	assert_int_equal(lv_sql_cache_stats(cache).hits, 1);
+	lv_sql_cache_free(cache);
+}
+
+/* ---------------------------------------------------------------- cache */
+
+static int cache_get(lv_sql_cache_t *c, const char *sql, const lv_sql_opts_t *o, lv_sql_info_t *in)
+{
+	return lv_sql_cache_classify(c, sql, strlen(sql), o, in);
+}
+
+static void test_cache(void **state)
+{
+	static lv_sql_info_t in, direct;
+	lv_sql_cache_t *c = lv_sql_cache_new(3);
+	assert_non_null(c);
+
+	assert_int_equal(cache_get(c, "select * from a", NULL, &in), LV_OK);
+	assert_int_equal(cache_get(c, "select * from b", NULL, &in), LV_OK);
+	assert_int_equal(cache_get(c, "update c set x = 1", NULL, &in), LV_OK);
+	lv_sql_cache_stats_t s = lv_sql_cache_stats(c);
+	assert_int_equal(s.misses, 3);
+	assert_int_equal(s.hits, 0);
+	assert_int_equal(s.n_entries, 3);
+	assert_int_equal(s.capacity, 3);
+	assert_true(s.bytes > 0);
+
+	/* A hit returns the same classification as a direct call. */
+	assert_int_equal(cache_get(c, "select * from a", NULL, &in), LV_OK);
+	classify("select * from a", &direct);
+	assert_memory_equal(&in, &direct, offsetof(lv_sql_info_t, names) + direct.names_len);
+	assert_string_equal(lv_sql_table_read(&in, 0), "a");
+	s = lv_sql_cache_stats(c);
+	assert_int_equal(s.hits, 1);
+
+	/* Text must match exactly: a prefix or a different case is a miss. */
+	assert_int_equal(cache_get(c, "select * from a ", NULL, &in), LV_OK);
+	s = lv_sql_cache_stats(c);
+	assert_int_equal(s.misses, 4);
+	assert_int_equal(s.evictions, 1); /* b was least recently used */
+	assert_int_equal(s.n_entries, 3);
+
+	assert_int_equal(cache_get(c, "select * from b", NULL, &in), LV_OK);
+	s = lv_sql_cache_stats(c);
+	assert_int_equal(s.misses, 5);    /* b was evicted */
+	assert_int_equal(s.evictions, 2); /* now c went */
+	assert_int_equal(cache_get(c, "select * from a", NULL, &in), LV_OK);
+	assert_int_equal(lv_sql_cache_stats(c).hits, 2);
+	assert_int_equal(cache_get(c, "update c set x = 1", NULL, &in), LV_OK);
+	assert_int_equal(lv_sql_cache_stats(c).misses, 6);
+	assert_int_equal(in.kind, LV_SQL_UPDATE);
+	assert_string_equal(lv_sql_table_written(&in, 0), "c");
+
+	/* Different options are a different key. */
+	lv_sql_opts_t o = {.write_functions_list = "f"};
+	assert_int_equal(cache_get(c, "select f()", NULL, &in), LV_OK);
+	assert_true(in.is_read_only);
+	assert_int_equal(cache_get(c, "select f()", &o, &in), LV_OK);
+	assert_false(in.is_read_only);
+	assert_int_equal(cache_get(c, "select f()", NULL, &in), LV_OK);
+	assert_true(in.is_read_only);
+	s = lv_sql_cache_stats(c);
+	assert_int_equal(s.hits, 3);
+	assert_int_equal(s.misses, 8);
+
+	/* Unparsable results are cached too, with their message. */
+	assert_int_equal(cache_get(c, "garbage", NULL, &in), LV_OK);
+	assert_int_equal(cache_get(c, "garbage", NULL, &in), LV_OK);
+	assert_int_equal(in.kind, LV_SQL_UNPARSABLE);
+	assert_true(in.error[0] != '\0');
+	assert_int_equal(lv_sql_cache_stats(c).hits, 4);
+
+	/* Long statements bypass the cache. */
+	char *big = repeat("select 1", " + 1", LV_SQL_CACHE_MAX_TEXT / 4, "");
+	assert_int_equal(cache_get(c, big, NULL, &in), LV_OK);
+	assert_int_equal(cache_get(c, big, NULL, &in), LV_OK);
+	s = lv_sql_cache_stats(c);
+	assert_int_equal(s.bypassed, 2);
+	assert_int_equal(s.hits, 4);
+	assert_int_equal(s.n_entries, 3);
+	free(big);
+
+	assert_int_equal(lv_sql_cache_classify(NULL, "x", 1, NULL, &in), LV_EINVAL);
+	lv_sql_cache_free(c);
+	lv_sql_cache_free(NULL);
+
+	/* Capacity 0 caches nothing but still answers. */
+	c = lv_sql_cache_new(0);
+	assert_non_null(c);
+	assert_int_equal(cache_get(c, "select 1", NULL, &in), LV_OK);
+	assert_int_equal(cache_get(c, "select 1", NULL, &in), LV_OK);
+	assert_int_equal(in.kind, LV_SQL_SELECT);
+	s = lv_sql_cache_stats(c);
+	assert_int_equal(s.hits, 0);
+	assert_int_equal(s.misses, 2);
+	assert_int_equal(s.n_entries, 0);
+	lv_sql_cache_free(c);
+}
+
+/* Many distinct statements through a small cache: stays bounded, stays right. */
+static void test_cache_churn(void **state)
+{
+	static lv_sql_info_t in;
+	char sql[64];
+	lv_sql_cache_t *c = lv_sql_cache_new(16);
+	assert_non_null(c);
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < 100; i++) {
+			snprintf(sql, sizeof(sql), "select * from t%d", i);
+			assert_int_equal(cache_get(c, sql, NULL, &in), LV_OK);
+			assert_string_equal(lv_sql_table_read(&in, 0), sql + 14);
+		}
+	}
+	lv_sql_cache_stats_t s = lv_sql_cache_stats(c);
+	assert_int_equal(s.n_entries, 16);
+	assert_int_equal(s.misses, 300);
+	assert_int_equal(s.evictions, 300 - 16);
+	/* The last 16 are hot. */
+	for (int i = 84; i < 100; i++) {
+		snprintf(sql, sizeof(sql), "select * from t%d", i);
+		assert_int_equal(cache_get(c, sql, NULL, &in), LV_OK);
+	}
+	assert_int_equal(lv_sql_cache_stats(c).hits, 16);
+	lv_sql_cache_free(c);
+}
+
+static int teardown_all(void **state)
+{
+	lv_sql_thread_cleanup();
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_corpus),
+		cmocka_unit_test(test_corpus_cached),
+		cmocka_unit_test(test_hints_basic),
+		cmocka_unit_test(test_hints_durations),
+		cmocka_unit_test(test_hints_invalid),
+		cmocka_unit_test(test_hints_not_in_literals),
+		cmocka_unit_test(test_hints_traceparent),
+		cmocka_unit_test(test_hints_in_classify),
+		cmocka_unit_test(test_set_details),
+		cmocka_unit_test(test_session_state),
+		cmocka_unit_test(test_transaction_options),
+		cmocka_unit_test(test_returning_and_misc),
+		cmocka_unit_test(test_kind_names),
+		cmocka_unit_test(test_fingerprint),
+		cmocka_unit_test(test_normalize),
+		cmocka_unit_test(test_table_overflow),
+		cmocka_unit_test(test_deep_and_large),
+		cmocka_unit_test(test_oom),
+		cmocka_unit_test(test_cache),
+		cmocka_unit_test(test_cache_churn),
+	};
+	return cmocka_run_group_tests(tests, NULL, teardown_all);
+}
