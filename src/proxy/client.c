@@ -27,6 +27,8 @@
 #include "core/str.h"
 #include "net/listener.h"
 #include "proxy/auth.h"
+#include "proxy/params.h"
+#include "sql/classify.h"
 #include "proxy/pool.h"
 #include "proxy/server.h"
 #include "proxy/worker.h"
@@ -35,7 +37,9 @@
 #include "wire/wire.h"
 #include "wire/write.h"
 
+#include <ctype.h>
 #include <openssl/rand.h>
+#include <strings.h>
 #include <unistd.h>
 
 /* Bytes of output a peer may have queued before Levee stops reading from the other side. */
@@ -134,6 +138,8 @@ static void client_free(lv_deferred_t *d)
 	lv_client_t *c = lv_container_of(d, lv_client_t, conn.reap);
 	lv_sbuf_cleanup(&c->conn.sb);
 	lv_buf_cleanup(&c->params);
+	lv_buf_cleanup(&c->desired);
+	lv_pstmt_map_clear(&c->conn.worker->pstmts, &c->pstmts);
 	lv_auth_cleanup(c);
 	lv_free(c);
 }
@@ -156,6 +162,7 @@ void lv_client_accept(lv_worker_t *w, int fd, const void *peer_sa)
 	c->conn.port = lv_addr_format(peer_sa, c->conn.addr, sizeof(c->conn.addr));
 	lv_list_init(&c->conn.node);
 	lv_buf_init(&c->params);
+	lv_buf_init(&c->desired);
 	if (!lv_sbuf_init(&c->conn.sb, lv_loop_base(w->loop), fd, client_sbuf_cb, c)) {
 		lv_free(c);
 		lv_metric_inc_l(LV_M_ERRORS_TOTAL, LV_ML_ERROR_KIND_OOM);
@@ -359,6 +366,28 @@ static bool store_params(lv_client_t *c, const lv_startup_t *st)
 	return true;
 }
 
+/* What the client's settings must be on any server it gets (transaction mode). */
+static bool build_desired(lv_client_t *c, const lv_startup_t *st)
+{
+	for (size_t i = 0; i < st->n_params; i++) {
+		const lv_startup_param_t *sp = &st->params[i];
+		if (strcmp(sp->name, "user") == 0 || strcmp(sp->name, "database") == 0 ||
+		    strcmp(sp->name, "replication") == 0 || strcmp(sp->name, "options") == 0)
+			continue;
+		if (!lv_params_set(&c->desired, sp->name, sp->value))
+			return false;
+	}
+	if (st->options && *st->options) {
+		char bad[128];
+		if (!lv_params_add_options(&c->desired, st->options, bad, sizeof(bad))) {
+			lv_client_close(c, LV_SQLSTATE_PROTOCOL_VIOLATION,
+					"levee: invalid command-line argument in options: \"%s\"", bad);
+			return false;
+		}
+	}
+	return true;
+}
+
 static void handle_ssl_request(lv_client_t *c)
 {
 	lv_worker_t *w = c->conn.worker;
@@ -490,7 +519,9 @@ static void handle_startup(lv_client_t *c, const uint8_t *pkt, uint32_t len)
 			return;
 		}
 	}
-	if (!store_params(c, &st)) {
+	if (!store_params(c, &st) || !build_desired(c, &st)) {
+		if (c->state == LV_CLIENT_CLOSING)
+			return;
 		lv_metric_inc_l(LV_M_ERRORS_TOTAL, LV_ML_ERROR_KIND_OOM);
 		lv_client_close(c, LV_SQLSTATE_OUT_OF_MEMORY, "levee: out of memory");
 		return;
@@ -585,16 +616,86 @@ static bool finish_login(lv_client_t *c, lv_server_t *sv)
 {
 	lv_buf_t b;
 	lv_buf_init(&b);
-	c->cancel_pid = sv->pid;
+	/* Session mode: the server's real pid, so pg_backend_pid() and NOTIFY
+	 * agree. Transaction mode: servers change, so a pid of Levee's own. */
+	if (c->pool->pool_mode == LV_POOL_TRANSACTION)
+		c->cancel_pid = (c->cancel_key & 0x3fffffff) | 0x40000000;
+	else
+		c->cancel_pid = sv->pid;
 	bool ok = lv_wire_write_auth_ok(&b) && lv_server_write_status(sv, &b) &&
 		  lv_wire_write_backend_key(&b, (int32_t)c->cancel_pid, c->cancel_key) && lv_wire_write_ready(&b, 'I');
 	if (ok)
 		ok = lv_client_send(c, b.data, b.len);
 	lv_buf_cleanup(&b);
-	if (ok)
+	if (ok) {
 		c->logged_in = true;
+		c->last_active_us = lv_time_now_us();
+	}
 	return ok;
 }
+
+/*
+ * Transaction mode: makes the server's settings the client's. Differences
+ * become one Query of SET/RESET statements sent ahead of the client's own
+ * messages; its responses are swallowed (server.c, n_swallow), except that
+ * what it reports is recorded.
+ */
+static bool send_prelude(lv_client_t *c, lv_server_t *sv)
+{
+	lv_pool_t *pool = c->pool;
+	lv_buf_t sql;
+	lv_buf_init(&sql);
+	bool ok = true;
+	size_t pos = 0;
+	const char *k, *v;
+	while (ok && lv_params_next(&c->desired, &pos, &k, &v)) {
+		const char *cur = lv_params_get(&sv->status, k);
+		if (!cur)
+			cur = lv_params_get(&sv->applied, k);
+		if (cur && strcmp(cur, v) == 0)
+			continue;
+		ok = lv_buf_append_str(&sql, "SET ") && lv_params_quote_ident(&sql, k) &&
+		     lv_buf_append_str(&sql, " = ") && lv_params_quote_literal(&sql, v) && lv_buf_append_str(&sql, ";");
+		if (ok && !lv_params_get(&sv->status, k))
+			ok = lv_params_set(&sv->applied, k, v);
+	}
+	/* Settings of earlier clients that this one did not ask for go back to the defaults. */
+	pos = 0;
+	while (ok && lv_params_next(&sv->applied, &pos, &k, &v)) {
+		if (lv_params_get(&c->desired, k))
+			continue;
+		ok = lv_buf_append_str(&sql, "RESET ") && lv_params_quote_ident(&sql, k) && lv_buf_append_str(&sql, ";");
+		lv_params_del(&sv->applied, k);
+		pos = 0;
+	}
+	pos = 0;
+	while (ok && lv_params_next(&sv->status, &pos, &k, &v)) {
+		if (lv_params_get(&c->desired, k))
+			continue;
+		const char *def = lv_params_get(&pool->defaults, k);
+		if (!def || strcmp(def, v) == 0)
+			continue;
+		ok = lv_buf_append_str(&sql, "RESET ") && lv_params_quote_ident(&sql, k) && lv_buf_append_str(&sql, ";");
+	}
+	if (ok && sql.len > 0) {
+		lv_buf_t msg;
+		lv_buf_init(&msg);
+		ok = lv_buf_put_u8(&sql, 0) && lv_wire_write_query(&msg, (const char *)sql.data) &&
+		     lv_sbuf_write(&sv->conn.sb, msg.data, msg.len);
+		lv_buf_cleanup(&msg);
+		if (ok) {
+			sv->n_swallow++;
+			lv_clog_debug(c, "applying settings on S-%llu: %s", (unsigned long long)sv->conn.id,
+				      (const char *)sql.data);
+		}
+	}
+	lv_buf_cleanup(&sql);
+	return ok;
+}
+
+/* Set while a server is being attached on this thread: no nested assignment then. */
+static void attach(lv_client_t *c, lv_server_t *sv);
+static _Thread_local bool in_assign;
 
 void lv_client_attach(lv_client_t *c, lv_server_t *sv)
 {
@@ -605,17 +706,47 @@ void lv_client_attach(lv_client_t *c, lv_server_t *sv)
 		c->pool->wait_time_us += (uint64_t)waited;
 		c->wait_start_us = 0;
 	}
+	bool was_assigning = in_assign;
+	in_assign = true;
+	attach(c, sv);
+	in_assign = was_assigning;
+}
+
+static void attach(lv_client_t *c, lv_server_t *sv)
+{
 	c->server = sv;
 	sv->client = c;
 	lv_server_set_state(sv, LV_SERVER_ACTIVE);
 	lv_client_set_state(c, LV_CLIENT_ACTIVE);
 	c->conn.action = NULL;
-	if (!c->logged_in && !finish_login(c, sv))
+	if (c->pool->pool_mode == LV_POOL_TRANSACTION && !send_prelude(c, sv)) {
+		lv_client_close(c, LV_SQLSTATE_OUT_OF_MEMORY, "levee: out of memory");
 		return;
+	}
+	if (!c->logged_in) {
+		/* The welcome waits for the settings to be applied, so that the
+		 * ParameterStatus values the client sees are the ones in force. */
+		if (sv->n_swallow == 0) {
+			if (!finish_login(c, sv))
+				return;
+			lv_client_server_ready(c);
+		}
+		return;
+	}
 	/* Anything the client sent while it waited can go now. */
 	lv_sbuf_resume(&c->conn.sb);
 	if (lv_sbuf_avail(&c->conn.sb) > 0)
 		lv_sbuf_kick(&c->conn.sb);
+}
+
+/* Transaction mode: a client with input and no server asks its pool for one. */
+static void want_server(lv_client_t *c)
+{
+	c->wait_start_us = lv_time_now_us();
+	c->conn.action = "waiting for a server";
+	lv_client_set_state(c, LV_CLIENT_WAITING);
+	if (!in_assign)
+		lv_pool_assign(c->pool);
 }
 
 /* ---------------------------------------------------------------- messages */
@@ -642,17 +773,348 @@ static bool is_frontend_type(uint8_t t)
 	}
 }
 
+/* ------------------------------------------------ transaction mode checks */
+
+/* How a message at the head of the client's input was dealt with. */
+typedef enum txn_result {
+	TXN_FORWARD,  /* forward it unchanged (its response entry is queued) */
+	TXN_CONSUMED, /* handled here; skip it */
+	TXN_WAIT,     /* not all of it is here yet */
+	TXN_CLOSED,   /* the client was closed */
+} txn_result_t;
+
+/* Largest statement text inspected for session state (bigger ones are forwarded as they are). */
+#define LV_INSPECT_MAX (1024 * 1024)
+
+static bool word_is(const char *w, size_t n, const char *kw)
+{
+	return strlen(kw) == n && strncasecmp(w, kw, n) == 0;
+}
+
+static bool contains_ci(const char *s, size_t n, const char *needle)
+{
+	size_t k = strlen(needle);
+	for (size_t i = 0; i + k <= n; i++)
+		if (strncasecmp(s + i, needle, k) == 0)
+			return true;
+	return false;
+}
+
 /*
- * ACTIVE: frames what the client sent and forwards it to the server in one
- * batch, noting what the server will answer (a ReadyForQuery per Query, Sync
- * or FunctionCall) so that a released server is known to be clean.
+ * Cheap test before the parser: could this text create or clear session
+ * state? Most statements start with a word that rules it out.
+ */
+static bool may_touch_session(const char *sql, size_t n)
+{
+	size_t i = 0;
+	for (;;) {
+		while (i < n && isspace((unsigned char)sql[i]))
+			i++;
+		if (i + 1 < n && sql[i] == '-' && sql[i + 1] == '-') {
+			while (i < n && sql[i] != '\n')
+				i++;
+			continue;
+		}
+		if (i + 1 < n && sql[i] == '/' && sql[i + 1] == '*') {
+			const char *e = memmem(sql + i + 2, n - i - 2, "*/", 2);
+			i = e ? (size_t)(e - sql) + 2 : n;
+			continue;
+		}
+		break;
+	}
+	size_t w = i;
+	while (i < n && isalpha((unsigned char)sql[i]))
+		i++;
+	const char *word = sql + w;
+	size_t wl = i - w;
+	if (word_is(word, wl, "set") || word_is(word, wl, "reset") || word_is(word, wl, "prepare") ||
+	    word_is(word, wl, "listen") || word_is(word, wl, "unlisten") || word_is(word, wl, "declare") ||
+	    word_is(word, wl, "discard") || word_is(word, wl, "deallocate") || word_is(word, wl, "load"))
+		return true;
+	if (word_is(word, wl, "create") && contains_ci(sql, n, "temp"))
+		return true;
+	if (contains_ci(sql, n, "advisory") || contains_ci(sql, n, "set_config"))
+		return true;
+	/* Several statements in one string: look at all of them. */
+	const char *semi = memchr(sql, ';', n);
+	while (semi) {
+		const char *p = semi + 1;
+		while (p < sql + n && (isspace((unsigned char)*p) || *p == ';'))
+			p++;
+		if (p < sql + n && *p)
+			return true;
+		semi = NULL;
+	}
+	return false;
+}
+
+static bool is_tracked_setting(const lv_server_t *sv, const char *name)
+{
+	return strcmp(name, "search_path") == 0 || lv_params_get(&sv->status, name) != NULL;
+}
+
+/*
+ * Transaction mode: looks at a statement before it goes to the server.
+ * Settings the client SETs are tracked (reported ones through ParameterStatus,
+ * search_path here); anything else that creates session state pins the
+ * client to its server (session_state = pin) or is refused (reject; only
+ * when the caller can answer for it). Returns true if the statement was
+ * refused and answered here.
+ */
+static bool inspect_statement(lv_client_t *c, const char *sql, size_t n, bool can_reject)
+{
+	lv_worker_t *w = c->conn.worker;
+	lv_server_t *sv = c->server;
+	if (n > LV_INSPECT_MAX || !may_touch_session(sql, n))
+		return false;
+	lv_sql_info_t *info = lv_malloc(sizeof(*info));
+	if (!info)
+		return false;
+	lv_sql_opts_t opts = {.skip_fingerprint = true};
+	if (lv_sql_cache_classify(w->sql_cache, sql, n, &opts, info) != 0) {
+		lv_free(info);
+		return false;
+	}
+	uint32_t creates = info->creates_session_state ? info->creates_mask : 0;
+	if (info->set.is_present && !info->set.is_local && info->set.name[0] && !info->is_multi &&
+	    is_tracked_setting(sv, info->set.name)) {
+		/* A tracked setting: not session state Levee cannot carry. */
+		creates &= ~LV_SQL_SESSION_BIT(LV_SQL_SESSION_SET);
+		if (strcmp(info->set.name, "search_path") == 0) {
+			if (info->set.is_reset || info->set.is_default) {
+				lv_params_del(&c->desired, "search_path");
+				lv_params_del(&sv->applied, "search_path");
+			} else if (!lv_params_set(&c->desired, "search_path", info->set.value) ||
+				   !lv_params_set(&sv->applied, "search_path", info->set.value)) {
+				creates |= LV_SQL_SESSION_BIT(LV_SQL_SESSION_SET);
+			}
+		}
+	}
+	if (info->clears_session_state) {
+		c->pin_mask &= ~info->clears_mask;
+		if (info->clears_mask & LV_SQL_SESSION_BIT(LV_SQL_SESSION_SET)) {
+			/* RESET ALL / DISCARD ALL: the server is back at its defaults. */
+			lv_params_del(&c->desired, "search_path");
+			lv_params_del(&sv->applied, "search_path");
+		}
+		if (info->clears_mask & LV_SQL_SESSION_BIT(LV_SQL_SESSION_PREPARE))
+			lv_pstmt_set_clear(&w->pstmts, &sv->pstmts);
+	}
+	bool rejected = false;
+	if (creates) {
+		lv_sql_session_t reason = info->session_reason;
+		for (int r = 1; r < LV_SQL_SESSION_COUNT; r++)
+			if (creates & LV_SQL_SESSION_BIT(r)) {
+				reason = (lv_sql_session_t)r;
+				break;
+			}
+		if (w->cfg->pool.session_state == LV_SESSION_STATE_REJECT && can_reject) {
+			rejected = true;
+			const char *what = reason == LV_SQL_SESSION_SET ? info->set.name : lv_sql_kind_name(info->kind);
+			lv_client_error(c, LV_SQLSTATE_FEATURE_NOT_SUPPORTED,
+					"levee: %s creates session state (%s) that transaction pooling cannot "
+					"carry between servers; refused because session_state = reject",
+					what, lv_sql_session_name(reason));
+		} else {
+			if ((c->pin_mask & creates) != creates)
+				lv_metric_inc_l(LV_M_POOL_PINS_TOTAL, (unsigned)reason - 1);
+			if (!c->pin_mask)
+				lv_clog_debug(c, "pinned to S-%llu: %s", (unsigned long long)sv->conn.id,
+					      lv_sql_session_name(reason));
+			c->pin_mask |= creates;
+		}
+	}
+	lv_free(info);
+	return rejected;
+}
+
+static bool write_server(lv_client_t *c, lv_buf_t *b, bool ok)
+{
+	ok = ok && lv_sbuf_write(&c->server->conn.sb, b->data, b->len);
+	if (ok) {
+		lv_metric_add(LV_M_SERVER_BYTES_SENT_TOTAL, 0, (int64_t)b->len);
+		c->pool->bytes_in += b->len;
+	}
+	lv_buf_cleanup(b);
+	if (!ok)
+		lv_client_close(c, LV_SQLSTATE_OUT_OF_MEMORY, "levee: out of memory");
+	return ok;
+}
+
+/* Makes sure the client's server has ps prepared, injecting a Parse (and an eviction) if not. */
+static bool ensure_prepared(lv_client_t *c, lv_pstmt_t *ps, bool *was_there)
+{
+	lv_server_t *sv = c->server;
+	lv_worker_t *w = c->conn.worker;
+	*was_there = lv_pstmt_set_has(&sv->pstmts, ps);
+	if (*was_there) {
+		lv_metric_inc_l(LV_M_PREPARED_STATEMENTS_TOTAL, LV_ML_PREPARED_RESULT_HIT);
+		return true;
+	}
+	lv_metric_inc_l(LV_M_PREPARED_STATEMENTS_TOTAL, LV_ML_PREPARED_RESULT_MISS);
+	lv_buf_t b;
+	lv_buf_init(&b);
+	bool ok = true;
+	int max = w->cfg->pool.max_prepared_statements;
+	while (ok && max > 0 && sv->pstmts.n >= (size_t)max) {
+		lv_pstmt_t *victim = lv_pstmt_set_lru(&sv->pstmts, ps);
+		if (!victim)
+			break;
+		ok = lv_wire_write_close(&b, 'S', victim->name) &&
+		     lv_respq_push(&sv->respq, PqMsg_Close, LV_RESP_SWALLOW, NULL);
+		lv_metric_inc_l(LV_M_PREPARED_STATEMENTS_TOTAL, LV_ML_PREPARED_RESULT_EVICTION);
+		lv_pstmt_set_del(&w->pstmts, &sv->pstmts, victim);
+	}
+	ok = ok && lv_wire_write_parse(&b, ps->name, ps->query, ps->n_oids, ps->oids) &&
+	     lv_pstmt_set_add(&sv->pstmts, ps);
+	return write_server(c, &b, ok);
+}
+
+/*
+ * Transaction mode: a message at the head of the client's input that may
+ * need rewriting (named prepared statements) or inspecting (session state).
+ * Every message sent on gets its entry in the server's response queue.
+ */
+static txn_result_t txn_message(lv_client_t *c, uint8_t type, uint32_t len)
+{
+	lv_server_t *sv = c->server;
+	lv_worker_t *w = c->conn.worker;
+	lv_sbuf_t *sb = &c->conn.sb;
+	size_t whole = (size_t)len + 1;
+	size_t avail = lv_sbuf_avail(sb);
+
+	if (type == PqMsg_Bind) {
+		/* Bind can be huge: peek at the names before deciding to read it whole. */
+		uint8_t head[5 + 2 * LV_NAME_LEN];
+		size_t n = LV_MIN(whole, sizeof(head));
+		if (avail < n)
+			return TXN_WAIT;
+		(void)lv_sbuf_peek(sb, 0, head, n);
+		const uint8_t *portal_end = memchr(head + 5, 0, n - 5);
+		const uint8_t *stmt = portal_end ? portal_end + 1 : NULL;
+		if (!stmt || stmt >= head + n || *stmt == 0 || !memchr(stmt, 0, (size_t)(head + n - stmt)) ||
+		    !lv_pstmt_map_get(&c->pstmts, (const char *)stmt)) {
+			/* Unnamed, or a name this client never prepared: the server answers. */
+			return lv_respq_push(&sv->respq, type, LV_RESP_PASS, NULL) ? TXN_FORWARD : TXN_CLOSED;
+		}
+	}
+	if (avail < whole)
+		return TXN_WAIT;
+	const uint8_t *msg = lv_sbuf_pullup(sb, whole);
+	const uint8_t *body = msg + 5;
+	size_t blen = len - 4;
+
+	switch (type) {
+	case PqMsg_Query: {
+		const char *sql;
+		size_t sql_len;
+		if (lv_wire_parse_query(body, blen, &sql, &sql_len) != 0)
+			break;
+		bool quiet = sv->n_pending == 0 && sv->respq.n == 0;
+		if (inspect_statement(c, sql, sql_len, quiet)) {
+			lv_sbuf_skip(sb, whole);
+			lv_client_ready(c, sv->txn_status);
+			return TXN_CONSUMED;
+		}
+		break;
+	}
+	case PqMsg_Parse: {
+		lv_wire_parse_t p;
+		if (lv_wire_parse_parse(body, blen, &p) != 0)
+			break;
+		(void)inspect_statement(c, p.query, p.query_len, false);
+		if (p.name_len == 0)
+			break;
+		lv_pstmt_t *ps = lv_pstmt_get(&w->pstmts, p.query, p.query_len, p.param_types, p.n_param_types);
+		if (!ps || !lv_pstmt_map_set(&w->pstmts, &c->pstmts, p.name, ps)) {
+			lv_client_close(c, LV_SQLSTATE_OUT_OF_MEMORY, "levee: out of memory");
+			return TXN_CLOSED;
+		}
+		bool there;
+		if (!ensure_prepared(c, ps, &there))
+			return TXN_CLOSED;
+		/* Levee answers ParseComplete itself if the server had it, else the
+		 * server's answer to the injected Parse is the client's. */
+		if (!lv_respq_push(&sv->respq, type, there ? LV_RESP_SYNTH : LV_RESP_PASS, there ? NULL : ps)) {
+			lv_client_close(c, LV_SQLSTATE_OUT_OF_MEMORY, "levee: out of memory");
+			return TXN_CLOSED;
+		}
+		sv->unsynced = true;
+		lv_sbuf_skip(sb, whole);
+		return TXN_CONSUMED;
+	}
+	case PqMsg_Bind: {
+		lv_wire_bind_t b;
+		if (lv_wire_parse_bind(body, blen, &b) != 0)
+			break;
+		lv_pstmt_t *ps = lv_pstmt_map_get(&c->pstmts, b.stmt);
+		if (!ps)
+			break;
+		bool there;
+		if (!ensure_prepared(c, ps, &there))
+			return TXN_CLOSED;
+		lv_buf_t out;
+		lv_buf_init(&out);
+		if (!write_server(c, &out, lv_wire_write_bind_renamed(&out, &b, ps->name)) ||
+		    !lv_respq_push(&sv->respq, type, LV_RESP_PASS, NULL))
+			return TXN_CLOSED;
+		sv->unsynced = true;
+		lv_sbuf_skip(sb, whole);
+		return TXN_CONSUMED;
+	}
+	case PqMsg_Describe:
+	case PqMsg_Close: {
+		uint8_t kind;
+		const char *name;
+		if (lv_wire_parse_target(body, blen, &kind, &name) != 0 || kind != 'S' || !name[0])
+			break;
+		if (type == PqMsg_Close) {
+			/* The server keeps it for other clients; the client's name goes. */
+			lv_pstmt_map_del(&w->pstmts, &c->pstmts, name);
+			if (!lv_respq_push(&sv->respq, type, LV_RESP_SYNTH, NULL)) {
+				lv_client_close(c, LV_SQLSTATE_OUT_OF_MEMORY, "levee: out of memory");
+				return TXN_CLOSED;
+			}
+			sv->unsynced = true;
+			lv_sbuf_skip(sb, whole);
+			return TXN_CONSUMED;
+		}
+		lv_pstmt_t *ps = lv_pstmt_map_get(&c->pstmts, name);
+		if (!ps)
+			break;
+		bool there;
+		if (!ensure_prepared(c, ps, &there))
+			return TXN_CLOSED;
+		lv_buf_t out;
+		lv_buf_init(&out);
+		if (!write_server(c, &out, lv_wire_write_describe(&out, 'S', ps->name)) ||
+		    !lv_respq_push(&sv->respq, type, LV_RESP_PASS, NULL))
+			return TXN_CLOSED;
+		sv->unsynced = true;
+		lv_sbuf_skip(sb, whole);
+		return TXN_CONSUMED;
+	}
+	default:
+		break;
+	}
+	return lv_respq_push(&sv->respq, type, LV_RESP_PASS, NULL) ? TXN_FORWARD : TXN_CLOSED;
+}
+
+/*
+ * ACTIVE: frames what the client sent and forwards it to the server in
+ * batches, noting what the server will answer (a ReadyForQuery per Query,
+ * Sync or FunctionCall) so that a released server is known to be clean. In
+ * transaction mode, messages that may need rewriting or inspection are
+ * handled one at a time at the head of the input.
  */
 static void forward_to_server(lv_client_t *c)
 {
 	lv_server_t *sv = c->server;
 	lv_sbuf_t *sb = &c->conn.sb;
 	size_t max_len = (size_t)c->conn.worker->cfg->levee.max_packet_size;
+	bool txn = c->pool->pool_mode == LV_POOL_TRANSACTION;
 
+	c->last_active_us = lv_time_now_us();
 	for (;;) {
 		size_t avail = lv_sbuf_avail(sb);
 		size_t batch = 0;
@@ -660,7 +1122,7 @@ static void forward_to_server(lv_client_t *c)
 			batch = c->fwd_left < avail ? (size_t)c->fwd_left : avail;
 			c->fwd_left -= batch;
 		}
-		bool terminate = false;
+		bool terminate = false, again = false, wait = false;
 		while (c->fwd_left == 0 && batch + 5 <= avail) {
 			uint8_t hdr[5];
 			if (!lv_sbuf_peek(sb, batch, hdr, 5))
@@ -686,6 +1148,34 @@ static void forward_to_server(lv_client_t *c)
 			if (type == PqMsg_Terminate) {
 				terminate = true;
 				break;
+			}
+			if (txn) {
+				bool at_head = type == PqMsg_Query || type == PqMsg_Parse || type == PqMsg_Bind ||
+					       type == PqMsg_Describe || type == PqMsg_Close;
+				if (at_head && batch > 0) {
+					again = true;
+					break;
+				}
+				txn_result_t r = TXN_FORWARD;
+				if (at_head)
+					r = txn_message(c, type, len);
+				else if ((type == PqMsg_Execute || type == PqMsg_Sync || type == PqMsg_FunctionCall) &&
+					 !lv_respq_push(&sv->respq, type, LV_RESP_PASS, NULL))
+					r = TXN_CLOSED;
+				if (r == TXN_CLOSED) {
+					if (c->state != LV_CLIENT_CLOSING)
+						lv_client_close(c, LV_SQLSTATE_OUT_OF_MEMORY, "levee: out of memory");
+					return;
+				}
+				if (r == TXN_WAIT) {
+					wait = true;
+					break;
+				}
+				if (r == TXN_CONSUMED) {
+					again = true;
+					avail = lv_sbuf_avail(sb);
+					break;
+				}
 			}
 			switch (type) {
 			case PqMsg_Query:
@@ -724,6 +1214,10 @@ static void forward_to_server(lv_client_t *c)
 			lv_metric_add(LV_M_SERVER_BYTES_SENT_TOTAL, 0, (int64_t)batch);
 			c->pool->bytes_in += batch;
 		}
+		if (c->state != LV_CLIENT_ACTIVE || !c->server)
+			return;
+		if (txn && !lv_server_emit_synth(sv))
+			return;
 		if (terminate) {
 			lv_sbuf_skip(sb, 5);
 			lv_client_drop(c, "client sent Terminate");
@@ -735,7 +1229,7 @@ static void forward_to_server(lv_client_t *c)
 			lv_sbuf_watch_drain(&sv->conn.sb, LV_BACKPRESSURE_LOW);
 			return;
 		}
-		if (batch == 0 || lv_sbuf_avail(sb) == 0)
+		if (wait || (!again && (batch == 0 || lv_sbuf_avail(sb) == 0)))
 			return;
 	}
 }
@@ -753,6 +1247,24 @@ void lv_client_resume(lv_client_t *c)
 	lv_sbuf_resume(&c->conn.sb);
 	if (lv_sbuf_avail(&c->conn.sb) > 0)
 		forward_to_server(c);
+}
+
+/* IDLE (transaction mode): the first message of a new request needs a server. */
+static void handle_idle_input(lv_client_t *c)
+{
+	uint8_t hdr[5];
+	if (!lv_sbuf_peek(&c->conn.sb, 0, hdr, 5))
+		return;
+	if (hdr[0] == PqMsg_Terminate) {
+		lv_client_drop(c, "client sent Terminate");
+		return;
+	}
+	if (!is_frontend_type(hdr[0])) {
+		lv_metric_inc_l(LV_M_ERRORS_TOTAL, LV_ML_ERROR_KIND_CLIENT_PROTOCOL);
+		lv_client_close(c, LV_SQLSTATE_PROTOCOL_VIOLATION, "levee: invalid frontend message type %d", hdr[0]);
+		return;
+	}
+	want_server(c);
 }
 
 /* LOGIN: the startup packet, then the auth exchange. */
@@ -881,8 +1393,10 @@ static void client_sbuf_cb(lv_sbuf_t *sb, lv_sbuf_event_t ev, void *arg)
 		case LV_CLIENT_ADMIN:
 			handle_admin_input(c);
 			break;
-		case LV_CLIENT_WAITING:
 		case LV_CLIENT_IDLE:
+			handle_idle_input(c);
+			break;
+		case LV_CLIENT_WAITING:
 			/* Kept until a server is attached; the read watermark bounds it. */
 			if (lv_sbuf_avail(sb) > LV_BACKPRESSURE_HIGH)
 				lv_sbuf_pause(sb);
@@ -919,7 +1433,28 @@ static void client_sbuf_cb(lv_sbuf_t *sb, lv_sbuf_event_t ev, void *arg)
 
 void lv_client_server_ready(lv_client_t *c)
 {
-	(void)c;
+	lv_server_t *sv = c->server;
+	if (!sv || c->state != LV_CLIENT_ACTIVE || sv->n_swallow > 0)
+		return;
+	c->last_active_us = lv_time_now_us();
+	if (!c->logged_in && !finish_login(c, sv))
+		return;
+	if (c->pool->pool_mode != LV_POOL_TRANSACTION)
+		return;
+	/* A transaction ended: the server goes back unless something holds it. */
+	if (sv->n_pending || sv->unsynced || sv->in_copy || sv->fwd_left || c->fwd_left || sv->txn_status != 'I' ||
+	    c->pin_mask || sv->respq.n > 0)
+		return;
+	lv_pool_t *pool = c->pool;
+	c->server = NULL;
+	sv->client = NULL;
+	sv->last_used_us = lv_time_now_us();
+	lv_server_set_state(sv, LV_SERVER_IDLE);
+	lv_client_set_state(c, LV_CLIENT_IDLE);
+	if (lv_sbuf_avail(&c->conn.sb) > 0)
+		want_server(c);
+	if (!in_assign)
+		lv_pool_assign(pool);
 }
 
 void lv_client_server_lost(lv_client_t *c, const char *sqlstate, const char *msg)

@@ -13,6 +13,7 @@
 #include "config/config.h"
 #include "core/buf.h"
 #include "proxy/conn.h"
+#include "proxy/prepared.h"
 
 #define LV_CLIENT_STATE_MAP(XX)                                                       \
 	XX(LOGIN, "login")     /* startup packet, TLS, auth; on worker->login */     \
@@ -55,6 +56,13 @@ struct lv_client {
 	 * parameters have identical bytes. */
 	lv_buf_t params;
 	uint64_t params_hash;
+	/* Transaction mode: the settings this client expects on any server it
+	 * gets ("name\0value\0"): its startup parameters and options, then what
+	 * its SETs of tracked parameters changed. */
+	lv_buf_t desired;
+	lv_pstmt_map_t pstmts;  /* transaction mode: its named prepared statements */
+	uint32_t pin_mask;     /* LV_SQL_SESSION_BIT()s of session state that keeps its server */
+	lv_usec_t last_active_us; /* last message from the client or request completed */
 
 	lv_auth_phase_t auth_phase;
 	bool user_known;       /* auth_file has the user (else the exchange is a mock) */

@@ -100,6 +100,7 @@ lv_pool_t *lv_pool_get(lv_worker_t *w, const lv_cfg_db_t *db, const char *user)
 	lv_clist_init(&p->sv_active);
 	lv_clist_init(&p->sv_testing);
 	lv_buf_init(&p->last_params);
+	lv_buf_init(&p->defaults);
 	lv_list_insert_tail(&w->pools, &p->node);
 	return p;
 }
@@ -110,6 +111,7 @@ void lv_pool_free(lv_pool_t *pool)
 		return;
 	lv_list_unlink(&pool->node);
 	lv_buf_cleanup(&pool->last_params);
+	lv_buf_cleanup(&pool->defaults);
 	memset(pool->scram_client_key, 0, sizeof(pool->scram_client_key));
 	lv_free(pool);
 }
@@ -174,6 +176,9 @@ static bool params_match(const lv_client_t *c, const lv_server_t *sv)
 
 static lv_server_t *find_idle(lv_pool_t *pool, const lv_client_t *c)
 {
+	/* Transaction mode: any server; the client's settings are applied on attach. */
+	if (pool->pool_mode == LV_POOL_TRANSACTION)
+		return lv_container_of(pool->sv_idle.head.next, lv_server_t, conn.node);
 	lv_list_t *pos;
 	lv_list_for_each(pos, &pool->sv_idle.head)
 	{
@@ -215,7 +220,9 @@ static bool open_for(lv_pool_t *pool, lv_client_t *c)
 		__atomic_sub_fetch(&db_shared(pool)->n_connecting, 1, __ATOMIC_ACQ_REL);
 		return false;
 	}
-	lv_server_t *sv = lv_server_connect(pool, &c->params, c->params_hash);
+	static const lv_buf_t no_params;
+	bool txn = pool->pool_mode == LV_POOL_TRANSACTION;
+	lv_server_t *sv = lv_server_connect(pool, txn ? &no_params : &c->params, txn ? 0 : c->params_hash);
 	if (!sv) {
 		lv_pool_put_slot(pool);
 		__atomic_sub_fetch(&db_shared(pool)->n_connecting, 1, __ATOMIC_ACQ_REL);

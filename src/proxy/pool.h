@@ -39,6 +39,7 @@ struct lv_pool {
 	lv_pool_shared_t *shared;      /* (db, user) */
 	lv_pool_shared_t *db_shared;   /* (db, ""): max_db_connections, connects in flight */
 	lv_pool_shared_t *user_shared; /* ("", user): max_user_connections */
+	lv_buf_t defaults;             /* ParameterStatus of a fresh server: what RESET gives */
 	lv_buf_t last_params;          /* startup parameters of the last client; for min_pool_size */
 	uint64_t last_params_hash;
 	const lv_cfg_db_t *db;     /* borrowed from worker->cfg; NULL once removed by a reload */

@@ -23,6 +23,7 @@
 #include "core/mem.h"
 #include "core/metrics.h"
 #include "proxy/client.h"
+#include "proxy/params.h"
 #include "proxy/pool.h"
 #include "proxy/worker.h"
 #include "wire/read.h"
@@ -122,6 +123,9 @@ static void server_free(lv_deferred_t *d)
 	lv_sbuf_cleanup(&sv->conn.sb);
 	lv_buf_cleanup(&sv->params);
 	lv_buf_cleanup(&sv->status);
+	lv_buf_cleanup(&sv->applied);
+	lv_respq_cleanup(&sv->conn.worker->pstmts, &sv->respq);
+	lv_pstmt_set_clear(&sv->conn.worker->pstmts, &sv->pstmts);
 	if (sv->scram) {
 		lv_scram_client_cleanup(sv->scram);
 		lv_free(sv->scram);
@@ -147,6 +151,7 @@ lv_server_t *lv_server_connect(lv_pool_t *pool, const lv_buf_t *params, uint64_t
 	lv_list_init(&sv->conn.node);
 	lv_buf_init(&sv->params);
 	lv_buf_init(&sv->status);
+	lv_buf_init(&sv->applied);
 	if (params->len && !lv_buf_append(&sv->params, params->data, params->len)) {
 		lv_free(sv);
 		return NULL;
@@ -432,6 +437,10 @@ static void login_done(lv_server_t *sv)
 	}
 	pool->connect_failures = 0;
 	pool->last_error[0] = '\0';
+	pool->last_sqlstate[0] = '\0';
+	if (pool->defaults.len == 0 && sv->params.len == 0 && sv->status.len > 0 &&
+	    !lv_buf_append(&pool->defaults, sv->status.data, sv->status.len))
+		lv_buf_reset(&pool->defaults);
 	lv_metric_inc(LV_M_SERVER_CONNECTIONS_TOTAL);
 	sv->conn.action = NULL;
 	sv->last_used_us = lv_time_now_us();
@@ -580,10 +589,125 @@ static void request_done(lv_server_t *sv)
  * batches. ParameterStatus is read whole (to keep the server's reported
  * values), ReadyForQuery ends a request cycle.
  */
+/*
+ * Responses to Levee's own prelude (transaction mode SETs): consumed here,
+ * never forwarded; what they report is recorded. Returns false if the server
+ * was closed.
+ */
+static bool swallow(lv_server_t *sv)
+{
+	lv_sbuf_t *sb = &sv->conn.sb;
+	while (sv->n_swallow > 0) {
+		uint8_t hdr[5];
+		if (!lv_sbuf_peek(sb, 0, hdr, 5))
+			return true;
+		uint8_t type;
+		uint32_t len;
+		if (lv_wire_read_header(hdr, 5, LV_SERVER_MAX_CONTROL_MSG, &type, &len) != 0) {
+			lv_metric_inc_l(LV_M_ERRORS_TOTAL, LV_ML_ERROR_KIND_SERVER_PROTOCOL);
+			lv_server_close(sv, "levee: invalid message from server");
+			return false;
+		}
+		size_t whole = (size_t)len + 1;
+		const uint8_t *msg = lv_sbuf_pullup(sb, whole);
+		if (!msg)
+			return true;
+		if (type == PqMsg_ParameterStatus) {
+			const char *k, *v;
+			if (lv_wire_parse_param_status(msg + 5, len - 4, &k, &v) == 0 && record_status(sv, k, v) &&
+			    sv->client && !lv_params_set(&sv->client->desired, k, v))
+				lv_clog_warn(sv, "out of memory tracking %s", k);
+		} else if (type == PqMsg_ErrorResponse) {
+			lv_wire_error_t e;
+			if (lv_wire_parse_error(msg + 5, len - 4, &e) == 0)
+				lv_clog_warn(sv, "applying client settings failed: %s", e.message ? e.message : "?");
+		} else if (type == PqMsg_ReadyForQuery) {
+			sv->txn_status = (char)msg[5];
+			sv->n_swallow--;
+		}
+		lv_sbuf_skip(sb, whole);
+	}
+	return true;
+}
+
+bool lv_server_emit_synth(lv_server_t *sv)
+{
+	lv_pstmt_reg_t *reg = &sv->conn.worker->pstmts;
+	lv_resp_t *h;
+	while ((h = lv_respq_head(&sv->respq)) != NULL && h->action == LV_RESP_SYNTH) {
+		uint8_t m[5] = {h->kind == PqMsg_Parse ? PqMsg_ParseComplete : PqMsg_CloseComplete, 0, 0, 0, 4};
+		lv_respq_pop(reg, &sv->respq);
+		if (!sv->client || !lv_client_send(sv->client, m, sizeof(m)))
+			return false;
+	}
+	return true;
+}
+
+/* An error makes the server skip to the next Sync: so do the queued entries. */
+static void drop_until_sync(lv_server_t *sv)
+{
+	lv_pstmt_reg_t *reg = &sv->conn.worker->pstmts;
+	lv_resp_t *h;
+	while ((h = lv_respq_head(&sv->respq)) != NULL && h->kind != PqMsg_Sync) {
+		if (h->kind == PqMsg_Parse && h->ps)
+			lv_pstmt_set_del(reg, &sv->pstmts, h->ps);
+		lv_respq_pop(reg, &sv->respq);
+	}
+}
+
+/*
+ * Transaction mode: what a response of the given type means for the queue.
+ * Returns 1 to forward it, 0 to swallow it, -1 when Levee's own answers at
+ * the head must go out first.
+ */
+static int track_response(lv_server_t *sv, uint8_t type)
+{
+	lv_pstmt_reg_t *reg = &sv->conn.worker->pstmts;
+	if (type == PqMsg_NoticeResponse || type == PqMsg_NotificationResponse || type == PqMsg_ParameterStatus)
+		return 1;
+	lv_resp_t *h = lv_respq_head(&sv->respq);
+	if (!h)
+		return 1;
+	if (h->action == LV_RESP_SYNTH)
+		return -1;
+	if (h->action == LV_RESP_SWALLOW) {
+		if (type == PqMsg_ErrorResponse) {
+			/* The injected Parse failed: the client must see why. */
+			lv_respq_pop(reg, &sv->respq);
+			drop_until_sync(sv);
+			return 1;
+		}
+		if (lv_resp_is_last(h->kind, type))
+			lv_respq_pop(reg, &sv->respq);
+		return 0;
+	}
+	if (type == PqMsg_ErrorResponse && h->kind != PqMsg_Query && h->kind != PqMsg_FunctionCall) {
+		if (h->kind == PqMsg_Parse && h->ps)
+			lv_pstmt_set_del(reg, &sv->pstmts, h->ps);
+		lv_respq_pop(reg, &sv->respq);
+		drop_until_sync(sv);
+		return 1;
+	}
+	if (lv_resp_is_last(h->kind, type))
+		lv_respq_pop(reg, &sv->respq);
+	return 1;
+}
+
 void lv_server_flush_to_client(lv_server_t *sv)
 {
 	lv_client_t *c = sv->client;
 	lv_sbuf_t *sb = &sv->conn.sb;
+	if (sv->n_swallow > 0) {
+		if (!swallow(sv))
+			return;
+		if (sv->n_swallow > 0)
+			return;
+		if (!c->logged_in) {
+			lv_client_server_ready(c);
+			return;
+		}
+	}
+	bool txn = c->pool->pool_mode == LV_POOL_TRANSACTION;
 	for (;;) {
 		size_t avail = lv_sbuf_avail(sb);
 		size_t batch = 0;
@@ -604,6 +728,28 @@ void lv_server_flush_to_client(lv_server_t *sv)
 				return;
 			}
 			size_t whole = (size_t)len + 1;
+			if (txn && sv->respq.n > 0) {
+				lv_resp_t *h = lv_respq_head(&sv->respq);
+				bool special = h->action != LV_RESP_PASS;
+				if (special && batch > 0) {
+					again = true;
+					break;
+				}
+				if (special && h->action == LV_RESP_SWALLOW && avail < whole)
+					break;
+				int r = track_response(sv, type);
+				if (r < 0) {
+					if (!lv_server_emit_synth(sv))
+						return;
+					again = true;
+					break;
+				}
+				if (r == 0) {
+					lv_sbuf_skip(sb, whole);
+					again = true;
+					break;
+				}
+			}
 			sv->last_type = type;
 			if (type == PqMsg_ParameterStatus) {
 				if (batch > 0) {
@@ -616,7 +762,7 @@ void lv_server_flush_to_client(lv_server_t *sv)
 					break;
 				const char *k, *v;
 				if (!msg || lv_wire_parse_param_status(msg + 5, len - 4, &k, &v) != 0 ||
-				    !record_status(sv, k, v)) {
+				    !record_status(sv, k, v) || !lv_params_set(&c->desired, k, v)) {
 					lv_server_close(sv, "levee: bad ParameterStatus from server");
 					return;
 				}
@@ -661,6 +807,8 @@ void lv_server_flush_to_client(lv_server_t *sv)
 		if (!again && (batch == 0 || lv_sbuf_avail(sb) == 0))
 			break;
 	}
+	if (txn && !lv_server_emit_synth(sv))
+		return;
 	if (sv->n_pending == 0 && sv->fwd_left == 0)
 		lv_client_server_ready(c);
 }
@@ -675,7 +823,7 @@ void lv_server_release(lv_server_t *sv)
 	sv->client = NULL;
 	lv_sbuf_resume(&sv->conn.sb);
 	const char *why = NULL;
-	if (sv->fwd_left || sv->n_pending > 0 || sv->unsynced || sv->in_copy)
+	if (sv->fwd_left || sv->n_pending > 0 || sv->unsynced || sv->in_copy || sv->respq.n > 0)
 		why = "client left in the middle of a request";
 	else if (sv->close_needed)
 		why = "marked for closing";
@@ -712,6 +860,8 @@ void lv_server_release(lv_server_t *sv)
 	if (has_reset) {
 		ok = ok && lv_wire_write_query(&b, reset);
 		sv->n_pending++;
+		if (strcasestr(reset, "discard all") || strcasestr(reset, "deallocate"))
+			lv_pstmt_set_clear(&w->pstmts, &sv->pstmts);
 	}
 	ok = ok && lv_sbuf_write(&sv->conn.sb, b.data, b.len);
 	lv_buf_cleanup(&b);

@@ -12,6 +12,7 @@
 #include "core/buf.h"
 #include "net/addr.h"
 #include "proxy/conn.h"
+#include "proxy/prepared.h"
 
 #define LV_SERVER_STATE_MAP(XX)                                                  \
 	XX(CONNECTING, "connecting") /* TCP connect / TLS handshake; pool->sv_login */ \
@@ -44,6 +45,10 @@ struct lv_server {
 	lv_buf_t params;       /* startup parameters it was started with (client format) */
 	uint64_t params_hash;
 	lv_buf_t status;       /* ParameterStatus it reported: "name\0value\0" pairs */
+	lv_buf_t applied;      /* unreported settings Levee SET on it (search_path) */
+	int n_swallow;
+	lv_pstmt_set_t pstmts;  /* transaction mode: Levee statements prepared on it */
+	lv_respq_t respq;       /* transaction mode: responses it owes, in order */         /* ReadyForQuery of Levee's own queries still to swallow */
 
 	struct lv_scram_client *scram; /* owned; during SCRAM login only */
 	bool tls_asked;
@@ -76,6 +81,8 @@ void lv_server_close(lv_server_t *sv, const char *reason);
 bool lv_server_write_status(const lv_server_t *sv, lv_buf_t *out) LV_MUSTCHECK;
 /* Forwards what the server sent to its client (ACTIVE). */
 void lv_server_flush_to_client(lv_server_t *sv);
+/* Transaction mode: writes Levee's own answers at the head of the response queue to the client. */
+bool lv_server_emit_synth(lv_server_t *sv);
 /* Sends a CancelRequest for sv's running query over a fresh connection. */
 void lv_server_cancel(lv_server_t *sv);
 

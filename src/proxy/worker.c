@@ -596,9 +596,11 @@ bool lv_proxy_init(lv_proxy_t *p, lv_config_t *cfg, lv_err_t *err)
 		lv_clist_init(&w->admin);
 		lv_clist_init(&w->lingering);
 		lv_list_init(&w->pools);
+		lv_pstmt_reg_init(&w->pstmts, i);
+		w->sql_cache = lv_sql_cache_new(1024);
 		w->loop = lv_loop_new();
 		w->metrics = lv_metrics_shard_new();
-		if (!w->loop || !w->metrics) {
+		if (!w->loop || !w->metrics || !w->sql_cache) {
 			lv_err_set(err, LV_ENOMEM, "out of memory");
 			return false;
 		}
@@ -619,6 +621,7 @@ static void *worker_main(void *arg)
 	lv_worker_t *w = arg;
 	lv_metrics_bind_thread(w->metrics);
 	lv_loop_run(w->loop);
+	lv_sql_thread_cleanup();
 	lv_metrics_bind_thread(NULL);
 	lv_proxy_t *p = w->proxy;
 	__atomic_sub_fetch(&p->n_running, 1, __ATOMIC_ACQ_REL);
@@ -656,6 +659,8 @@ static void free_worker(lv_worker_t *w)
 	while ((pos = lv_list_first(&w->pools)) != NULL)
 		lv_pool_free(lv_container_of(pos, lv_pool_t, node));
 	lv_free(w->keys);
+	lv_sql_cache_free(w->sql_cache);
+	lv_pstmt_reg_cleanup(&w->pstmts);
 	lv_metrics_shard_free(w->metrics);
 	lv_config_unref(w->cfg);
 }

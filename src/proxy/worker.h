@@ -20,6 +20,8 @@
 #include "core/types.h"
 #include "event/loop.h"
 #include "net/tls.h"
+#include "proxy/prepared.h"
+#include "sql/classify.h"
 
 #include <pthread.h>
 
@@ -51,6 +53,8 @@ struct lv_worker {
 
 	lv_clist_t lingering;      /* closed clients flushing their last bytes (CLOSING) */
 	bool started;              /* its thread was created */
+	lv_pstmt_reg_t pstmts;     /* prepared statements of this worker's clients */
+	lv_sql_cache_t *sql_cache; /* classifications by statement text */
 	struct event *janitor;
 	uint64_t next_id;
 	int shutdown_mode;         /* 0 running, 1 graceful (SIGINT), 2 immediate */
