@@ -99,8 +99,16 @@ void lv_loop_free(lv_loop_t *loop)
 {
 	if (!loop)
 		return;
-	run_mail(loop);
-	run_deferred(loop);
+	/* Messages may post messages (a stop, say): run until the mailbox stays empty. */
+	for (int i = 0; i < 8; i++) {
+		run_mail(loop);
+		run_deferred(loop);
+		pthread_mutex_lock(&loop->mail_lock);
+		bool empty = lv_list_empty(&loop->mail);
+		pthread_mutex_unlock(&loop->mail_lock);
+		if (empty)
+			break;
+	}
 	event_free(loop->mail_ev);
 	event_base_free(loop->base);
 	pthread_mutex_destroy(&loop->mail_lock);

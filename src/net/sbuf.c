@@ -105,6 +105,9 @@ void lv_sbuf_cleanup(lv_sbuf_t *sb)
 	if (sb->bev) {
 		bufferevent_free(sb->bev);
 		sb->bev = NULL;
+		/* A TLS bufferevent owns its SSL object and closes the socket itself. */
+		if (sb->is_tls)
+			sb->fd = -1;
 	}
 	if (sb->fd >= 0) {
 		close(sb->fd);
@@ -116,7 +119,8 @@ bool lv_sbuf_start_tls(lv_sbuf_t *sb, struct event_base *base, struct ssl_st *ss
 {
 	struct bufferevent *plain = sb->bev;
 	struct bufferevent *tls = bufferevent_openssl_socket_new(
-		base, sb->fd, ssl, accepting ? BUFFEREVENT_SSL_ACCEPTING : BUFFEREVENT_SSL_CONNECTING, 0);
+		base, sb->fd, ssl, accepting ? BUFFEREVENT_SSL_ACCEPTING : BUFFEREVENT_SSL_CONNECTING,
+		BEV_OPT_CLOSE_ON_FREE);
 	if (!tls)
 		return false;
 	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);

@@ -34,7 +34,7 @@ static void auth_failed(lv_client_t *c, const char *why)
 	lv_metric_inc_l(LV_M_ERRORS_TOTAL, LV_ML_ERROR_KIND_CLIENT_AUTH);
 	lv_clog_info(c, "authentication failed: %s", why);
 	/* One message for every cause, as PostgreSQL does. */
-	lv_client_close(c, LV_SQLSTATE_INVALID_PASSWORD, "password authentication failed for user \"%s\"", c->user);
+	lv_client_close(c, LV_SQLSTATE_INVALID_PASSWORD, "levee: password authentication failed for user \"%s\"", c->user);
 }
 
 static void send_buf(lv_client_t *c, lv_buf_t *b, bool ok)

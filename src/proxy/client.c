@@ -584,7 +584,7 @@ void lv_client_authenticated(lv_client_t *c)
 	const lv_cfg_db_t *db = lv_config_find_db(cfg, c->database);
 	if (!db) {
 		lv_metric_inc_l(LV_M_CLIENT_CONNECTIONS_REFUSED_TOTAL, LV_ML_REFUSE_REASON_DATABASE);
-		lv_client_close(c, LV_SQLSTATE_INVALID_CATALOG_NAME, "database \"%s\" does not exist", c->database);
+		lv_client_close(c, LV_SQLSTATE_INVALID_CATALOG_NAME, "levee: database \"%s\" does not exist", c->database);
 		return;
 	}
 	lv_pool_t *pool = lv_pool_get(w, db, c->user);
@@ -1278,7 +1278,7 @@ static void handle_login_input(lv_client_t *c)
 				return;
 			uint32_t len;
 			int rc = lv_wire_startup_len(hdr, 4, &len);
-			if (rc != 0) {
+			if (rc != 0 || len < 8 || len > LV_WIRE_MAX_STARTUP_LEN) {
 				lv_metric_inc_l(LV_M_CLIENT_CONNECTIONS_REFUSED_TOTAL, LV_ML_REFUSE_REASON_PROTOCOL);
 				lv_metric_inc_l(LV_M_ERRORS_TOTAL, LV_ML_ERROR_KIND_CLIENT_PROTOCOL);
 				lv_client_close(c, LV_SQLSTATE_PROTOCOL_VIOLATION,

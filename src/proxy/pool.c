@@ -354,6 +354,41 @@ void lv_pool_janitor(lv_pool_t *pool, lv_usec_t now)
 		}
 	}
 
+	/* Clients idle too long, in or out of a transaction. */
+	int64_t txn_idle_ms = cfg->pool.idle_transaction_timeout_ms;
+	int64_t idle_ms_c = cfg->pool.client_idle_timeout_ms;
+	lv_list_for_each_safe(pos, tmp, &pool->active.head)
+	{
+		lv_client_t *c = lv_container_of(pos, lv_client_t, conn.node);
+		lv_server_t *sv = c->server;
+		if (!sv || sv->n_pending > 0 || sv->n_swallow > 0 || c->fwd_left || sv->fwd_left)
+			continue;
+		lv_usec_t idle = now - c->last_active_us;
+		if (sv->txn_status != 'I' && txn_idle_ms > 0 && idle > txn_idle_ms * LV_USEC_PER_MS) {
+			lv_metric_inc_l(LV_M_ERRORS_TOTAL, LV_ML_ERROR_KIND_IDLE_TRANSACTION_TIMEOUT);
+			lv_client_close(c, LV_SQLSTATE_IDLE_IN_TXN_TIMEOUT,
+					"levee: terminating connection due to idle_transaction_timeout (%lld ms)",
+					(long long)txn_idle_ms);
+		} else if (sv->txn_status == 'I' && idle_ms_c > 0 && idle > idle_ms_c * LV_USEC_PER_MS) {
+			lv_metric_inc_l(LV_M_ERRORS_TOTAL, LV_ML_ERROR_KIND_CLIENT_IDLE_TIMEOUT);
+			lv_client_close(c, LV_SQLSTATE_IDLE_SESSION_TIMEOUT,
+					"levee: terminating connection due to client_idle_timeout (%lld ms)",
+					(long long)idle_ms_c);
+		}
+	}
+	if (idle_ms_c > 0) {
+		lv_list_for_each_safe(pos, tmp, &pool->idle_clients.head)
+		{
+			lv_client_t *c = lv_container_of(pos, lv_client_t, conn.node);
+			if (now - c->last_active_us > idle_ms_c * LV_USEC_PER_MS) {
+				lv_metric_inc_l(LV_M_ERRORS_TOTAL, LV_ML_ERROR_KIND_CLIENT_IDLE_TIMEOUT);
+				lv_client_close(c, LV_SQLSTATE_IDLE_SESSION_TIMEOUT,
+						"levee: terminating connection due to client_idle_timeout (%lld ms)",
+						(long long)idle_ms_c);
+			}
+		}
+	}
+
 	/* Servers: login timeouts, idle timeouts, lifetime. */
 	int64_t connect_ms = cfg->pool.server_connect_timeout_ms;
 	lv_list_for_each_safe(pos, tmp, &pool->sv_login.head)

@@ -999,6 +999,8 @@ static void server_sbuf_cb(lv_sbuf_t *sb, lv_sbuf_event_t ev, void *arg)
 typedef struct lv_cancel_conn {
 	lv_sbuf_t sb;
 	lv_deferred_t reap;
+	lv_list_t node; /* on worker->cancels until reaped */
+	lv_usec_t started_us;
 	lv_worker_t *worker;
 	uint8_t packet[16];
 	bool done;
@@ -1007,6 +1009,7 @@ typedef struct lv_cancel_conn {
 static void cancel_free(lv_deferred_t *d)
 {
 	lv_cancel_conn_t *cc = lv_container_of(d, lv_cancel_conn_t, reap);
+	lv_list_unlink(&cc->node);
 	lv_sbuf_cleanup(&cc->sb);
 	lv_free(cc);
 }
@@ -1046,6 +1049,8 @@ void lv_server_cancel(lv_server_t *sv)
 		return;
 	}
 	cc->worker = w;
+	cc->started_us = lv_time_now_us();
+	lv_list_init(&cc->node);
 	cc->reap.fn = cancel_free;
 	lv_list_init(&cc->reap.node);
 	lv_set_u32(cc->packet, 16);
@@ -1057,5 +1062,21 @@ void lv_server_cancel(lv_server_t *sv)
 		lv_clog_warn(sv, "could not send cancel request: %s", err.msg);
 		lv_metric_inc_l(LV_M_CANCEL_REQUESTS_TOTAL, LV_ML_CANCEL_RESULT_FAILED);
 		lv_free(cc);
+		return;
+	}
+	lv_list_insert_tail(&w->cancels, &cc->node);
+}
+
+void lv_server_reap_cancels(lv_worker_t *w, lv_usec_t before)
+{
+	lv_list_t *pos, *tmp;
+	lv_list_for_each_safe(pos, tmp, &w->cancels)
+	{
+		lv_cancel_conn_t *cc = lv_container_of(pos, lv_cancel_conn_t, node);
+		if (cc->done || cc->started_us > before)
+			continue;
+		lv_metric_inc_l(LV_M_CANCEL_REQUESTS_TOTAL, LV_ML_CANCEL_RESULT_FAILED);
+		cc->done = true;
+		lv_loop_defer(w->loop, &cc->reap);
 	}
 }

@@ -83,6 +83,8 @@ bool lv_server_write_status(const lv_server_t *sv, lv_buf_t *out) LV_MUSTCHECK;
 void lv_server_flush_to_client(lv_server_t *sv);
 /* Transaction mode: writes Levee's own answers at the head of the response queue to the client. */
 bool lv_server_emit_synth(lv_server_t *sv);
+/* Gives up on cancel connections started before `before` (a server that never answers). */
+void lv_server_reap_cancels(lv_worker_t *w, lv_usec_t before);
 /* Sends a CancelRequest for sv's running query over a fresh connection. */
 void lv_server_cancel(lv_server_t *sv);
 

@@ -51,6 +51,7 @@ struct lv_worker {
 	lv_client_t **keys;
 	size_t keys_cap, keys_used;
 
+	lv_list_t cancels;         /* cancel requests on their way to servers */
 	lv_clist_t lingering;      /* closed clients flushing their last bytes (CLOSING) */
 	bool started;              /* its thread was created */
 	lv_pstmt_reg_t pstmts;     /* prepared statements of this worker's clients */

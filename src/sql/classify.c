@@ -59,6 +59,9 @@
 
 #include <pg_query.h>
 
+/* Whether this thread has called into libpg_query (which then holds a memory context). */
+static _Thread_local bool thread_used_parser;
+
 #include "core/list.h"
 #include "core/mem.h"
 #include "core/status.h"
@@ -1939,6 +1942,7 @@ int lv_sql_classify(const char *sql, size_t len, const lv_sql_opts_t *opts, lv_s
 	}
 
 	int rc = LV_OK;
+	thread_used_parser = true;
 	PgQueryParseResult pr = pg_query_parse(copy);
 	if (pr.error) {
 		set_unparsable(out, pr.error->message, pr.error->cursorpos);
@@ -1990,6 +1994,7 @@ int lv_sql_normalize(const char *sql, size_t len, char *out, size_t cap)
 	if (!copy)
 		return LV_ENOMEM;
 	int rc;
+	thread_used_parser = true;
 	PgQueryNormalizeResult nr = pg_query_normalize(copy);
 	if (nr.error || !nr.normalized_query) {
 		rc = LV_ESYNTAX;
@@ -2009,7 +2014,10 @@ int lv_sql_normalize(const char *sql, size_t len, char *out, size_t cap)
 
 void lv_sql_thread_cleanup(void)
 {
-	pg_query_exit();
+	/* pg_query_exit() on a thread that never parsed dereferences NULL. */
+	if (thread_used_parser)
+		pg_query_exit();
+	thread_used_parser = false;
 }
 
 /* ---------------------------------------------------------------- cache */
