@@ -44,6 +44,8 @@ CORE_OBJS := $(filter-out $(BUILD)/src/core/time.o,$(filter $(BUILD)/src/core/%,
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%)
 
+.SECONDARY:
+
 .PHONY: all deps check check-unit check-layers check-config-docs check-integration \
 	check-san valgrind-unit run bench clean fmt
 
