@@ -643,6 +643,11 @@ static bool finish_login(lv_client_t *c, lv_server_t *sv)
 static bool send_prelude(lv_client_t *c, lv_server_t *sv)
 {
 	lv_pool_t *pool = c->pool;
+	/* The common case: the server last served a client with the same settings. */
+	uint64_t h = lv_params_hash(&c->desired);
+	if (sv->settings_known && h == sv->settings_hash)
+		return true;
+	sv->settings_known = false;
 	lv_buf_t sql;
 	lv_buf_init(&sql);
 	bool ok = true;
@@ -791,11 +796,13 @@ static bool word_is(const char *w, size_t n, const char *kw)
 	return strlen(kw) == n && strncasecmp(w, kw, n) == 0;
 }
 
+/* needle is lower case ASCII letters and underscores. */
 static bool contains_ci(const char *s, size_t n, const char *needle)
 {
 	size_t k = strlen(needle);
+	char first = needle[0];
 	for (size_t i = 0; i + k <= n; i++)
-		if (strncasecmp(s + i, needle, k) == 0)
+		if ((s[i] | 0x20) == first && strncasecmp(s + i, needle, k) == 0)
 			return true;
 	return false;
 }
@@ -1448,6 +1455,8 @@ void lv_client_server_ready(lv_client_t *c)
 	lv_pool_t *pool = c->pool;
 	c->server = NULL;
 	sv->client = NULL;
+	sv->settings_hash = lv_params_hash(&c->desired);
+	sv->settings_known = true;
 	sv->last_used_us = lv_time_now_us();
 	lv_server_set_state(sv, LV_SERVER_IDLE);
 	lv_client_set_state(c, LV_CLIENT_IDLE);

@@ -25,6 +25,16 @@ const char *lv_params_get(const lv_buf_t *ps, const char *name)
 	return NULL;
 }
 
+uint64_t lv_params_hash(const lv_buf_t *ps)
+{
+	if (ps->len == 0)
+		return 0;
+	uint64_t h = 1469598103934665603ULL;
+	for (size_t i = 0; i < ps->len; i++)
+		h = (h ^ (uint8_t)(ps->data[i] | 0x20)) * 1099511628211ULL;
+	return h ? h : 1;
+}
+
 void lv_params_del(lv_buf_t *ps, const char *name)
 {
 	size_t pos = 0;

@@ -14,6 +14,8 @@
 const char *lv_params_get(const lv_buf_t *ps, const char *name);
 /* Sets name to value, replacing an earlier value. False on OOM (set unchanged). */
 bool lv_params_set(lv_buf_t *ps, const char *name, const char *value) LV_MUSTCHECK;
+/* A hash of the whole set (0 only for an empty one), to tell equal sets apart cheaply. */
+uint64_t lv_params_hash(const lv_buf_t *ps);
 /* Removes name if present. */
 void lv_params_del(lv_buf_t *ps, const char *name);
 /* Iterates: *pos starts at 0; returns false at the end. */

@@ -821,6 +821,7 @@ void lv_server_release(lv_server_t *sv)
 	lv_worker_t *w = sv->conn.worker;
 	lv_config_t *cfg = w->cfg;
 	sv->client = NULL;
+	sv->settings_known = false;
 	lv_sbuf_resume(&sv->conn.sb);
 	const char *why = NULL;
 	if (sv->fwd_left || sv->n_pending > 0 || sv->unsynced || sv->in_copy || sv->respq.n > 0)

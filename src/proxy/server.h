@@ -47,6 +47,8 @@ struct lv_server {
 	lv_buf_t status;       /* ParameterStatus it reported: "name\0value\0" pairs */
 	lv_buf_t applied;      /* unreported settings Levee SET on it (search_path) */
 	int n_swallow;
+	uint64_t settings_hash; /* lv_params_hash() of the client settings it has; valid if settings_known */
+	bool settings_known;
 	lv_pstmt_set_t pstmts;  /* transaction mode: Levee statements prepared on it */
 	lv_respq_t respq;       /* transaction mode: responses it owes, in order */         /* ReadyForQuery of Levee's own queries still to swallow */
 

@@ -825,6 +825,76 @@ class RawConn:
             if kind == b"Z":
                 return msgs
 
+    def until_ready(self, timeout=None):
+        """The messages up to and including the next ReadyForQuery (for
+        requests sent with send(), e.g. an extended-protocol batch)."""
+        msgs = []
+        while True:
+            kind, body = self.recv_msg(timeout)
+            msgs.append((kind, body))
+            if kind == b"Z":
+                return msgs
+
+
+# Extended-protocol and COPY messages (frontend), for RawConn.send().
+
+
+def parse_message(name, sql, types=()):
+    body = name.encode() + b"\0" + sql.encode() + b"\0" + struct.pack("!H", len(types))
+    return message(b"P", body + b"".join(struct.pack("!I", t) for t in types))
+
+
+def bind_message(stmt, params=(), portal=""):
+    """Bind with text-format parameters (None is NULL) and text results."""
+    body = portal.encode() + b"\0" + stmt.encode() + b"\0" + struct.pack("!HH", 0, len(params))
+    for p in params:
+        if p is None:
+            body += struct.pack("!i", -1)
+        else:
+            v = str(p).encode()
+            body += struct.pack("!I", len(v)) + v
+    return message(b"B", body + struct.pack("!H", 0))
+
+
+def describe_message(kind, name):
+    """kind is "S" (statement) or "P" (portal)."""
+    return message(b"D", kind.encode() + name.encode() + b"\0")
+
+
+def close_message(kind, name):
+    return message(b"C", kind.encode() + name.encode() + b"\0")
+
+
+def execute_message(portal="", max_rows=0):
+    return message(b"E", portal.encode() + b"\0" + struct.pack("!I", max_rows))
+
+
+def sync_message():
+    return message(b"S")
+
+
+def terminate_message():
+    return message(b"X")
+
+
+def copy_data_message(data):
+    return message(b"d", data)
+
+
+def data_row(body):
+    """A DataRow body -> list of text values (None for NULL)."""
+    (n,) = struct.unpack("!H", body[:2])
+    pos, out = 2, []
+    for _ in range(n):
+        (length,) = struct.unpack("!i", body[pos:pos + 4])
+        pos += 4
+        if length < 0:
+            out.append(None)
+        else:
+            out.append(body[pos:pos + length].decode())
+            pos += length
+    return out
+
 
 def login_and_query(port, user="app", password="app", database="app", sql="SELECT 1",
                     timeout=None):
