@@ -15,9 +15,12 @@
 #ifndef LEVEE_NET_SBUF_H
 #define LEVEE_NET_SBUF_H
 
+#include "core/buf.h"
 #include "core/lv.h"
 #include "core/status.h"
 #include "net/addr.h"
+
+#include <event2/event_struct.h>
 
 struct event_base;
 struct bufferevent;
@@ -35,14 +38,30 @@ typedef struct lv_sbuf lv_sbuf_t;
 typedef void (*lv_sbuf_cb)(lv_sbuf_t *sb, lv_sbuf_event_t ev, void *arg);
 
 struct lv_sbuf {
-	struct bufferevent *bev; /* owned; NULL after cleanup */
 	int fd;                  /* owned; closed by lv_sbuf_cleanup() */
-	bool is_tls;
-	bool want_drain;
 	lv_sbuf_cb cb;
 	void *arg;
-	uint64_t bytes_in; /* read from the socket */
-	uint64_t bytes_out; /* handed to the socket */
+	/* Plain sockets (bev == NULL). */
+	struct event rev;        /* readable; added unless paused */
+	struct event wev;        /* writable; added only while output is queued or connecting */
+	lv_buf_t in;             /* unread input; may point into the thread's scratch buffer */
+	lv_buf_t out;            /* output the kernel did not take yet */
+	/* TLS sockets. */
+	struct bufferevent *bev; /* owned; NULL for plain sockets */
+	bool is_tls;
+	bool paused;             /* no READ/EOF/ERROR-on-read events until resumed */
+	bool connecting;         /* outgoing connect in progress */
+	bool want_drain;         /* a DRAINED event is wanted at drain_low */
+	bool drain_due;          /* output is already below drain_low: report it */
+	bool pending_error;      /* a write failed: report ERROR from the loop */
+	bool in_scratch;         /* in.data is the thread's scratch buffer */
+	bool wev_on;             /* wev is added */
+	bool events_assigned;    /* rev and wev are initialised */
+	bool kicked;             /* a READ event is due even without new bytes */
+	size_t drain_low;
+	int last_errno;
+	uint64_t bytes_in;       /* read from the socket */
+	uint64_t bytes_out;      /* handed to the socket */
 };
 
 /* Takes ownership of fd and starts reading. Returns false on OOM (fd is then closed). */

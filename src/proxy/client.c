@@ -259,7 +259,7 @@ static void client_finish(lv_client_t *c, const char *reason)
 	c->conn.reap.fn = client_free;
 	lv_list_init(&c->conn.reap.node);
 	lv_sbuf_flush_now(&c->conn.sb);
-	if (c->conn.sb.bev && lv_sbuf_pending_out(&c->conn.sb) > 0 && w->shutdown_mode < 2) {
+	if (lv_sbuf_pending_out(&c->conn.sb) > 0 && w->shutdown_mode < 2) {
 		/* Let the last message (usually a FATAL error) reach the client. */
 		c->conn.sb.cb = linger_cb;
 		lv_sbuf_watch_drain(&c->conn.sb, 0);
@@ -267,6 +267,7 @@ static void client_finish(lv_client_t *c, const char *reason)
 		lv_clist_append(&w->lingering, &c->conn.node);
 		return;
 	}
+	lv_sbuf_pause(&c->conn.sb);
 	lv_loop_defer(w->loop, &c->conn.reap);
 }
 

@@ -187,6 +187,7 @@ static void finish_close(lv_server_t *sv)
 {
 	lv_pool_t *pool = sv->pool;
 	lv_server_set_state(sv, LV_SERVER_CLOSING);
+	lv_sbuf_pause(&sv->conn.sb);
 	sv->conn.reap.fn = server_free;
 	lv_loop_defer(sv->conn.worker->loop, &sv->conn.reap);
 	lv_pool_put_slot(pool);
@@ -967,6 +968,8 @@ static void server_sbuf_cb(lv_sbuf_t *sb, lv_sbuf_event_t ev, void *arg)
 	case LV_SBUF_EV_ERROR:
 		break;
 	}
+	if (sv->state == LV_SERVER_CLOSING)
+		return;
 	char buf[128];
 	const char *why = ev == LV_SBUF_EV_EOF ? "server closed the connection" : lv_sbuf_error(sb, buf, sizeof(buf));
 	if (sv->state == LV_SERVER_CONNECTING || sv->state == LV_SERVER_LOGIN) {
@@ -1032,12 +1035,14 @@ static void cancel_cb(lv_sbuf_t *sb, lv_sbuf_event_t ev, void *arg)
 		/* PostgreSQL closes the connection once it has read the request. */
 		lv_metric_inc_l(LV_M_CANCEL_REQUESTS_TOTAL, LV_ML_CANCEL_RESULT_FORWARDED);
 		cc->done = true;
+		lv_sbuf_pause(sb);
 		lv_loop_defer(cc->worker->loop, &cc->reap);
 		return;
 	}
 	lv_metric_inc_l(LV_M_CANCEL_REQUESTS_TOTAL, LV_ML_CANCEL_RESULT_FAILED);
 	lv_metric_inc_l(LV_M_ERRORS_TOTAL, LV_ML_ERROR_KIND_CANCEL);
 	cc->done = true;
+	lv_sbuf_pause(sb);
 	lv_loop_defer(cc->worker->loop, &cc->reap);
 }
 
@@ -1078,6 +1083,7 @@ void lv_server_reap_cancels(lv_worker_t *w, lv_usec_t before)
 			continue;
 		lv_metric_inc_l(LV_M_CANCEL_REQUESTS_TOTAL, LV_ML_CANCEL_RESULT_FAILED);
 		cc->done = true;
+		lv_sbuf_pause(&cc->sb);
 		lv_loop_defer(w->loop, &cc->reap);
 	}
 }
