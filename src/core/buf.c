@@ -30,6 +30,23 @@ void lv_buf_shrink(lv_buf_t *b, size_t keep)
 		lv_buf_cleanup(b);
 }
 
+bool lv_buf_fit(lv_buf_t *b)
+{
+	lv_buf_compact(b);
+	if (b->len == 0) {
+		lv_buf_cleanup(b);
+		return true;
+	}
+	if (b->cap == b->len)
+		return true;
+	uint8_t *d = lv_realloc(b->data, b->len);
+	if (!d)
+		return false;
+	b->data = d;
+	b->cap = b->len;
+	return true;
+}
+
 bool lv_buf_reserve(lv_buf_t *b, size_t n)
 {
 	if (b->cap - b->len >= n)

@@ -26,6 +26,8 @@ void lv_buf_reset(lv_buf_t *b);
 /* Frees the allocation when it is larger than keep bytes and the buffer is empty. */
 void lv_buf_shrink(lv_buf_t *b, size_t keep);
 
+/* Shrinks the allocation to the bytes in use (compacting first); false on OOM, buffer unchanged. */
+bool lv_buf_fit(lv_buf_t *b) LV_MUSTCHECK;
 /* Ensures room for n more bytes after len. */
 bool lv_buf_reserve(lv_buf_t *b, size_t n) LV_MUSTCHECK;
 bool lv_buf_append(lv_buf_t *b, const void *p, size_t n) LV_MUSTCHECK;

@@ -93,7 +93,6 @@ static void raw_read_cb(evutil_socket_t fd, short what, void *arg)
 		n = recv((int)fd, sb->in.data + sb->in.len, room, 0);
 		if (n > 0) {
 			sb->in.len += (size_t)n;
-			sb->bytes_in += (uint64_t)n;
 			got = true;
 			if ((size_t)n < room)
 				break;
@@ -399,12 +398,10 @@ bool lv_sbuf_write(lv_sbuf_t *sb, const void *data, size_t n)
 	if (sb->bev) {
 		if (bufferevent_write(sb->bev, data, n) < 0)
 			return false;
-		sb->bytes_out += n;
 		return true;
 	}
 	if (sb->fd < 0)
 		return true;
-	sb->bytes_out += n;
 	const uint8_t *p = data;
 	if (lv_buf_unread(&sb->out) == 0 && !sb->connecting && !sb->pending_error) {
 		/* Nothing queued: straight to the socket. */
@@ -440,7 +437,6 @@ bool lv_sbuf_forward(lv_sbuf_t *src, lv_sbuf_t *dst, size_t n)
 		int moved = evbuffer_remove_buffer(bufferevent_get_input(src->bev), bufferevent_get_output(dst->bev), n);
 		if (moved != (int)n)
 			return false;
-		dst->bytes_out += n;
 		return true;
 	}
 	const uint8_t *p = lv_sbuf_pullup(src, n);

@@ -60,8 +60,6 @@ struct lv_sbuf {
 	bool kicked;             /* a READ event is due even without new bytes */
 	size_t drain_low;
 	int last_errno;
-	uint64_t bytes_in;       /* read from the socket */
-	uint64_t bytes_out;      /* handed to the socket */
 };
 
 /* Takes ownership of fd and starts reading. Returns false on OOM (fd is then closed). */

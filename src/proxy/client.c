@@ -520,7 +520,7 @@ static void handle_startup(lv_client_t *c, const uint8_t *pkt, uint32_t len)
 			return;
 		}
 	}
-	if (!store_params(c, &st) || !build_desired(c, &st)) {
+	if (!store_params(c, &st) || !build_desired(c, &st) || !lv_buf_fit(&c->params) || !lv_buf_fit(&c->desired)) {
 		if (c->state == LV_CLIENT_CLOSING)
 			return;
 		lv_metric_inc_l(LV_M_ERRORS_TOTAL, LV_ML_ERROR_KIND_OOM);
@@ -631,6 +631,9 @@ static bool finish_login(lv_client_t *c, lv_server_t *sv)
 	if (ok) {
 		c->logged_in = true;
 		c->last_active_us = lv_time_now_us();
+		/* Transaction mode matches servers by settings, not startup bytes. */
+		if (c->pool->pool_mode == LV_POOL_TRANSACTION)
+			lv_buf_cleanup(&c->params);
 	}
 	return ok;
 }
