@@ -236,10 +236,11 @@ int main(int argc, char **argv)
 	lv_admin_hooks_t hooks = {reload, shutdown_now, &app};
 	lv_admin_init(&app.proxy, &hooks);
 
-	app.health = lv_health_new(app.loop, 1000);
+	app.health = lv_health_new(app.loop);
 	if (!app.health)
 		lv_fatal("out of memory");
 	lv_health_set_config(app.health, cfg);
+	app.proxy.health = app.health;
 	if (cfg->levee.http_listen && *cfg->levee.http_listen) {
 		app.http = lv_http_new(app.loop, cfg->levee.http_listen, &app.proxy, app.health, &err);
 		if (!app.http)

@@ -127,7 +127,7 @@ static void add_pool_snap(show_job_t *j, const pool_snap_t *s)
 {
 	for (size_t i = 0; i < j->n_pools; i++) {
 		pool_snap_t *t = &j->pools[i];
-		if (strcmp(t->db, s->db) == 0 && strcmp(t->user, s->user) == 0) {
+		if (strcmp(t->db, s->db) == 0 && strcmp(t->user, s->user) == 0 && strcmp(t->backend, s->backend) == 0) {
 			t->cl_idle += s->cl_idle;
 			t->cl_active += s->cl_active;
 			t->cl_waiting += s->cl_waiting;
@@ -176,7 +176,7 @@ static void server_row(show_job_t *j, const lv_server_t *sv)
 	snprintf(id, sizeof(id), "S-%llu", (unsigned long long)sv->conn.id);
 	if (sv->client)
 		snprintf(cid, sizeof(cid), "C-%llu", (unsigned long long)sv->client->conn.id);
-	const char *v[] = {id, sv->pool->db_name, sv->pool->user, "primary", sv->conn.addr,
+	const char *v[] = {id, sv->pool->db_name, sv->pool->user, sv->pool->backend_index ? "replica" : "primary", sv->conn.addr,
 			   fmt_u64(port, (uint64_t)sv->conn.port), lv_server_state_name(sv->state),
 			   fmt_u64(pid, sv->pid), fmt_u64(worker, (uint64_t)sv->conn.worker->index),
 			   fmt_time(since, sizeof(since), sv->conn.wall_connect_time), sv->client ? cid : NULL};
@@ -216,8 +216,9 @@ static void gather_worker(lv_worker_t *w, void *arg)
 		memset(&s, 0, sizeof(s));
 		snprintf(s.db, sizeof(s.db), "%s", p->db_name);
 		snprintf(s.user, sizeof(s.user), "%s", p->user);
-		if (p->db)
-			snprintf(s.backend, sizeof(s.backend), "%s:%d", p->db->primary.host, p->db->primary.port);
+		const lv_cfg_host_t *host = lv_pool_host(p);
+		if (host)
+			snprintf(s.backend, sizeof(s.backend), "%s:%d", host->host, host->port);
 		s.pool_mode = p->pool_mode;
 		s.pool_size = lv_pool_size(p);
 		s.cl_idle = p->idle_clients.n;
@@ -402,6 +403,38 @@ static void show_config(lv_client_t *c)
 	result_send(c, &r, "SHOW");
 }
 
+/* One row per backend of the configuration: health, lag, load. */
+static void show_backends(lv_client_t *c)
+{
+	static const char *const names[] = {"backend", "role", "up", "usable", "lag_ms", "lag_bytes", "lsn",
+					    "outstanding", "bans", "recoveries"};
+	static const uint32_t oids[] = {OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_INT8,
+					OID_INT8, OID_INT8, OID_INT8, OID_INT8, OID_INT8};
+	result_t r;
+	result_begin(&r, LV_ARRAY_LEN(names), names, oids);
+	lv_health_t *h = proxy->health;
+	for (int i = 0; h && i < lv_health_count(h); i++) {
+		lv_backend_t *b = lv_health_at(h, i);
+		char addr[LV_HOST_LEN + 8], n[7][24];
+		snprintf(addr, sizeof(addr), "%s:%d", b->host, b->port);
+		int rep = __atomic_load_n(&b->is_replica, __ATOMIC_RELAXED);
+		int64_t lag_us = __atomic_load_n(&b->lag_us, __ATOMIC_RELAXED);
+		int64_t lag_b = __atomic_load_n(&b->lag_bytes, __ATOMIC_RELAXED);
+		snprintf(n[0], 24, "%lld", (long long)(lag_us < 0 ? -1 : lag_us / 1000));
+		snprintf(n[1], 24, "%lld", (long long)lag_b);
+		const char *v[] = {addr, rep == 1 ? "replica" : rep == 0 ? "primary" : "unknown",
+				   __atomic_load_n(&b->up, __ATOMIC_RELAXED) ? "yes" : "no",
+				   __atomic_load_n(&b->usable, __ATOMIC_RELAXED) ? "yes" : "no",
+				   lag_us < 0 ? NULL : n[0], lag_b < 0 ? NULL : n[1],
+				   fmt_u64(n[2], __atomic_load_n(&b->lsn, __ATOMIC_RELAXED)),
+				   fmt_u64(n[3], (uint64_t)LV_MAX(0, __atomic_load_n(&b->outstanding, __ATOMIC_RELAXED))),
+				   fmt_u64(n[4], __atomic_load_n(&b->n_bans, __ATOMIC_RELAXED)),
+				   fmt_u64(n[5], __atomic_load_n(&b->n_recoveries, __ATOMIC_RELAXED))};
+		result_row(&r, v);
+	}
+	result_send(c, &r, "SHOW");
+}
+
 /* ------------------------------------------------------------------ verbs */
 
 static void do_reload(lv_client_t *c)
@@ -485,9 +518,11 @@ static void handle_query(lv_client_t *c, const char *sql, size_t len)
 			start_show(c, SHOW_SERVERS);
 		else if (strcmp(what, "stats") == 0)
 			start_show(c, SHOW_STATS);
+		else if (strcmp(what, "backends") == 0)
+			show_backends(c);
 		else
 			send_error(c, LV_SQLSTATE_SYNTAX_ERROR,
-				   "levee: unknown SHOW; try SHOW POOLS, CLIENTS, SERVERS, STATS, CONFIG or VERSION");
+				   "levee: unknown SHOW; try SHOW POOLS, CLIENTS, SERVERS, STATS, BACKENDS, CONFIG or VERSION");
 		return;
 	}
 	if (c->is_stats_only) {

@@ -35,6 +35,52 @@ static void reply(struct evhttp_request *req, int code, const char *reason, cons
 	evbuffer_free(out);
 }
 
+/* Per-backend series, from the health table. */
+static bool render_backends(lv_http_t *h, lv_buf_t *b)
+{
+	static const struct {
+		const char *name, *help, *type;
+	} fam[] = {
+		{"levee_backend_up", "Whether the backend answered its last health check.", "gauge"},
+		{"levee_backend_usable", "Whether the backend may take new work (up, not banned, not lagging).", "gauge"},
+		{"levee_backend_replica_lag_seconds", "Replay lag of a replica in time.", "gauge"},
+		{"levee_backend_replica_lag_bytes", "Replay lag of a replica in WAL bytes behind the primary.", "gauge"},
+		{"levee_backend_outstanding", "Transactions in flight on the backend.", "gauge"},
+		{"levee_backend_bans_total", "Times the backend was banned from new work.", "counter"},
+		{"levee_backend_recoveries_total", "Times the backend came back after a ban.", "counter"},
+	};
+	int n = lv_health_count(h->health);
+	for (size_t f = 0; f < LV_ARRAY_LEN(fam); f++) {
+		if (n == 0)
+			break;
+		if (!lv_metrics_render_family(b, fam[f].name, fam[f].help, fam[f].type))
+			return false;
+		for (int i = 0; i < n; i++) {
+			lv_backend_t *be = lv_health_at(h->health, i);
+			char addr[LV_HOST_LEN + 8];
+			snprintf(addr, sizeof(addr), "%s:%d", be->host, be->port);
+			int rep = __atomic_load_n(&be->is_replica, __ATOMIC_RELAXED);
+			const char *kv[] = {"backend", addr, "role", rep == 1 ? "replica" : rep == 0 ? "primary" : "unknown",
+					    NULL};
+			double v = 0;
+			switch (f) {
+			case 0: v = __atomic_load_n(&be->up, __ATOMIC_RELAXED); break;
+			case 1: v = __atomic_load_n(&be->usable, __ATOMIC_RELAXED); break;
+			case 2: v = (double)__atomic_load_n(&be->lag_us, __ATOMIC_RELAXED) / 1e6; break;
+			case 3: v = (double)__atomic_load_n(&be->lag_bytes, __ATOMIC_RELAXED); break;
+			case 4: v = __atomic_load_n(&be->outstanding, __ATOMIC_RELAXED); break;
+			case 5: v = (double)be->n_bans; break;
+			default: v = (double)be->n_recoveries; break;
+			}
+			if ((f == 2 || f == 3) && rep != 1)
+				continue;
+			if (!lv_metrics_render_sample(b, fam[f].name, kv, v))
+				return false;
+		}
+	}
+	return true;
+}
+
 static void metrics_cb(struct evhttp_request *req, void *arg)
 {
 	lv_http_t *h = arg;
@@ -57,6 +103,7 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
 				"# HELP levee_build_info Levee version.\n"
 				"# TYPE levee_build_info gauge\nlevee_build_info{version=\"%s\"} 1\n",
 				up, up_total, LV_VERSION);
+	ok = ok && render_backends(h, &b);
 	if (ok)
 		reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
 	else

@@ -60,7 +60,9 @@ void lv__load_error(lv__load_t *ld, const char *file, int line, const char *fmt,
 
 /* ---- Sections and keys ---- */
 
-static const char *const section_kinds[] = {"levee", "pool", "tls", "database", "user"};
+/* The fixed sections come first: N_FIXED_SECTIONS of them. */
+static const char *const section_kinds[] = {"levee", "pool", "routing", "tls", "database", "user"};
+#define N_FIXED_SECTIONS 4
 
 /* The label of where key belongs ("[pool]", "[database NAME]"), or NULL. */
 static const char *home_label(const lv__key_t *k, char *buf, size_t cap)
@@ -237,7 +239,7 @@ static void begin_section(lv__load_t *ld, char *inner)
 
 	ld->sect = LV__SECT_SKIP;
 	ld->n_skipped++; /* undone below when the header is good */
-	for (size_t i = 0; i < 3; i++) {
+	for (size_t i = 0; i < N_FIXED_SECTIONS; i++) {
 		if (strcmp(inner, section_kinds[i]) != 0)
 			continue;
 		if (*name) {
@@ -249,6 +251,8 @@ static void begin_section(lv__load_t *ld, char *inner)
 		snprintf(ld->sect_label, sizeof(ld->sect_label), "%s", inner);
 		if (i == 0 && !ld->levee_line)
 			ld->levee_line = ld->line;
+		if (strcmp(inner, "routing") == 0 && !ld->routing_line)
+			ld->routing_line = ld->line;
 		return;
 	}
 	if (strcmp(inner, "database") == 0 || strcmp(inner, "user") == 0) {
@@ -439,6 +443,48 @@ static void check_tls(lv__load_t *ld)
 		check_readable(ld, "server_ca_file", cfg->tls.server_ca_file);
 }
 
+/*
+ * The line for a rule between two [routing] keys: the later of the two that
+ * were set, else the [routing] header. -1 when either value was refused
+ * (reported already).
+ */
+static int routing_rule_line(const lv__load_t *ld, const char *key_a, const char *key_b)
+{
+	int a = line_of(ld, "routing", key_a);
+	int b = line_of(ld, "routing", key_b);
+	if (a < 0 || b < 0)
+		return -1;
+	int line = LV_MAX(a, b);
+	return line ? line : ld->routing_line;
+}
+
+static void check_routing(lv__load_t *ld)
+{
+	const lv_config_t *cfg = ld->cfg;
+	char a[32], b[32];
+
+	if (cfg->routing.health_check_timeout_ms > cfg->routing.health_check_period_ms) {
+		int line = routing_rule_line(ld, "health_check_timeout", "health_check_period");
+		if (line >= 0)
+			lv__load_error(
+				ld, ld->path, line,
+				"health_check_timeout (%s) is longer than health_check_period (%s)",
+				lv__render_duration(cfg->routing.health_check_timeout_ms, a,
+						    sizeof(a)),
+				lv__render_duration(cfg->routing.health_check_period_ms, b,
+						    sizeof(b)));
+	}
+	/* In time mode the timeout is the only limit; 0 would keep reads on the primary forever. */
+	if (cfg->routing.read_your_writes == LV_RYW_TIME &&
+	    cfg->routing.read_your_writes_timeout_ms == 0) {
+		int line = routing_rule_line(ld, "read_your_writes", "read_your_writes_timeout");
+		if (line >= 0)
+			lv__load_error(ld, ld->path, line,
+				       "read_your_writes = time needs a read_your_writes_timeout "
+				       "above 0");
+	}
+}
+
 static void finish(lv__load_t *ld)
 {
 	lv_config_t *cfg = ld->cfg;
@@ -450,6 +496,7 @@ static void finish(lv__load_t *ld)
 			       "min_pool_size (%d) is larger than pool_size (%d)",
 			       cfg->pool.min_pool_size, cfg->pool.pool_size);
 	}
+	check_routing(ld);
 	check_tls(ld);
 	lv__dbs_finish(ld);
 

@@ -53,6 +53,28 @@ typedef enum lv_session_state_policy {
 	LV_SESSION_STATE_REJECT = 1, /* refuse statements that would create session state */
 } lv_session_state_policy_t;
 
+typedef enum lv_replica_fallback {
+	LV_FALLBACK_PRIMARY = 0, /* reads with no qualifying replica go to the primary */
+	LV_FALLBACK_ERROR = 1,   /* such reads fail with SQLSTATE 08006 */
+} lv_replica_fallback_t;
+
+typedef enum lv_ryw_mode {
+	LV_RYW_LSN = 0,  /* after a write, reads use the primary until replicas replay its LSN */
+	LV_RYW_TIME = 1, /* after a write, reads use the primary for read_your_writes_timeout */
+	LV_RYW_OFF = 2,  /* reads go to replicas right after a write */
+} lv_ryw_mode_t;
+
+typedef enum lv_failover_mode {
+	LV_FAILOVER_OFF = 0,    /* the configured primary is the only one ever written to */
+	LV_FAILOVER_FOLLOW = 1, /* a replica that reports it was promoted becomes the primary */
+} lv_failover_mode_t;
+
+typedef enum lv_route_mode {
+	LV_ROUTE_MODE_AUTO = 0,     /* transaction mode: reads to replicas; session mode: primary */
+	LV_ROUTE_MODE_PRIMARY = 1,  /* never use the replicas */
+	LV_ROUTE_MODE_REPLICAS = 2, /* whole sessions (or transactions) go to replicas */
+} lv_route_mode_t;
+
 /* host:port[@weight]. */
 typedef struct lv_cfg_host {
 	char host[LV_HOST_LEN]; /* name, IPv4/IPv6 address, or unix socket directory (starts with '/') */
@@ -75,6 +97,7 @@ typedef struct lv_cfg_db {
 	int reserve_pool_size;
 	int max_db_connections; /* 0 = unlimited */
 	int line;               /* line of the section header, for messages */
+	int route; /* lv_route_mode_t; [database] route = auto|primary|replicas, default auto */
 } lv_cfg_db_t;
 
 /* One [user NAME] section: per-user overrides. */
@@ -150,6 +173,22 @@ typedef struct lv_config {
 		char *server_ca_file;
 	} tls;
 
+	/* [routing]: read/write splitting for databases with replicas; every key reloadable. */
+	struct {
+		int64_t health_check_period_ms;  /* 100ms..1h, default 1s */
+		int health_check_failures;       /* failures in a row before a backend is banned */
+		int64_t health_check_timeout_ms; /* 100ms..1min, default 1s; <= the period */
+		char *health_check_user;         /* NULL: the [database] entry's user */
+		char *health_check_password;     /* secret; NULL: from auth_file */
+		int64_t max_replica_lag_ms;      /* 0 = no limit */
+		int64_t max_replica_lag_bytes;   /* 0 = no limit */
+		int replica_fallback;            /* lv_replica_fallback_t */
+		int read_your_writes;            /* lv_ryw_mode_t */
+		int64_t read_your_writes_timeout_ms; /* 0 = no time limit (lsn mode only) */
+		int failover;                        /* lv_failover_mode_t */
+		char *write_functions; /* comma-separated [schema.]name[*] list; NULL = none */
+	} routing;
+
 	lv_cfg_db_t *dbs; /* n_dbs entries, owned */
 	size_t n_dbs;
 	lv_cfg_user_t *users; /* n_users entries, owned */
@@ -197,7 +236,7 @@ void lv_config_for_each(const lv_config_t *cfg, lv_config_visit_fn fn, void *arg
 
 /* What the settings tables say about one key, for docs and "levee --print-config-keys". */
 typedef struct lv_config_key_info {
-	const char *section; /* "levee", "pool", "tls", "database NAME" or "user NAME" */
+	const char *section; /* "levee", "pool", "tls", "routing", "database NAME" or "user NAME" */
 	const char *key;
 	const char *type;          /* "bool", "integer", "size", "duration", "enum", ... */
 	const char *default_value; /* as written in a file; "" when unset */
@@ -207,7 +246,8 @@ typedef struct lv_config_key_info {
 } lv_config_key_info_t;
 
 typedef void (*lv_config_key_fn)(void *arg, const lv_config_key_info_t *info);
-/* Calls fn once per key of every table ([levee], [pool], [tls], then [database], [user]). */
+/* Calls fn once per key of every table ([levee], [pool], [routing], [tls], then [database],
+ * [user]). */
 void lv_config_for_each_key(lv_config_key_fn fn, void *arg);
 
 /*

@@ -237,6 +237,13 @@ static int parse_replicas(const lv__key_t *k, const char *value, void *base, lv_
 
 /* ---- The [database NAME] and [user NAME] tables ---- */
 
+static const lv__enum_t route_modes[] = {
+	{"auto", LV_ROUTE_MODE_AUTO},
+	{"primary", LV_ROUTE_MODE_PRIMARY},
+	{"replicas", LV_ROUTE_MODE_REPLICAS},
+	{NULL, 0},
+};
+
 /*
  * LV_DBKEY(key, ...) fills lv_cfg_db_t.key and LV_USERKEY(key, ...) fills
  * lv_cfg_user_t.key; the arguments are those of LV_KEY in config_keys.c. An
@@ -275,6 +282,9 @@ const lv__key_t lv__db_keys[] = {
 		 "Reserve connections for each pool of this database."),
 	LV_DBKEY(max_db_connections, INT, "", 0, 100000, RELOAD,
 		 "Most server connections to this database, over all its pools."),
+	LV_DBKEY(route, ENUM, "auto", 0, 0, RELOAD,
+		 "Which of the primary and the replicas serve this database's clients.",
+		 .names = route_modes),
 };
 
 const size_t lv__n_db_keys = LV_ARRAY_LEN(lv__db_keys);
@@ -335,6 +345,7 @@ void lv__dbs_section(lv__load_t *ld, const char *kind, const char *name)
 		db->min_pool_size = -1;
 		db->reserve_pool_size = -1;
 		db->max_db_connections = -1;
+		db->route = LV_ROUTE_MODE_AUTO;
 		db->line = ld->line;
 		ld->sect = LV__SECT_DB;
 		ld->sect_index = i;
@@ -377,6 +388,12 @@ static void check_db(lv__load_t *ld, size_t i)
 			       db->name);
 	if (!db->dbname[0])
 		memcpy(db->dbname, db->name, sizeof(db->dbname));
+
+	int route_line = key_line(lines, lv__db_keys, lv__n_db_keys, i, "route");
+	int replicas_line = key_line(lines, lv__db_keys, lv__n_db_keys, i, "replicas");
+	if (db->route == LV_ROUTE_MODE_REPLICAS && db->n_replicas == 0 && replicas_line >= 0)
+		lv__load_error(ld, ld->path, route_line,
+			       "database %s has route = replicas but no replicas", db->name);
 
 	/* A refused value (negative line) was reported already. */
 	int min_line = key_line(lines, lv__db_keys, lv__n_db_keys, i, "min_pool_size");

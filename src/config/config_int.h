@@ -6,7 +6,7 @@
  * config_dbs.c and auth_file.c fill in their parts.
  *
  * Three tables describe every setting Levee reads:
- *   lv__keys[]       the fixed sections [levee], [pool], [tls]; fields of lv_config_t
+ *   lv__keys[]       the fixed sections [levee], [pool], [routing], [tls]; fields of lv_config_t
  *   lv__db_keys[]    the keys of a [database NAME] section; fields of lv_cfg_db_t
  *   lv__user_keys[]  the keys of a [user NAME] section; fields of lv_cfg_user_t
  * A row names its field by offset and size, so one generic setter fills any
@@ -27,6 +27,7 @@ typedef enum lv__type {
 	LV__T_BOOL = 0, /* true/false, yes/no, on/off, 1/0; stored as bool */
 	LV__T_INT,      /* decimal integer; stored as int */
 	LV__T_SIZE,     /* bytes with an optional unit B, kB, MB, GB; stored as int */
+	LV__T_SIZE64,   /* the same syntax; stored as int64_t, for sizes that may pass 2 GB */
 	LV__T_DURATION, /* milliseconds with an optional unit ms, s, min, h, d; stored as int64_t */
 	LV__T_ENUM,     /* one name of the row's names table; stored as int */
 	LV__T_STRING,   /* free text; stored as an owned char *, NULL when empty */
@@ -56,13 +57,13 @@ typedef int (*lv__check_fn)(const lv__key_t *k, const void *base, lv_err_t *err)
 
 /* One setting. Rows are built with the LV_KEY-style macros of each table file. */
 struct lv__key {
-	const char *section; /* "levee", "pool", "tls", "database" or "user" */
+	const char *section; /* "levee", "pool", "routing", "tls", "database" or "user" */
 	const char *key;     /* the name in the file, identical to the field name */
 	lv__type_t type;
 	size_t offset;           /* of the field inside lv_config_t, lv_cfg_db_t or lv_cfg_user_t */
 	size_t size;             /* sizeof the field; lv__keys_check() compares it with type */
 	const char *def;         /* the default, written as in a file; "" for unset */
-	int64_t lo, hi;          /* inclusive bounds for INT, SIZE (bytes) and DURATION (ms) */
+	int64_t lo, hi;          /* inclusive bounds for INT, SIZE(64) (bytes) and DURATION (ms) */
 	unsigned flags;          /* LV_CF_* */
 	const char *doc;         /* one sentence; docs/config.md must contain it verbatim */
 	const lv__enum_t *names; /* ENUM only */
@@ -139,7 +140,7 @@ bool lv__name_valid(const char *s);
 
 typedef enum lv__sect {
 	LV__SECT_NONE = 0, /* before the first section header */
-	LV__SECT_FIXED,    /* [levee], [pool] or [tls]: sect_label names it */
+	LV__SECT_FIXED,    /* [levee], [pool], [routing] or [tls]: sect_label names it */
 	LV__SECT_DB,       /* [database NAME]: cfg->dbs[sect_index] */
 	LV__SECT_USER,     /* [user NAME]: cfg->users[sect_index] */
 	LV__SECT_SKIP,     /* a bad header, already reported; its keys are ignored */
@@ -160,8 +161,9 @@ typedef struct lv__load {
 	int *db_lines;   /* owned; lv__n_db_keys per cfg->dbs entry */
 	int *user_lines; /* owned; lv__n_user_keys per cfg->users entry */
 	size_t cap_dbs, cap_users;
-	int levee_line; /* line of the first [levee] header, 0 when none */
-	int n_skipped;  /* section headers refused (their keys were not read) */
+	int levee_line;   /* line of the first [levee] header, 0 when none */
+	int routing_line; /* line of the first [routing] header, 0 when none */
+	int n_skipped;    /* section headers refused (their keys were not read) */
 } lv__load_t;
 
 /* Appends "file:line: message\n" to the load's errors (line 0 omits ":line"). */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: ISC */
 /*
- * THE settings table of the fixed sections [levee], [pool] and [tls]: one
+ * THE settings table of the fixed sections [levee], [pool], [routing] and [tls]: one
  * row per key, naming its section, type, field of lv_config_t, default,
  * bounds, flags and a one-sentence description. Everything else is driven
  * by the rows: defaults, parsing, range checks, SHOW CONFIG (masking
@@ -65,6 +65,25 @@ const lv__enum_t lv__pool_modes[] = {
 static const lv__enum_t session_states[] = {
 	{"pin", LV_SESSION_STATE_PIN},
 	{"reject", LV_SESSION_STATE_REJECT},
+	{NULL, 0},
+};
+
+static const lv__enum_t replica_fallbacks[] = {
+	{"primary", LV_FALLBACK_PRIMARY},
+	{"error", LV_FALLBACK_ERROR},
+	{NULL, 0},
+};
+
+static const lv__enum_t ryw_modes[] = {
+	{"lsn", LV_RYW_LSN},
+	{"time", LV_RYW_TIME},
+	{"off", LV_RYW_OFF},
+	{NULL, 0},
+};
+
+static const lv__enum_t failover_modes[] = {
+	{"off", LV_FAILOVER_OFF},
+	{"follow", LV_FAILOVER_FOLLOW},
 	{NULL, 0},
 };
 
@@ -166,6 +185,72 @@ static int check_user_list(const lv__key_t *k, const void *base, lv_err_t *err)
 			return lv_err_set(err, LV_EINVAL,
 					  "user name \"%.*s\" is longer than %d bytes", (int)n, p,
 					  LV_NAME_LEN - 1);
+		if (!end)
+			return 0;
+		p = end + 1;
+	}
+}
+
+static int check_user_name(const lv__key_t *k, const void *base, lv_err_t *err)
+{
+	const char *v = str_field(k, base);
+	if (!v)
+		return 0;
+	size_t n = strlen(v);
+	bool ok = n < LV_NAME_LEN;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = !iscntrl((unsigned char)v[i]) && v[i] != ',';
+	return ok ? 0
+		  : lv_err_set(err, LV_EINVAL, "expected one user name of 1 to %d bytes",
+			       LV_NAME_LEN - 1);
+}
+
+/* Is s[0..n) one part of a function name: 1..LV_NAME_LEN-1 identifier bytes? */
+static bool function_part_valid(const char *s, size_t n)
+{
+	if (n == 0 || n >= LV_NAME_LEN)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (!isalnum(c) && c != '_' && c != '$' && c < 0x80)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * write_functions: a comma-separated list whose entries are "name",
+ * "schema.name" or either ending in '*' (a prefix), as sql/classify.c
+ * matches them. Identifiers are written without quotes.
+ */
+static int check_function_list(const lv__key_t *k, const void *base, lv_err_t *err)
+{
+	const char *v = str_field(k, base);
+	if (!v)
+		return 0;
+	const char *p = v;
+	for (;;) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		const char *end = strchr(p, ',');
+		size_t n = end ? (size_t)(end - p) : strlen(p);
+		while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+			n--;
+		if (n == 0)
+			return lv_err_set(err, LV_EINVAL, "the list has an empty entry");
+		size_t name_len = p[n - 1] == '*' ? n - 1 : n;
+		const char *dot = memchr(p, '.', name_len);
+		/* A lone "*" or "schema.*" leaves an empty part, which is refused. */
+		bool ok = dot ? function_part_valid(p, (size_t)(dot - p)) &&
+					  function_part_valid(dot + 1,
+							      name_len - (size_t)(dot - p) - 1)
+			      : function_part_valid(p, name_len);
+		if (!ok)
+			return lv_err_set(
+				err, LV_EINVAL,
+				"entry \"%.*s%s\": expected a function name, schema.name, "
+				"or either ending in *",
+				(int)LV_MIN(n, (size_t)64), p, n > 64 ? "..." : "");
 		if (!end)
 			return 0;
 		p = end + 1;
@@ -274,6 +359,35 @@ const lv__key_t lv__keys[] = {
 	LV_KEY(pool, session_state, ENUM, "pin", 0, 0, RELOAD,
 	       "What transaction mode does with statements that create session state.",
 	       .names = session_states),
+
+	/* [routing]: read/write splitting for databases with replicas. */
+	LV_KEY_MS(routing, health_check_period, "1s", 100 * MS, HOUR, RELOAD,
+		  "How often Levee checks the health and lag of each backend."),
+	LV_KEY(routing, health_check_failures, INT, "3", 1, 100, RELOAD,
+	       "Failed health checks in a row after which a backend gets no new reads."),
+	LV_KEY_MS(routing, health_check_timeout, "1s", 100 * MS, MINUTE, RELOAD,
+		  "Time one health check may take before it counts as failed."),
+	LV_KEY(routing, health_check_user, STRING, "", 0, 0, RELOAD,
+	       "User that health checks log in as.", .check = check_user_name),
+	LV_KEY(routing, health_check_password, STRING, "", 0, 0, RELOAD | LV_CF_SECRET,
+	       "Password of the health-check user."),
+	LV_KEY_MS(routing, max_replica_lag, "1s", 0, DAY, RELOAD,
+		  "Replay delay beyond which a replica gets no new reads."),
+	LV_KEY(routing, max_replica_lag_bytes, SIZE64, "16MB", 0, 1024LL * 1024 * 1024 * 1024,
+	       RELOAD, "WAL a replica may be behind the primary before it gets no new reads."),
+	LV_KEY(routing, replica_fallback, ENUM, "primary", 0, 0, RELOAD,
+	       "What a read does when no replica qualifies.", .names = replica_fallbacks),
+	LV_KEY(routing, read_your_writes, ENUM, "lsn", 0, 0, RELOAD,
+	       "How a client's reads after its own write avoid replicas that lack the write.",
+	       .names = ryw_modes),
+	LV_KEY_MS(routing, read_your_writes_timeout, "2s", 0, HOUR, RELOAD,
+		  "Longest time a client's reads stay on the primary after it writes."),
+	LV_KEY(routing, failover, ENUM, "off", 0, 0, RELOAD,
+	       "Whether Levee follows a replica that was promoted to primary.",
+	       .names = failover_modes),
+	LV_KEY(routing, write_functions, STRING, "", 0, 0, RELOAD,
+	       "Functions that make a statement a write, besides the built-in ones.",
+	       .check = check_function_list),
 
 	/* [tls] */
 	LV_KEY(tls, client_tls_mode, ENUM, "disable", 0, 0, 0,
@@ -485,12 +599,16 @@ static int set_typed(const lv__key_t *k, const char *value, const char *dir, voi
 		*(int *)dst = (int)v;
 		return 0;
 	case LV__T_SIZE:
+	case LV__T_SIZE64:
 		if (lv__parse_size(value, &v) < 0 || v < k->lo || v > k->hi)
 			return lv_err_set(err, LV_EINVAL,
 					  "expected a size in bytes from %lld to %lld "
 					  "(units kB, MB and GB are accepted)",
 					  (long long)k->lo, (long long)k->hi);
-		*(int *)dst = (int)v;
+		if (k->type == LV__T_SIZE64)
+			*(int64_t *)dst = v;
+		else
+			*(int *)dst = (int)v;
 		return 0;
 	case LV__T_DURATION:
 		if (lv__parse_duration(value, &v) < 0 || v < k->lo || v > k->hi)
@@ -601,6 +719,9 @@ bool lv__value_render(const lv__key_t *k, const void *base, bool mask, lv_buf_t 
 		return lv_buf_printf(out, "%d", *(const int *)src);
 	case LV__T_SIZE:
 		return lv_buf_append_str(out, lv__render_size(*(const int *)src, tmp, sizeof(tmp)));
+	case LV__T_SIZE64:
+		return lv_buf_append_str(out,
+					 lv__render_size(*(const int64_t *)src, tmp, sizeof(tmp)));
 	case LV__T_DURATION:
 		return lv_buf_append_str(
 			out, lv__render_duration(*(const int64_t *)src, tmp, sizeof(tmp)));
@@ -648,10 +769,10 @@ const lv__key_t *lv__key_find(const lv__key_t *keys, size_t n, const char *secti
 const char *lv__type_name(lv__type_t t)
 {
 	static const char *const names[] = {
-		[LV__T_BOOL] = "bool",         [LV__T_INT] = "integer", [LV__T_SIZE] = "size",
-		[LV__T_DURATION] = "duration", [LV__T_ENUM] = "enum",   [LV__T_STRING] = "string",
-		[LV__T_PATH] = "path",         [LV__T_NAME] = "name",   [LV__T_HOST] = "host:port",
-		[LV__T_HOSTS] = "host list",
+		[LV__T_BOOL] = "bool",      [LV__T_INT] = "integer",       [LV__T_SIZE] = "size",
+		[LV__T_SIZE64] = "size",    [LV__T_DURATION] = "duration", [LV__T_ENUM] = "enum",
+		[LV__T_STRING] = "string",  [LV__T_PATH] = "path",         [LV__T_NAME] = "name",
+		[LV__T_HOST] = "host:port", [LV__T_HOSTS] = "host list",
 	};
 	return (size_t)t < LV_ARRAY_LEN(names) && names[t] ? names[t] : "?";
 }
@@ -670,6 +791,7 @@ size_t lv__keys_check(const lv__key_t *keys, size_t n)
 		case LV__T_ENUM:
 			want = sizeof(int);
 			break;
+		case LV__T_SIZE64:
 		case LV__T_DURATION:
 			want = sizeof(int64_t);
 			break;

@@ -109,6 +109,19 @@
 	L(S, MISS, "miss")          \
 	L(S, EVICTION, "eviction")
 
+/* Routing decisions, in the order of the router's reason enum (proxy/router.h). */
+#define LV_ML_ROUTE_REASON(L, S)                     \
+	L(S, WRITE, "write")                         \
+	L(S, READ, "read")                           \
+	L(S, TXN, "transaction")                     \
+	L(S, TXN_READ_ONLY, "read_only_transaction") \
+	L(S, HINT_PRIMARY, "hint_primary")           \
+	L(S, HINT_REPLICA, "hint_replica")           \
+	L(S, READ_YOUR_WRITES, "read_your_writes")   \
+	L(S, NO_REPLICA, "no_replica")               \
+	L(S, UNPARSABLE, "unparsable")               \
+	L(S, UNKNOWN, "unknown")
+
 /* Every label set above, so metrics.h can generate one enum per set. */
 #define LV_METRIC_LABEL_SETS(S) \
 	S(NONE)                 \
@@ -118,6 +131,7 @@
 	S(ERROR_KIND)           \
 	S(CANCEL_RESULT)        \
 	S(RELOAD_RESULT)        \
+	S(ROUTE_REASON)         \
 	S(PIN_REASON)           \
 	S(PREPARED_RESULT)
 
@@ -181,7 +195,9 @@
 	XX(POOL_PINS_TOTAL, COUNTER, "levee_pool_pins_total",                                      \
 	   "Clients pinned to their server in transaction mode, by reason.", "reason", PIN_REASON) \
 	XX(PREPARED_STATEMENTS_TOTAL, COUNTER, "levee_prepared_statements_total",                  \
-	   "Prepared-statement cache lookups and evictions, by result.", "result", PREPARED_RESULT)
+	   "Prepared-statement cache lookups and evictions, by result.", "result", PREPARED_RESULT) \
+	XX(ROUTES_TOTAL, COUNTER, "levee_routes_total",                                            \
+	   "Where transactions were routed, by the reason for the decision.", "reason", ROUTE_REASON)
 /* clang-format on */
 
 #endif

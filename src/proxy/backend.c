@@ -1,113 +1,518 @@
 /* SPDX-License-Identifier: ISC */
-/* Backend probes; see backend.h. Owns its probe connections (one per backend per period). */
+/*
+ * Backend health checks; see backend.h. Runs on the main thread only, except
+ * for the atomic fields of lv_backend_t that workers read. Owns one check
+ * connection per backend, kept open between checks and re-opened after any
+ * failure; the backend table itself lives as long as the process (entries are
+ * added, never removed, so workers may keep pointers to them).
+ *
+ *   IDLE --period--> CONNECTING --> LOGIN (startup, auth) --> READY
+ *   READY --period--> QUERY (the check) --> READY ...
+ *   any failure: the connection is closed, the failure counted, IDLE.
+ */
 #include "proxy/backend.h"
 #include "core/log.h"
 #include "core/mem.h"
 #include "net/sbuf.h"
+#include "wire/read.h"
+#include "wire/scram.h"
+#include "wire/wire.h"
+#include "wire/write.h"
 
 #include <event2/event.h>
 
-#define LV_HEALTH_MAX 64
+#define CHECK_SQL                                                                                        \
+	"SELECT pg_is_in_recovery(), "                                                                   \
+	"(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END"    \
+	" - '0/0'::pg_lsn)::text, "                                                                      \
+	"CASE WHEN NOT pg_is_in_recovery() OR pg_last_wal_receive_lsn() IS NULL "                       \
+	"OR pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0 "                              \
+	"ELSE (extract(epoch FROM now() - coalesce(pg_last_xact_replay_timestamp(), "                    \
+	"pg_postmaster_start_time())) * 1000000)::bigint END"
 
-typedef struct probe {
+typedef enum check_state {
+	CHECK_IDLE,       /* no connection */
+	CHECK_PROBE,      /* TCP + SSLRequest only (no credentials) */
+	CHECK_CONNECTING, /* TCP connect */
+	CHECK_LOGIN,      /* startup and auth */
+	CHECK_READY,      /* logged in, waiting for the next period */
+	CHECK_QUERY,      /* the check query runs */
+} check_state_t;
+
+typedef struct check {
 	lv_health_t *h;
-	int index;
+	lv_backend_t *b;
+	check_state_t state;
 	lv_sbuf_t sb;
-	bool busy;  /* a probe connection exists until reaped */
-	bool ended; /* its result is in */
-	lv_deferred_t reap;
-} probe_t;
+	bool has_conn;
+	lv_usec_t started_us;
+	char user[LV_NAME_LEN];
+	char dbname[LV_NAME_LEN];
+	char *password;  /* owned copy; NULL: probe only */
+	bool pw_is_md5;
+	lv_scram_client_t *scram;
+	/* Results of the running query. */
+	bool got_row;
+	int row_recovery;
+	uint64_t row_lsn;
+	int64_t row_lag_us;
+} check_t;
 
 struct lv_health {
 	lv_loop_t *loop;
 	struct event *timer;
 	lv_config_t *cfg;
-	int n;
-	lv_cfg_host_t hosts[LV_HEALTH_MAX];
-	bool up[LV_HEALTH_MAX];
-	probe_t probes[LV_HEALTH_MAX];
+	int n;                              /* entries in use (atomic for readers) */
+	lv_backend_t backends[LV_MAX_BACKENDS];
+	check_t checks[LV_MAX_BACKENDS];
+	bool configured[LV_MAX_BACKENDS];   /* named by the current config */
+	int64_t period_ms;
 };
 
-static void probe_reap(lv_deferred_t *d)
+/* ----------------------------------------------------------------- table */
+
+lv_backend_t *lv_health_find(lv_health_t *h, const char *host, int port)
 {
-	probe_t *p = lv_container_of(d, probe_t, reap);
-	lv_sbuf_cleanup(&p->sb);
-	p->busy = false;
+	int n = __atomic_load_n(&h->n, __ATOMIC_ACQUIRE);
+	for (int i = 0; i < n; i++)
+		if (h->backends[i].port == port && strcmp(h->backends[i].host, host) == 0)
+			return &h->backends[i];
+	return NULL;
 }
 
-static void probe_end(probe_t *p, bool up)
+lv_backend_t *lv_health_at(lv_health_t *h, int i)
 {
-	lv_health_t *h = p->h;
-	if (p->ended)
+	return i < __atomic_load_n(&h->n, __ATOMIC_ACQUIRE) ? &h->backends[i] : NULL;
+}
+
+int lv_health_count(const lv_health_t *h)
+{
+	return __atomic_load_n(&h->n, __ATOMIC_ACQUIRE);
+}
+
+uint64_t lv_backend_lsn_after(const lv_backend_t *primary, lv_usec_t since)
+{
+	int64_t checked = __atomic_load_n(&primary->checked_us, __ATOMIC_ACQUIRE);
+	if (checked <= since)
+		return 0;
+	return __atomic_load_n(&primary->lsn, __ATOMIC_RELAXED);
+}
+
+static int add_backend(lv_health_t *h, const lv_cfg_host_t *host)
+{
+	int n = h->n;
+	for (int i = 0; i < n; i++)
+		if (h->backends[i].port == host->port && strcmp(h->backends[i].host, host->host) == 0)
+			return i;
+	if (n >= LV_MAX_BACKENDS)
+		return -1;
+	lv_backend_t *b = &h->backends[n];
+	memset(b, 0, sizeof(*b));
+	snprintf(b->host, sizeof(b->host), "%s", host->host);
+	b->port = host->port;
+	b->is_replica = -1;
+	b->lag_us = -1;
+	b->lag_bytes = -1;
+	h->checks[n].h = h;
+	h->checks[n].b = b;
+	__atomic_store_n(&h->n, n + 1, __ATOMIC_RELEASE);
+	return n;
+}
+
+/* ---------------------------------------------------------------- results */
+
+static void publish(lv_health_t *h, lv_backend_t *b, bool up)
+{
+	lv_config_t *cfg = h->cfg;
+	int threshold = cfg ? cfg->routing.health_check_failures : 3;
+	if (up)
+		b->fails = 0;
+	else
+		b->fails++;
+	bool was_banned = __atomic_load_n(&b->banned, __ATOMIC_RELAXED);
+	bool lagging = false;
+	if (up && b->is_replica == 1 && cfg) {
+		int64_t lag_us = __atomic_load_n(&b->lag_us, __ATOMIC_RELAXED);
+		int64_t lag_bytes = __atomic_load_n(&b->lag_bytes, __ATOMIC_RELAXED);
+		lagging = (cfg->routing.max_replica_lag_ms > 0 && lag_us > cfg->routing.max_replica_lag_ms * 1000) ||
+			  (cfg->routing.max_replica_lag_bytes > 0 && lag_bytes > cfg->routing.max_replica_lag_bytes);
+	}
+	bool banned = lagging || b->fails >= threshold || (!up && was_banned);
+	if (banned != was_banned) {
+		if (banned) {
+			__atomic_add_fetch(&b->n_bans, 1, __ATOMIC_RELAXED);
+			lv_log_warn("backend %s:%d banned: %s", b->host, b->port,
+				    lagging ? "replica lag above max_replica_lag" : "health checks failed");
+		} else {
+			__atomic_add_fetch(&b->n_recoveries, 1, __ATOMIC_RELAXED);
+			lv_log_info("backend %s:%d recovered", b->host, b->port);
+		}
+	}
+	__atomic_store_n(&b->banned, banned, __ATOMIC_RELEASE);
+	__atomic_store_n(&b->up, up, __ATOMIC_RELEASE);
+	__atomic_store_n(&b->usable, up && !banned, __ATOMIC_RELEASE);
+}
+
+/* Replica byte lag against the freshest primary LSN seen. */
+static void update_byte_lags(lv_health_t *h)
+{
+	uint64_t primary_lsn = 0;
+	for (int i = 0; i < h->n; i++)
+		if (h->backends[i].is_replica == 0 && h->backends[i].up)
+			primary_lsn = LV_MAX(primary_lsn, h->backends[i].lsn);
+	for (int i = 0; i < h->n; i++) {
+		lv_backend_t *b = &h->backends[i];
+		if (b->is_replica != 1)
+			continue;
+		int64_t lag = primary_lsn ? (int64_t)(primary_lsn > b->lsn ? primary_lsn - b->lsn : 0) : -1;
+		__atomic_store_n(&b->lag_bytes, lag, __ATOMIC_RELAXED);
+	}
+}
+
+/* ------------------------------------------------------------ connections */
+
+static void check_sbuf_cb(lv_sbuf_t *sb, lv_sbuf_event_t ev, void *arg);
+
+static void drop_conn(check_t *c)
+{
+	if (c->has_conn) {
+		lv_sbuf_cleanup(&c->sb);
+		c->has_conn = false;
+	}
+	if (c->scram) {
+		lv_scram_client_cleanup(c->scram);
+		lv_free(c->scram);
+		c->scram = NULL;
+	}
+	c->state = CHECK_IDLE;
+}
+
+static void check_failed(check_t *c, const char *why)
+{
+	if (c->b->up || c->b->fails == 0)
+		lv_log_warn("health check of %s:%d failed: %s", c->b->host, c->b->port, why);
+	drop_conn(c);
+	publish(c->h, c->b, false);
+}
+
+static bool send_buf(check_t *c, lv_buf_t *b, bool ok)
+{
+	ok = ok && lv_sbuf_write(&c->sb, b->data, b->len);
+	lv_buf_cleanup(b);
+	return ok;
+}
+
+static bool send_query(check_t *c)
+{
+	lv_buf_t b;
+	lv_buf_init(&b);
+	c->got_row = false;
+	c->state = CHECK_QUERY;
+	c->started_us = lv_time_now_us();
+	return send_buf(c, &b, lv_wire_write_query(&b, CHECK_SQL));
+}
+
+static void start_check(check_t *c)
+{
+	lv_addr_t a;
+	lv_err_t err = {0};
+	if (c->state == CHECK_READY) {
+		if (!send_query(c))
+			check_failed(c, "out of memory");
 		return;
-	p->ended = true;
-	if (h->up[p->index] != up)
-		lv_log_info("backend %s:%d is %s", h->hosts[p->index].host, h->hosts[p->index].port,
-			    up ? "up" : "down");
-	h->up[p->index] = up;
-	lv_sbuf_pause(&p->sb);
-	lv_loop_defer(h->loop, &p->reap);
+	}
+	if (c->state != CHECK_IDLE) {
+		/* Still busy since the last period: too slow counts as a failure. */
+		check_failed(c, "timed out");
+		return;
+	}
+	if (lv_addr_resolve(c->b->host, c->b->port, &a, &err) != 0 ||
+	    !lv_sbuf_connect(&c->sb, lv_loop_base(c->h->loop), &a, check_sbuf_cb, c, &err)) {
+		check_failed(c, err.msg);
+		return;
+	}
+	c->has_conn = true;
+	c->started_us = lv_time_now_us();
+	c->state = c->password ? CHECK_CONNECTING : CHECK_PROBE;
 }
 
-static void probe_cb(lv_sbuf_t *sb, lv_sbuf_event_t ev, void *arg)
+static void handle_auth(check_t *c, const uint8_t *body, size_t len)
 {
-	probe_t *p = arg;
+	lv_wire_auth_t a;
+	lv_buf_t b;
+	lv_err_t err = {0};
+	lv_buf_init(&b);
+	if (lv_wire_parse_auth(body, len, &a) != 0) {
+		check_failed(c, "malformed authentication request");
+		return;
+	}
+	switch (a.code) {
+	case LV_AUTH_REQ_OK:
+		return;
+	case LV_AUTH_REQ_PASSWORD:
+		if (c->pw_is_md5 || !send_buf(c, &b, lv_wire_write_password(&b, c->password)))
+			check_failed(c, "cannot answer a cleartext password request");
+		return;
+	case LV_AUTH_REQ_MD5: {
+		char resp[36];
+		if (a.data_len != 4 || lv_md5_password(c->user, c->password, a.data, resp) != 0 ||
+		    !send_buf(c, &b, lv_wire_write_password(&b, resp)))
+			check_failed(c, "md5 exchange failed");
+		return;
+	}
+	case LV_AUTH_REQ_SASL: {
+		if (c->pw_is_md5 || !lv_wire_auth_has_mech(&a, "SCRAM-SHA-256")) {
+			check_failed(c, "no usable SASL mechanism or password");
+			return;
+		}
+		c->scram = lv_calloc(1, sizeof(*c->scram));
+		lv_buf_t first;
+		lv_buf_init(&first);
+		bool ok = c->scram && lv_scram_client_init(c->scram, c->password) == 0 &&
+			  lv_scram_client_first(c->scram, &first) == 0 &&
+			  lv_wire_write_sasl_initial(&b, "SCRAM-SHA-256", first.data, first.len);
+		lv_buf_cleanup(&first);
+		if (!send_buf(c, &b, ok))
+			check_failed(c, "SCRAM exchange failed");
+		return;
+	}
+	case LV_AUTH_REQ_SASL_CONT: {
+		lv_buf_t fin;
+		lv_buf_init(&fin);
+		bool ok = c->scram && lv_scram_client_continue(c->scram, a.data, a.data_len, &fin, &err) == 0 &&
+			  lv_wire_write_sasl_response(&b, fin.data, fin.len);
+		lv_buf_cleanup(&fin);
+		if (!send_buf(c, &b, ok))
+			check_failed(c, err.msg[0] ? err.msg : "SCRAM exchange failed");
+		return;
+	}
+	case LV_AUTH_REQ_SASL_FIN:
+		if (!c->scram || lv_scram_client_verify(c->scram, a.data, a.data_len, &err) != 0)
+			check_failed(c, "server's SCRAM signature did not verify");
+		return;
+	default:
+		check_failed(c, "unsupported authentication method");
+		return;
+	}
+}
+
+/* The one DataRow of the check: three text columns. */
+static bool parse_row(check_t *c, const uint8_t *body, size_t len)
+{
+	lv_wire_reader_t r;
+	lv_wire_reader_init(&r, body, len);
+	if (lv_wire_get_u16(&r) != 3)
+		return false;
+	char vals[3][32];
+	for (int i = 0; i < 3; i++) {
+		int32_t n = lv_wire_get_i32(&r);
+		if (n == -1) {
+			vals[i][0] = '\0'; /* NULL */
+			continue;
+		}
+		if (n < 0 || n >= (int32_t)sizeof(vals[i]))
+			return false;
+		const uint8_t *p = lv_wire_get_bytes(&r, (size_t)n);
+		if (!p)
+			return false;
+		memcpy(vals[i], p, (size_t)n);
+		vals[i][n] = '\0';
+	}
+	if (!lv_wire_reader_done(&r))
+		return false;
+	c->row_recovery = vals[0][0] == 't';
+	c->row_lsn = strtoull(vals[1], NULL, 10);
+	c->row_lag_us = strtoll(vals[2], NULL, 10);
+	c->got_row = true;
+	return true;
+}
+
+/*
+ * failover = follow: a replica of a database whose primary is down was
+ * promoted. The old primary is marked demoted (workers send writes to the
+ * promoted replica) and stays so until a reload, even if it comes back, so
+ * two primaries never take writes at once.
+ */
+static void follow_failover(lv_health_t *h, lv_backend_t *promoted)
+{
+	lv_config_t *cfg = h->cfg;
+	if (!cfg || cfg->routing.failover != LV_FAILOVER_FOLLOW)
+		return;
+	for (size_t d = 0; d < cfg->n_dbs; d++) {
+		const lv_cfg_db_t *db = &cfg->dbs[d];
+		bool is_ours = false;
+		for (int r = 0; r < db->n_replicas; r++)
+			if (db->replicas[r].port == promoted->port && strcmp(db->replicas[r].host, promoted->host) == 0)
+				is_ours = true;
+		lv_backend_t *old = lv_health_find(h, db->primary.host, db->primary.port);
+		if (!is_ours || !old || __atomic_load_n(&old->up, __ATOMIC_ACQUIRE) || old->demoted)
+			continue;
+		__atomic_store_n(&old->demoted, 1, __ATOMIC_RELEASE);
+		lv_log_warn("failover: %s:%d is the primary of database \"%s\" now; %s:%d takes no writes until RELOAD",
+			    promoted->host, promoted->port, db->name, old->host, old->port);
+	}
+}
+
+static void query_done(check_t *c)
+{
+	lv_backend_t *b = c->b;
+	if (!c->got_row) {
+		check_failed(c, "the check query returned no row");
+		return;
+	}
+	int was = b->is_replica;
+	__atomic_store_n(&b->is_replica, c->row_recovery, __ATOMIC_RELAXED);
+	__atomic_store_n(&b->lag_us, c->row_recovery ? c->row_lag_us : 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&b->lsn, c->row_lsn, __ATOMIC_RELAXED);
+	__atomic_store_n(&b->checked_us, c->started_us, __ATOMIC_RELEASE);
+	if (was == 1 && !c->row_recovery) {
+		lv_log_warn("backend %s:%d is no longer in recovery (promoted)", b->host, b->port);
+		follow_failover(c->h, b);
+	}
+	c->state = CHECK_READY;
+	update_byte_lags(c->h);
+	publish(c->h, b, true);
+}
+
+static void handle_input(check_t *c)
+{
+	lv_sbuf_t *sb = &c->sb;
+	while (c->has_conn && (c->state == CHECK_LOGIN || c->state == CHECK_QUERY)) {
+		uint8_t hdr[5];
+		if (!lv_sbuf_peek(sb, 0, hdr, 5))
+			return;
+		uint8_t type;
+		uint32_t len;
+		if (lv_wire_read_header(hdr, 5, 64 * 1024, &type, &len) != 0) {
+			check_failed(c, "invalid message");
+			return;
+		}
+		const uint8_t *msg = lv_sbuf_pullup(sb, (size_t)len + 1);
+		if (!msg)
+			return;
+		const uint8_t *body = msg + 5;
+		size_t blen = len - 4;
+		bool ok = true;
+		switch (type) {
+		case PqMsg_AuthenticationRequest:
+			handle_auth(c, body, blen);
+			break;
+		case PqMsg_ErrorResponse: {
+			lv_wire_error_t e;
+			char why[200];
+			snprintf(why, sizeof(why), "%s",
+				 lv_wire_parse_error(body, blen, &e) == 0 && e.message ? e.message : "error");
+			check_failed(c, why);
+			return;
+		}
+		case PqMsg_DataRow:
+			ok = parse_row(c, body, blen);
+			break;
+		case PqMsg_ReadyForQuery:
+			lv_sbuf_skip(sb, (size_t)len + 1);
+			if (c->state == CHECK_LOGIN) {
+				if (c->scram) {
+					lv_scram_client_cleanup(c->scram);
+					lv_free(c->scram);
+					c->scram = NULL;
+				}
+				if (!send_query(c))
+					check_failed(c, "out of memory");
+			} else {
+				query_done(c);
+			}
+			continue;
+		default:
+			break; /* ParameterStatus, BackendKeyData, RowDescription, CommandComplete, notices */
+		}
+		if (!c->has_conn)
+			return;
+		if (!ok) {
+			check_failed(c, "unexpected check result");
+			return;
+		}
+		lv_sbuf_skip(sb, (size_t)len + 1);
+	}
+}
+
+static void check_sbuf_cb(lv_sbuf_t *sb, lv_sbuf_event_t ev, void *arg)
+{
+	check_t *c = arg;
 	static const uint8_t ssl_request[8] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f};
 	switch (ev) {
 	case LV_SBUF_EV_CONNECTED:
-		if (!lv_sbuf_write(sb, ssl_request, sizeof(ssl_request)))
-			probe_end(p, false);
+		if (c->state == CHECK_PROBE) {
+			if (!lv_sbuf_write(sb, ssl_request, sizeof(ssl_request)))
+				check_failed(c, "out of memory");
+			return;
+		}
+		{
+			const char *params[] = {"user", c->user, "database", c->dbname,
+						"application_name", "levee health check", NULL};
+			lv_buf_t b;
+			lv_buf_init(&b);
+			c->state = CHECK_LOGIN;
+			if (!send_buf(c, &b, lv_wire_write_startup(&b, params)))
+				check_failed(c, "out of memory");
+		}
 		return;
-	case LV_SBUF_EV_READ: {
-		uint8_t a = 0;
-		(void)lv_sbuf_read(sb, &a, 1);
-		probe_end(p, a == 'S' || a == 'N');
+	case LV_SBUF_EV_READ:
+		if (c->state == CHECK_PROBE) {
+			uint8_t a = 0;
+			(void)lv_sbuf_read(sb, &a, 1);
+			drop_conn(c);
+			if (a == 'S' || a == 'N') {
+				__atomic_store_n(&c->b->checked_us, lv_time_now_us(), __ATOMIC_RELEASE);
+				publish(c->h, c->b, true);
+			} else {
+				publish(c->h, c->b, false);
+			}
+			return;
+		}
+		handle_input(c);
 		return;
-	}
 	case LV_SBUF_EV_DRAINED:
 		return;
 	case LV_SBUF_EV_EOF:
-	case LV_SBUF_EV_ERROR:
-		probe_end(p, false);
+	case LV_SBUF_EV_ERROR: {
+		char buf[128];
+		check_failed(c, ev == LV_SBUF_EV_EOF ? "connection closed" : lv_sbuf_error(sb, buf, sizeof(buf)));
 		return;
 	}
+	}
 }
+
+/* ------------------------------------------------------------------ timer */
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	lv_health_t *h = arg;
-	for (int i = 0; i < h->n; i++) {
-		probe_t *p = &h->probes[i];
-		if (p->busy) {
-			/* No answer within a period: down. */
-			probe_end(p, false);
-			continue;
-		}
-		p->ended = false;
-		lv_addr_t a;
-		lv_err_t err = {0};
-		p->h = h;
-		p->index = i;
-		p->reap.fn = probe_reap;
-		if (lv_addr_resolve(h->hosts[i].host, h->hosts[i].port, &a, &err) != 0 ||
-		    !lv_sbuf_connect(&p->sb, lv_loop_base(h->loop), &a, probe_cb, p, &err)) {
-			h->up[i] = false;
-			continue;
-		}
-		p->busy = true;
-	}
+	lv_time_update();
+	for (int i = 0; i < h->n; i++)
+		if (h->configured[i])
+			start_check(&h->checks[i]);
 }
 
-lv_health_t *lv_health_new(lv_loop_t *loop, int64_t period_ms)
+static void arm_timer(lv_health_t *h, int64_t period_ms)
+{
+	if (period_ms == h->period_ms)
+		return;
+	h->period_ms = period_ms;
+	struct timeval tv = {(time_t)(period_ms / 1000), (suseconds_t)(period_ms % 1000) * 1000};
+	event_del(h->timer);
+	if (event_add(h->timer, &tv) < 0)
+		lv_log_error("could not schedule health checks");
+}
+
+lv_health_t *lv_health_new(lv_loop_t *loop)
 {
 	lv_health_t *h = lv_calloc(1, sizeof(*h));
 	if (!h)
 		return NULL;
 	h->loop = loop;
 	h->timer = event_new(lv_loop_base(loop), -1, EV_PERSIST, tick_cb, h);
-	struct timeval tv = {(time_t)(period_ms / 1000), (suseconds_t)(period_ms % 1000) * 1000};
-	if (!h->timer || event_add(h->timer, &tv) < 0) {
-		lv_health_free(h);
+	if (!h->timer) {
+		lv_free(h);
 		return NULL;
 	}
 	return h;
@@ -117,50 +522,82 @@ void lv_health_free(lv_health_t *h)
 {
 	if (!h)
 		return;
-	for (int i = 0; i < h->n; i++)
-		if (h->probes[i].busy)
-			lv_sbuf_cleanup(&h->probes[i].sb);
-	if (h->timer)
-		event_free(h->timer);
+	for (int i = 0; i < h->n; i++) {
+		drop_conn(&h->checks[i]);
+		lv_free(h->checks[i].password);
+	}
+	event_free(h->timer);
 	lv_config_unref(h->cfg);
 	lv_free(h);
 }
 
-static void add_host(lv_health_t *h, const lv_cfg_host_t *host)
+/* Credentials for checking a backend of db: health_check_user, else the entry's user. */
+static void set_credentials(check_t *c, const lv_config_t *cfg, const lv_cfg_db_t *db)
 {
-	for (int i = 0; i < h->n; i++)
-		if (strcmp(h->hosts[i].host, host->host) == 0 && h->hosts[i].port == host->port)
-			return;
-	if (h->n < LV_HEALTH_MAX)
-		h->hosts[h->n++] = *host;
+	const char *user = cfg->routing.health_check_user && *cfg->routing.health_check_user
+				   ? cfg->routing.health_check_user
+				   : db->user;
+	lv_free(c->password);
+	c->password = NULL;
+	c->pw_is_md5 = false;
+	if (!user || !*user)
+		return;
+	snprintf(c->user, sizeof(c->user), "%s", user);
+	snprintf(c->dbname, sizeof(c->dbname), "%s", db->dbname);
+	const char *pw = NULL;
+	if (cfg->routing.health_check_password && *cfg->routing.health_check_password)
+		pw = cfg->routing.health_check_password;
+	else if (strcmp(user, db->user) == 0 && db->password)
+		pw = db->password;
+	else {
+		const lv_auth_entry_t *e = lv_config_find_auth(cfg, user);
+		if (e && e->kind != LV_SECRET_SCRAM) {
+			pw = e->secret;
+			c->pw_is_md5 = e->kind == LV_SECRET_MD5;
+		}
+	}
+	if (pw)
+		c->password = lv_strdup(pw);
 }
 
 void lv_health_set_config(lv_health_t *h, lv_config_t *cfg)
 {
-	/* Probes in flight finish against the old list; their results are kept by index. */
-	for (int i = 0; i < h->n; i++)
-		if (h->probes[i].busy) {
-			lv_sbuf_cleanup(&h->probes[i].sb);
-			h->probes[i].busy = false;
-		}
 	lv_config_unref(h->cfg);
 	h->cfg = lv_config_ref(cfg);
-	h->n = 0;
-	memset(h->up, 0, sizeof(h->up));
-	for (size_t i = 0; i < cfg->n_dbs; i++) {
-		add_host(h, &cfg->dbs[i].primary);
-		for (int r = 0; r < cfg->dbs[i].n_replicas; r++)
-			add_host(h, &cfg->dbs[i].replicas[r]);
+	memset(h->configured, 0, sizeof(h->configured));
+	/* A reload is the operator's word on which server is the primary. */
+	for (int i = 0; i < h->n; i++)
+		__atomic_store_n(&h->backends[i].demoted, 0, __ATOMIC_RELEASE);
+	for (size_t d = 0; d < cfg->n_dbs; d++) {
+		const lv_cfg_db_t *db = &cfg->dbs[d];
+		for (int r = -1; r < db->n_replicas; r++) {
+			int i = add_backend(h, r < 0 ? &db->primary : &db->replicas[r]);
+			if (i < 0) {
+				lv_log_warn("more than %d backends: the rest are not health-checked", LV_MAX_BACKENDS);
+				continue;
+			}
+			if (h->configured[i])
+				continue;
+			h->configured[i] = true;
+			/* New credentials apply from the next connection. */
+			drop_conn(&h->checks[i]);
+			set_credentials(&h->checks[i], cfg, db);
+		}
 	}
+	arm_timer(h, cfg->routing.health_check_period_ms);
 	tick_cb(-1, 0, h);
 }
 
 int lv_health_up(const lv_health_t *h, int *n_total)
 {
-	int up = 0;
-	for (int i = 0; i < h->n; i++)
-		up += h->up[i];
+	int up = 0, total = 0;
+	for (int i = 0; i < h->n; i++) {
+		if (!h->configured[i])
+			continue;
+		total++;
+		up += __atomic_load_n(&h->backends[i].up, __ATOMIC_ACQUIRE);
+	}
 	if (n_total)
-		*n_total = h->n;
+		*n_total = total;
 	return up;
 }

@@ -30,6 +30,7 @@
 #include "proxy/params.h"
 #include "sql/classify.h"
 #include "proxy/pool.h"
+#include "proxy/router.h"
 #include "proxy/server.h"
 #include "proxy/worker.h"
 #include "wire/read.h"
@@ -46,7 +47,12 @@
 #define LV_BACKPRESSURE_HIGH (1024 * 1024)
 #define LV_BACKPRESSURE_LOW (256 * 1024)
 
+/* Largest statement text inspected for routing or session state (bigger ones go as they are). */
+#define LV_INSPECT_MAX (1024 * 1024)
+
 static lv_admin_query_fn admin_handler;
+static lv_pool_t *pick_replica_pool(lv_client_t *c, uint64_t min_lsn);
+static bool refuse_request(lv_client_t *c, const char *sqlstate, const char *msg);
 
 static const char *const state_names[] = {
 #define XX(name, text) text,
@@ -588,7 +594,7 @@ void lv_client_authenticated(lv_client_t *c)
 		lv_client_close(c, LV_SQLSTATE_INVALID_CATALOG_NAME, "levee: database \"%s\" does not exist", c->database);
 		return;
 	}
-	lv_pool_t *pool = lv_pool_get(w, db, c->user);
+	lv_pool_t *pool = lv_pool_get(w, db, c->user, 0);
 	if (pool)
 		lv_auth_export_keys(c, pool);
 	lv_auth_cleanup(c);
@@ -603,7 +609,23 @@ void lv_client_authenticated(lv_client_t *c)
 				"levee: too many connections for user \"%s\" (max_user_connections)", c->user);
 		return;
 	}
-	c->pool = pool;
+	c->pool = c->home = pool;
+	c->route_reason = -1; /* no routed transaction yet */
+	if (db->route == LV_ROUTE_MODE_REPLICAS && db->n_replicas > 0 && pool->pool_mode == LV_POOL_SESSION) {
+		/* A read-only application: whole sessions go to a replica. */
+		lv_pool_t *rp = pick_replica_pool(c, 0);
+		if (rp) {
+			c->pool = rp;
+			c->route_reason = LV_ROUTE_READ;
+		}
+	}
+	if (pool->pool_mode == LV_POOL_TRANSACTION && db->n_replicas > 0 && db->route != LV_ROUTE_MODE_PRIMARY &&
+	    pool->backend && !__atomic_load_n(&pool->backend->usable, __ATOMIC_ACQUIRE)) {
+		/* The primary is down: log in through a replica so reads keep working. */
+		lv_pool_t *rp = pick_replica_pool(c, 0);
+		if (rp)
+			c->pool = rp;
+	}
 	if (cfg->levee.log_connections)
 		lv_clog_info(c, "login attempt: db=%s user=%s tls=%s", c->database, c->user, c->is_tls ? "yes" : "no");
 	c->conn.action = "waiting for a server";
@@ -657,17 +679,24 @@ static bool send_prelude(lv_client_t *c, lv_server_t *sv)
 	bool ok = true;
 	size_t pos = 0;
 	const char *k, *v;
+	/* set_config() takes the setting's text form, as startup packets and
+	 * options do: 'a, b' for search_path is a list, not one quoted name. */
+	bool first = true;
 	while (ok && lv_params_next(&c->desired, &pos, &k, &v)) {
 		const char *cur = lv_params_get(&sv->status, k);
 		if (!cur)
 			cur = lv_params_get(&sv->applied, k);
 		if (cur && strcmp(cur, v) == 0)
 			continue;
-		ok = lv_buf_append_str(&sql, "SET ") && lv_params_quote_ident(&sql, k) &&
-		     lv_buf_append_str(&sql, " = ") && lv_params_quote_literal(&sql, v) && lv_buf_append_str(&sql, ";");
+		ok = lv_buf_append_str(&sql, first ? "SELECT set_config(" : ", set_config(") &&
+		     lv_params_quote_literal(&sql, k) && lv_buf_append_str(&sql, ", ") &&
+		     lv_params_quote_literal(&sql, v) && lv_buf_append_str(&sql, ", false)");
+		first = false;
 		if (ok && !lv_params_get(&sv->status, k))
 			ok = lv_params_set(&sv->applied, k, v);
 	}
+	if (!first)
+		ok = ok && lv_buf_append_str(&sql, ";");
 	/* Settings of earlier clients that this one did not ask for go back to the defaults. */
 	pos = 0;
 	while (ok && lv_params_next(&sv->applied, &pos, &k, &v)) {
@@ -748,9 +777,246 @@ static void attach(lv_client_t *c, lv_server_t *sv)
 		lv_sbuf_kick(&c->conn.sb);
 }
 
+/* Moves c (IDLE or WAITING) to another pool of its database. */
+static void switch_pool(lv_client_t *c, lv_pool_t *p)
+{
+	if (c->pool == p)
+		return;
+	lv_clist_t *from = state_list(c, c->state);
+	if (from)
+		lv_clist_remove(from, &c->conn.node);
+	c->pool = p;
+	lv_clist_t *to = state_list(c, c->state);
+	if (to)
+		lv_clist_append(to, &c->conn.node);
+}
+
+/*
+ * A replica pool for c: the healthy replica with the least outstanding work
+ * per weight, among those that have replayed min_lsn (0: any). NULL if none.
+ */
+static lv_pool_t *pick_replica_pool(lv_client_t *c, uint64_t min_lsn)
+{
+	lv_worker_t *w = c->conn.worker;
+	const lv_cfg_db_t *db = c->home->db;
+	if (!db || db->n_replicas <= 0)
+		return NULL;
+	lv_replica_load_t load[LV_MAX_BACKENDS];
+	int n = LV_MIN(db->n_replicas, LV_MAX_BACKENDS);
+	for (int i = 0; i < n; i++) {
+		lv_backend_t *b = w->proxy->health ? lv_health_find(w->proxy->health, db->replicas[i].host,
+								      db->replicas[i].port)
+						   : NULL;
+		load[i].weight = db->replicas[i].weight > 0 ? db->replicas[i].weight : 100;
+		load[i].healthy = b && __atomic_load_n(&b->usable, __ATOMIC_ACQUIRE) &&
+				  __atomic_load_n(&b->is_replica, __ATOMIC_RELAXED) == 1 &&
+				  (!min_lsn || __atomic_load_n(&b->lsn, __ATOMIC_RELAXED) >= min_lsn);
+		load[i].outstanding = b ? __atomic_load_n(&b->outstanding, __ATOMIC_RELAXED) : 0;
+	}
+	/* Ties rotate, so equal replicas share the reads of even a single client. */
+	static _Thread_local unsigned rotate;
+	int pick = lv_route_pick_replica(load, n, (int)(rotate++ % (unsigned)n));
+	return pick < 0 ? NULL : lv_pool_get(w, db, c->user, pick + 1);
+}
+
+/* The text of the statement a request starts with, if Levee can see it without waiting. */
+static const char *first_statement(lv_client_t *c, size_t *len, bool *wait)
+{
+	lv_sbuf_t *sb = &c->conn.sb;
+	uint8_t hdr[5];
+	*wait = false;
+	if (!lv_sbuf_peek(sb, 0, hdr, 5))
+		return NULL;
+	uint32_t mlen = lv_get_u32(hdr + 1);
+	if (hdr[0] == PqMsg_Query || hdr[0] == PqMsg_Parse) {
+		if (mlen > LV_INSPECT_MAX) 
+			return NULL;
+		const uint8_t *msg = lv_sbuf_pullup(sb, (size_t)mlen + 1);
+		if (!msg) {
+			*wait = true;
+			return NULL;
+		}
+		if (hdr[0] == PqMsg_Query) {
+			const char *sql;
+			if (lv_wire_parse_query(msg + 5, mlen - 4, &sql, len) != 0)
+				return NULL;
+			return sql;
+		}
+		lv_wire_parse_t p;
+		if (lv_wire_parse_parse(msg + 5, mlen - 4, &p) != 0)
+			return NULL;
+		*len = p.query_len;
+		return p.query;
+	}
+	if (hdr[0] == PqMsg_Bind || hdr[0] == PqMsg_Describe) {
+		/* A prepared statement this client named: its text is known. */
+		uint8_t head[5 + 2 * LV_NAME_LEN];
+		size_t n = LV_MIN((size_t)mlen + 1, sizeof(head));
+		if (!lv_sbuf_peek(sb, 0, head, n)) {
+			*wait = true;
+			return NULL;
+		}
+		const uint8_t *name = head + 5;
+		if (hdr[0] == PqMsg_Bind) {
+			const uint8_t *e = memchr(name, 0, n - 5);
+			name = e ? e + 1 : NULL;
+		} else {
+			name = head[5] == 'S' ? head + 6 : NULL;
+		}
+		if (!name || name >= head + n || !memchr(name, 0, (size_t)(head + n - name)))
+			return NULL;
+		lv_pstmt_t *ps = lv_pstmt_map_get(&c->pstmts, (const char *)name);
+		if (!ps)
+			return NULL;
+		*len = ps->query_len;
+		return ps->query;
+	}
+	return NULL;
+}
+
+/*
+ * The pool writes go to: the primary's, or after a followed failover the
+ * promoted replica's.
+ */
+static lv_pool_t *primary_pool(lv_client_t *c)
+{
+	lv_pool_t *home = c->home;
+	if (!home->backend || !__atomic_load_n(&home->backend->demoted, __ATOMIC_ACQUIRE) || !home->db)
+		return home;
+	lv_worker_t *w = c->conn.worker;
+	for (int i = 0; i < home->db->n_replicas && w->proxy->health; i++) {
+		lv_backend_t *b = lv_health_find(w->proxy->health, home->db->replicas[i].host, home->db->replicas[i].port);
+		if (b && __atomic_load_n(&b->is_replica, __ATOMIC_RELAXED) == 0 && __atomic_load_n(&b->usable, __ATOMIC_ACQUIRE))
+			return lv_pool_get(w, home->db, c->user, i + 1);
+	}
+	return home;
+}
+
+/* Read-your-writes: true while c's last write may be missing on replicas; sets *min_lsn. */
+static bool ryw_pending(lv_client_t *c, uint64_t *min_lsn)
+{
+	lv_config_t *cfg = c->conn.worker->cfg;
+	*min_lsn = 0;
+	if (!c->ryw_since || cfg->routing.read_your_writes == LV_RYW_OFF)
+		return false;
+	lv_usec_t now = lv_time_now_us();
+	int64_t timeout_ms = cfg->routing.read_your_writes_timeout_ms;
+	if (timeout_ms > 0 && now - c->ryw_since > timeout_ms * LV_USEC_PER_MS) {
+		c->ryw_since = 0;
+		return false;
+	}
+	if (cfg->routing.read_your_writes == LV_RYW_TIME || !c->home->backend)
+		return true;
+	/* lsn: the primary's position seen by a check that began after the write. */
+	uint64_t lsn = lv_backend_lsn_after(c->home->backend, c->ryw_since);
+	if (!lsn)
+		return true;
+	*min_lsn = lsn;
+	return false;
+}
+
+/*
+ * Transaction mode on a database with replicas: picks the pool for the
+ * transaction that c's buffered input starts. Returns NULL when more input
+ * is needed to decide, or when c was answered with an error.
+ */
+static lv_pool_t *route(lv_client_t *c)
+{
+	lv_worker_t *w = c->conn.worker;
+	lv_config_t *cfg = w->cfg;
+	size_t len = 0;
+	bool wait;
+	const char *sql = first_statement(c, &len, &wait);
+	if (wait)
+		return NULL;
+	lv_sql_info_t *info = NULL;
+	if (sql) {
+		info = lv_malloc(sizeof(*info));
+		lv_sql_opts_t opts = {.skip_fingerprint = true,
+				      .write_functions_list = cfg->routing.write_functions};
+		if (info && lv_sql_cache_classify(w->sql_cache, sql, len, &opts, info) != 0) {
+			lv_free(info);
+			info = NULL;
+		}
+	}
+	uint64_t min_lsn = 0;
+	lv_route_input_t in = {.info = info, .ryw_pending = ryw_pending(c, &min_lsn),
+			       .fallback_error = cfg->routing.replica_fallback == LV_FALLBACK_ERROR};
+	lv_pool_t *rp = pick_replica_pool(c, min_lsn);
+	in.n_healthy_replicas = rp ? 1 : 0;
+	if (!rp && min_lsn && pick_replica_pool(c, 0)) {
+		/* Healthy replicas exist but none has the client's write yet. */
+		in.ryw_pending = true;
+		in.n_healthy_replicas = 1;
+	}
+	lv_route_t d = lv_route_decide(&in);
+	lv_free(info);
+	c->route_reason = (int)d.reason;
+	lv_metric_inc_l(LV_M_ROUTES_TOTAL, (unsigned)d.reason);
+	if (d.target == LV_TARGET_REPLICA && rp)
+		return rp;
+	if (d.target == LV_TARGET_ERROR) {
+		uint8_t hdr[5];
+		if (lv_sbuf_peek(&c->conn.sb, 0, hdr, 5) && hdr[0] == PqMsg_Query) {
+			lv_sbuf_skip(&c->conn.sb, (size_t)lv_get_u32(hdr + 1) + 1);
+			lv_client_error(c, LV_SQLSTATE_CONNECTION_FAILURE,
+					"levee: no healthy replica for database \"%s\" (replica_fallback = error)",
+					c->database);
+			lv_client_ready(c, 'I');
+			return NULL;
+		}
+		/* Extended protocol: answering mid-pipeline is not possible; use the primary. */
+	}
+	lv_pool_t *pp = primary_pool(c);
+	if (pp->backend && !__atomic_load_n(&pp->backend->usable, __ATOMIC_ACQUIRE) &&
+	    __atomic_load_n(&pp->backend->banned, __ATOMIC_ACQUIRE)) {
+		/* Known down: fail fast and keep the session for reads. */
+		char msg[160];
+		snprintf(msg, sizeof(msg), "levee: the primary of database \"%s\" is unavailable", c->database);
+		if (refuse_request(c, LV_SQLSTATE_CANNOT_CONNECT_NOW, msg) && lv_sbuf_avail(&c->conn.sb) > 0)
+			lv_sbuf_kick(&c->conn.sb);
+		return NULL;
+	}
+	return pp;
+}
+
+/*
+ * Answers the request at the head of c's input with an error instead of
+ * running it: a simple Query, or extended-protocol messages up to and
+ * including their Sync (as a server that failed would). Returns false when
+ * the Sync has not arrived yet.
+ */
+static bool refuse_request(lv_client_t *c, const char *sqlstate, const char *msg)
+{
+	lv_sbuf_t *sb = &c->conn.sb;
+	size_t off = 0, avail = lv_sbuf_avail(sb);
+	uint8_t hdr[5];
+	for (;;) {
+		if (!lv_sbuf_peek(sb, off, hdr, 5))
+			return false;
+		size_t whole = (size_t)lv_get_u32(hdr + 1) + 1;
+		if (off + whole > avail)
+			return false;
+		off += whole;
+		if (hdr[0] == PqMsg_Query || hdr[0] == PqMsg_Sync)
+			break;
+	}
+	lv_sbuf_skip(sb, off);
+	lv_client_error(c, sqlstate, "%s", msg);
+	lv_client_ready(c, 'I');
+	return true;
+}
+
 /* Transaction mode: a client with input and no server asks its pool for one. */
 static void want_server(lv_client_t *c)
 {
+	const lv_cfg_db_t *db = c->home ? c->home->db : NULL;
+	if (db && db->n_replicas > 0 && db->route != LV_ROUTE_MODE_PRIMARY) {
+		lv_pool_t *p = route(c);
+		if (!p)
+			return;
+		switch_pool(c, p);
+	}
 	c->wait_start_us = lv_time_now_us();
 	c->conn.action = "waiting for a server";
 	lv_client_set_state(c, LV_CLIENT_WAITING);
@@ -792,8 +1058,6 @@ typedef enum txn_result {
 	TXN_CLOSED,   /* the client was closed */
 } txn_result_t;
 
-/* Largest statement text inspected for session state (bigger ones are forwarded as they are). */
-#define LV_INSPECT_MAX (1024 * 1024)
 
 static bool word_is(const char *w, size_t n, const char *kw)
 {
@@ -1457,6 +1721,12 @@ void lv_client_server_ready(lv_client_t *c)
 	    c->pin_mask || sv->respq.n > 0)
 		return;
 	lv_pool_t *pool = c->pool;
+	/* Read-your-writes: a transaction that may have written ends now. */
+	if (c->route_reason >= 0 && c->route_reason != LV_ROUTE_READ && c->route_reason != LV_ROUTE_TXN_READ_ONLY &&
+	    c->route_reason != LV_ROUTE_NO_REPLICA && c->route_reason != LV_ROUTE_READ_YOUR_WRITES &&
+	    c->route_reason != LV_ROUTE_HINT_REPLICA)
+		c->ryw_since = lv_time_now_us();
+	c->route_reason = -1;
 	c->server = NULL;
 	sv->client = NULL;
 	sv->settings_hash = lv_params_hash(&c->desired);

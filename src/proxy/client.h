@@ -46,7 +46,11 @@ struct lv_scram_secret;
 struct lv_client {
 	lv_conn_t conn;
 	lv_client_state_t state;
-	lv_pool_t *pool;       /* set once authenticated (not for admin sessions) */
+	lv_pool_t *pool;       /* set once authenticated (not for admin sessions); the pool of its
+				  current or last server: the primary's, or a replica's for reads */
+	lv_pool_t *home;       /* its pool on the primary */
+	int route_reason;      /* lv_route_reason_t of the current transaction; -1 if not routed */
+	lv_usec_t ryw_since;   /* when its last write ended; 0: none pending (read-your-writes) */
 	lv_server_t *server;   /* valid in ACTIVE */
 
 	char user[LV_NAME_LEN];

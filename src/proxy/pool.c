@@ -32,18 +32,19 @@
 static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
 static lv_pool_shared_t *shared_list;
 
-lv_pool_shared_t *lv_pool_shared_get(const char *db, const char *user)
+lv_pool_shared_t *lv_pool_shared_get(const char *db, const char *user, int backend)
 {
 	pthread_mutex_lock(&shared_lock);
 	lv_pool_shared_t *s;
 	for (s = shared_list; s; s = s->next)
-		if (strcmp(s->db, db) == 0 && strcmp(s->user, user) == 0)
+		if (strcmp(s->db, db) == 0 && strcmp(s->user, user) == 0 && s->backend == backend)
 			break;
 	if (!s) {
 		s = lv_calloc(1, sizeof(*s));
 		if (s) {
 			snprintf(s->db, sizeof(s->db), "%s", db);
 			snprintf(s->user, sizeof(s->user), "%s", user);
+			s->backend = backend;
 			s->next = shared_list;
 			shared_list = s;
 		}
@@ -68,21 +69,35 @@ static lv_pool_shared_t *db_shared(lv_pool_t *pool)
 	return pool->db_shared;
 }
 
-lv_pool_t *lv_pool_get(lv_worker_t *w, const lv_cfg_db_t *db, const char *user)
+const lv_cfg_host_t *lv_pool_host(const lv_pool_t *pool)
+{
+	if (!pool->db)
+		return NULL;
+	if (pool->backend_index == 0)
+		return &pool->db->primary;
+	if (pool->backend_index > pool->db->n_replicas)
+		return NULL;
+	return &pool->db->replicas[pool->backend_index - 1];
+}
+
+lv_pool_t *lv_pool_get(lv_worker_t *w, const lv_cfg_db_t *db, const char *user, int backend_index)
 {
 	lv_list_t *pos;
 	lv_list_for_each(pos, &w->pools)
 	{
 		lv_pool_t *p = lv_container_of(pos, lv_pool_t, node);
-		if (strcmp(p->db_name, db->name) == 0 && strcmp(p->user, user) == 0)
+		if (p->backend_index == backend_index && strcmp(p->db_name, db->name) == 0 &&
+		    strcmp(p->user, user) == 0)
 			return p;
 	}
 	lv_pool_t *p = lv_calloc(1, sizeof(*p));
 	if (!p)
 		return NULL;
-	p->shared = lv_pool_shared_get(db->name, user);
-	p->db_shared = lv_pool_shared_get(db->name, "");
-	p->user_shared = lv_pool_shared_get("", user);
+	p->backend_index = backend_index;
+	p->shared = lv_pool_shared_get(db->name, user, backend_index);
+	/* max_db_connections and connect concurrency are per database and backend. */
+	p->db_shared = lv_pool_shared_get(db->name, "", backend_index);
+	p->user_shared = lv_pool_shared_get("", user, -1);
 	if (!p->shared || !p->db_shared || !p->user_shared) {
 		lv_free(p);
 		return NULL;
@@ -92,6 +107,8 @@ lv_pool_t *lv_pool_get(lv_worker_t *w, const lv_cfg_db_t *db, const char *user)
 	snprintf(p->db_name, sizeof(p->db_name), "%s", db->name);
 	snprintf(p->user, sizeof(p->user), "%s", user);
 	p->pool_mode = lv_config_pool_mode(w->cfg, db, user);
+	const lv_cfg_host_t *host = lv_pool_host(p);
+	p->backend = host && w->proxy->health ? lv_health_find(w->proxy->health, host->host, host->port) : NULL;
 	lv_clist_init(&p->waiting);
 	lv_clist_init(&p->active);
 	lv_clist_init(&p->idle_clients);

@@ -22,10 +22,12 @@
 #include "core/list.h"
 #include "core/time.h"
 #include "core/types.h"
+#include "proxy/backend.h"
 
 struct lv_pool_shared {
 	char db[LV_NAME_LEN];
 	char user[LV_NAME_LEN];
+	int backend;          /* 0 primary, i > 0 the i-th replica; -1 for database and user totals */
 	int n_servers;        /* atomic: server connections of this pair, all workers, all states */
 	int n_connecting;     /* atomic: logins in flight (database entries: user "") */
 	int n_clients;        /* atomic: logged-in clients (user entries: db "") */
@@ -45,6 +47,8 @@ struct lv_pool {
 	const lv_cfg_db_t *db;     /* borrowed from worker->cfg; NULL once removed by a reload */
 	char db_name[LV_NAME_LEN];
 	char user[LV_NAME_LEN];
+	int backend_index;         /* 0: the primary; i > 0: replica i (db->replicas[i - 1]) */
+	lv_backend_t *backend;     /* its health entry (process lifetime); NULL if not checked */
 	int pool_mode;             /* lv_pool_mode_t, effective */
 
 	/* Clients by state (see client.h). */
@@ -74,8 +78,10 @@ struct lv_pool {
 	uint64_t xact_time_us, query_time_us, wait_time_us;
 };
 
-/* Finds or creates the pool for (db, user) on w; NULL on OOM. */
-lv_pool_t *lv_pool_get(lv_worker_t *w, const lv_cfg_db_t *db, const char *user);
+/* Finds or creates the pool for (db, user, backend index) on w; NULL on OOM. */
+lv_pool_t *lv_pool_get(lv_worker_t *w, const lv_cfg_db_t *db, const char *user, int backend_index);
+/* The host of a pool's backend in the current configuration (NULL once the database is gone). */
+const lv_cfg_host_t *lv_pool_host(const lv_pool_t *pool);
 void lv_pool_free(lv_pool_t *pool);
 
 /*
@@ -102,7 +108,7 @@ void lv_pool_janitor(lv_pool_t *pool, lv_usec_t now);
 void lv_pool_trim_one(lv_pool_t *pool);
 
 /* The process table of shared pool counters. */
-lv_pool_shared_t *lv_pool_shared_get(const char *db, const char *user);
+lv_pool_shared_t *lv_pool_shared_get(const char *db, const char *user, int backend);
 void lv_pool_shared_free_all(void);
 
 #endif

@@ -99,6 +99,9 @@ void lv_server_set_state(lv_server_t *sv, lv_server_state_t s)
 		lv_clist_remove(from, &sv->conn.node);
 	if (old != LV_SERVER_CLOSING)
 		lv_metric_add(LV_M_SERVER_CONNECTIONS, (unsigned)old, -1);
+	/* Load on the backend, for least-outstanding replica choice. */
+	if (sv->pool->backend && (old == LV_SERVER_ACTIVE) != (s == LV_SERVER_ACTIVE))
+		__atomic_add_fetch(&sv->pool->backend->outstanding, s == LV_SERVER_ACTIVE ? 1 : -1, __ATOMIC_RELAXED);
 	sv->state = s;
 	lv_clist_t *to = state_list(sv, s);
 	if (to) {
@@ -157,14 +160,21 @@ lv_server_t *lv_server_connect(lv_pool_t *pool, const lv_buf_t *params, uint64_t
 		return NULL;
 	}
 	sv->params_hash = params_hash;
-	snprintf(sv->conn.addr, sizeof(sv->conn.addr), "%.*s", (int)sizeof(sv->conn.addr) - 1, db->primary.host);
-	sv->conn.port = db->primary.port;
+	const lv_cfg_host_t *host = lv_pool_host(pool);
+	if (!host) {
+		lv_buf_cleanup(&sv->params);
+		lv_free(sv);
+		return NULL;
+	}
+	(void)db;
+	snprintf(sv->conn.addr, sizeof(sv->conn.addr), "%.*s", (int)sizeof(sv->conn.addr) - 1, host->host);
+	sv->conn.port = host->port;
 
 	lv_err_t err = {0};
-	if (lv_addr_resolve(db->primary.host, db->primary.port, &sv->addr, &err) != 0 ||
+	if (lv_addr_resolve(host->host, host->port, &sv->addr, &err) != 0 ||
 	    !lv_sbuf_connect(&sv->conn.sb, lv_loop_base(w->loop), &sv->addr, server_sbuf_cb, sv, &err)) {
 		snprintf(pool->last_error, sizeof(pool->last_error), "levee: could not connect to server %.64s:%d: %.120s",
-			 db->primary.host, db->primary.port, err.msg);
+			 host->host, host->port, err.msg);
 		lv_buf_cleanup(&sv->params);
 		lv_buf_cleanup(&sv->status);
 		lv_free(sv);

@@ -236,6 +236,8 @@ static void config_run(void *arg)
 		p->db = lv_config_find_db(w->cfg, p->db_name);
 		if (p->db)
 			p->pool_mode = lv_config_pool_mode(w->cfg, p->db, p->user);
+		const lv_cfg_host_t *host = lv_pool_host(p);
+		p->backend = host && w->proxy->health ? lv_health_find(w->proxy->health, host->host, host->port) : NULL;
 	}
 	lv_config_unref(old);
 	lv_free(m);
@@ -623,7 +625,8 @@ static void *worker_main(void *arg)
 	lv_worker_t *w = arg;
 	lv_metrics_bind_thread(w->metrics);
 	lv_loop_run(w->loop);
-	lv_sql_thread_cleanup();
+	/* libpg_query frees this thread's parser memory itself (a thread-specific
+	 * destructor); calling lv_sql_thread_cleanup() too would free it twice. */
 	lv_metrics_bind_thread(NULL);
 	lv_proxy_t *p = w->proxy;
 	__atomic_sub_fetch(&p->n_running, 1, __ATOMIC_ACQ_REL);

@@ -20,6 +20,7 @@
 #include "core/types.h"
 #include "event/loop.h"
 #include "net/tls.h"
+#include "proxy/backend.h"
 #include "proxy/prepared.h"
 #include "sql/classify.h"
 
@@ -69,6 +70,7 @@ struct lv_proxy {
 	pthread_mutex_t cfg_lock;
 	lv_tls_ctx_t *tls_server;  /* NULL when client TLS is disabled */
 	lv_tls_ctx_t *tls_client;  /* NULL when server_tls = disable */
+	lv_health_t *health;       /* backend health, written by the main thread */
 	int n_clients;             /* atomic: all clients, for max_client_conn */
 	int paused;                /* atomic: PAUSE in effect */
 	int n_running;             /* atomic: workers whose loop still runs */

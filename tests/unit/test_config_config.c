@@ -254,6 +254,18 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg->pool.session_state, LV_SESSION_STATE_PIN);
 	assert_int_equal(cfg->tls.client_tls_mode, LV_CLIENT_TLS_DISABLE);
 	assert_int_equal(cfg->tls.server_tls, LV_SERVER_TLS_DISABLE);
+	assert_int_equal(cfg->routing.health_check_period_ms, 1000);
+	assert_int_equal(cfg->routing.health_check_failures, 3);
+	assert_int_equal(cfg->routing.health_check_timeout_ms, 1000);
+	assert_null(cfg->routing.health_check_user);
+	assert_null(cfg->routing.health_check_password);
+	assert_int_equal(cfg->routing.max_replica_lag_ms, 1000);
+	assert_int_equal(cfg->routing.max_replica_lag_bytes, 16 * 1024 * 1024);
+	assert_int_equal(cfg->routing.replica_fallback, LV_FALLBACK_PRIMARY);
+	assert_int_equal(cfg->routing.read_your_writes, LV_RYW_LSN);
+	assert_int_equal(cfg->routing.read_your_writes_timeout_ms, 2000);
+	assert_int_equal(cfg->routing.failover, LV_FAILOVER_OFF);
+	assert_null(cfg->routing.write_functions);
 	assert_int_equal(cfg->generation, 1);
 	assert_int_equal(cfg->refcount, 1);
 	assert_string_equal(cfg->path, FIXTURES "/valid/minimal.ini");
@@ -269,8 +281,182 @@ static void test_defaults(void **state)
 	assert_int_equal(db->n_replicas, 0);
 	assert_int_equal(db->pool_mode, -1);
 	assert_int_equal(db->pool_size, -1);
+	assert_int_equal(db->route, LV_ROUTE_MODE_AUTO);
 	assert_int_equal(db->line, 5);
 	lv_config_unref(cfg);
+}
+
+/* Collects SHOW CONFIG lines as "section.key=value\n". */
+static void show_all_cb(void *arg, const char *section, const char *key, const char *value,
+			bool is_reloadable)
+{
+	assert_true(lv_buf_printf(arg, "%s.%s=%s\n", section, key, value));
+}
+
+static void test_routing_values(void **state)
+{
+	lv_config_t *cfg = load_ok(FIXTURES "/valid/routing.ini");
+	assert_int_equal(cfg->routing.health_check_period_ms, 5000);
+	assert_int_equal(cfg->routing.health_check_failures, 5);
+	assert_int_equal(cfg->routing.health_check_timeout_ms, 1500);
+	assert_string_equal(cfg->routing.health_check_user, "levee_monitor");
+	assert_string_equal(cfg->routing.health_check_password, "m0nitor-pw");
+	assert_int_equal(cfg->routing.max_replica_lag_ms, 0);
+	/* Past INT_MAX: the field is 64-bit. */
+	assert_true(cfg->routing.max_replica_lag_bytes == 3LL * 1024 * 1024 * 1024);
+	assert_int_equal(cfg->routing.replica_fallback, LV_FALLBACK_ERROR);
+	assert_int_equal(cfg->routing.read_your_writes, LV_RYW_TIME);
+	assert_int_equal(cfg->routing.read_your_writes_timeout_ms, 500);
+	assert_int_equal(cfg->routing.failover, LV_FAILOVER_FOLLOW);
+	assert_string_equal(cfg->routing.write_functions, "audit_log, app.touch, app.log_*");
+
+	assert_int_equal(lv_config_find_db(cfg, "app")->route, LV_ROUTE_MODE_AUTO);
+	assert_int_equal(lv_config_find_db(cfg, "reports")->route, LV_ROUTE_MODE_REPLICAS);
+	assert_int_equal(lv_config_find_db(cfg, "billing")->route, LV_ROUTE_MODE_PRIMARY);
+	assert_int_equal(lv_config_find_db(cfg, "plain")->route, LV_ROUTE_MODE_AUTO);
+
+	/* SHOW CONFIG renders them in the file's syntax and masks the password. */
+	lv_buf_t all;
+	lv_buf_init(&all);
+	lv_config_for_each(cfg, show_all_cb, &all);
+	const char *text = buf_str(&all);
+	assert_null(strstr(text, "m0nitor-pw"));
+	static const char *const want[] = {
+		"routing.health_check_period=5s\n",
+		"routing.health_check_failures=5\n",
+		"routing.health_check_timeout=1500ms\n",
+		"routing.health_check_user=levee_monitor\n",
+		"routing.health_check_password=********\n",
+		"routing.max_replica_lag=0\n",
+		"routing.max_replica_lag_bytes=3GB\n",
+		"routing.replica_fallback=error\n",
+		"routing.read_your_writes=time\n",
+		"routing.read_your_writes_timeout=500ms\n",
+		"routing.failover=follow\n",
+		"routing.write_functions=audit_log, app.touch, app.log_*\n",
+	};
+	for (size_t i = 0; i < LV_ARRAY_LEN(want); i++) {
+		if (!strstr(text, want[i]))
+			print_error("missing %s", want[i]);
+		assert_non_null(strstr(text, want[i]));
+	}
+	lv_buf_cleanup(&all);
+	lv_config_unref(cfg);
+
+	/* The defaults render as the table writes them. */
+	cfg = load_ok(FIXTURES "/valid/minimal.ini");
+	lv_buf_init(&all);
+	lv_config_for_each(cfg, show_all_cb, &all);
+	text = buf_str(&all);
+	assert_non_null(strstr(text, "routing.max_replica_lag_bytes=16MB\n"));
+	assert_non_null(strstr(text, "routing.health_check_password=\n"));
+	assert_non_null(strstr(text, "routing.read_your_writes=lsn\n"));
+	lv_buf_cleanup(&all);
+	lv_config_unref(cfg);
+}
+
+/* Loads text from a temporary file and returns its error text ("" when it loaded). */
+static char *load_errors(const char *name, const char *text)
+{
+	lv_buf_t errors;
+	lv_buf_init(&errors);
+	lv_config_t *cfg = lv_config_load(write_temp(name, text), &errors);
+	assert_true(cfg ? errors.len == 0 : errors.len > 0);
+	lv_config_unref(cfg);
+	char *out = lv_xstrdup(buf_str(&errors));
+	lv_buf_cleanup(&errors);
+	/* Drop the directory part of each line's path. */
+	char *dir = strstr(out, temp_dir);
+	while (dir) {
+		size_t n = strlen(temp_dir) + 1;
+		memmove(dir, dir + n, strlen(dir + n) + 1);
+		dir = strstr(dir, temp_dir);
+	}
+	return out;
+}
+
+static void test_routing_rules(void **state)
+{
+	char *e;
+
+	/* Equal timeout and period are allowed; lsn mode accepts a timeout of 0 (no limit). */
+	e = load_errors("r1.ini", "[levee]\nauth_type = trust\n[routing]\n"
+				  "health_check_period = 2s\nhealth_check_timeout = 2s\n"
+				  "read_your_writes_timeout = 0\n");
+	assert_string_equal(e, "");
+	lv_free(e);
+
+	/* The later of the two lines is named, also across two [routing] sections. */
+	e = load_errors("r2.ini", "[levee]\nauth_type = trust\n[routing]\n"
+				  "health_check_period = 200ms\n[pool]\npool_size = 5\n"
+				  "[routing]\nhealth_check_timeout = 300ms\n");
+	assert_string_equal(e, "r2.ini:8: health_check_timeout (300ms) is longer than "
+			       "health_check_period (200ms)\n");
+	lv_free(e);
+
+	/* A refused value is reported once; the rule across keys does not pile on. */
+	e = load_errors("r3.ini", "[levee]\nauth_type = trust\n[routing]\n"
+				  "health_check_period = 200ms\nhealth_check_timeout = 5min\n");
+	assert_string_equal(e, "r3.ini:5: invalid value \"5min\" for health_check_timeout: "
+			       "expected a duration from 100ms to 1min, such as 500ms, 30s, 5min "
+			       "or 1h\n");
+	lv_free(e);
+	e = load_errors("r4.ini", "[levee]\nauth_type = trust\n[database app]\n"
+				  "primary = 127.0.0.1:5432\nreplicas = bad\nroute = replicas\n");
+	assert_non_null(strstr(e, "r4.ini:5: invalid value \"bad\" for replicas"));
+	assert_null(strstr(e, "route = replicas"));
+	lv_free(e);
+
+	/* time mode with the default timeout, and route = replicas with replicas, load. */
+	e = load_errors("r5.ini", "[levee]\nauth_type = trust\n[routing]\n"
+				  "read_your_writes = TIME\nfailover = Follow\n[database app]\n"
+				  "primary = 127.0.0.1:5432\nreplicas = 127.0.0.1:5433\n"
+				  "route = replicas\n");
+	assert_string_equal(e, "");
+	lv_free(e);
+}
+
+/* Runs the write_functions row on value; returns its result, with err filled on failure. */
+static int set_write_functions(const char *value, lv_err_t *err)
+{
+	const lv__key_t *k = lv__key_find(lv__keys, lv__n_keys, "routing", "write_functions");
+	assert_non_null(k);
+	lv_config_t cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	int rc = lv__value_set(k, value, "", &cfg, err);
+	lv__values_free(k, 1, &cfg);
+	return rc;
+}
+
+static void test_write_functions(void **state)
+{
+	static const char *const good[] = {
+		"audit_log",    "app.touch",    " audit_log ,\tapp.touch ", "app.log_*",
+		"pg_advisory*", "Mixed_Case$1", "schéma.fonction",
+	};
+	static const char *const bad[] = {
+		"a,,b",        "audit_log,", "*",         "app.*", "a.b.c",
+		"app.touch()", "\"Quoted\"", "two words", ".x",    "x.",
+	};
+	lv_err_t err;
+	for (size_t i = 0; i < LV_ARRAY_LEN(good); i++) {
+		if (set_write_functions(good[i], &err) != 0)
+			print_error("refused \"%s\": %s\n", good[i], err.msg);
+		assert_int_equal(set_write_functions(good[i], &err), 0);
+	}
+	for (size_t i = 0; i < LV_ARRAY_LEN(bad); i++) {
+		if (set_write_functions(bad[i], &err) == 0)
+			print_error("accepted \"%s\"\n", bad[i]);
+		assert_true(set_write_functions(bad[i], &err) < 0);
+	}
+	assert_true(set_write_functions("a,,b", &err) < 0);
+	assert_string_equal(err.msg, "the list has an empty entry");
+	char long_name[LV_NAME_LEN + 1];
+	memset(long_name, 'f', LV_NAME_LEN);
+	long_name[LV_NAME_LEN] = '\0';
+	assert_true(set_write_functions(long_name, &err) < 0);
+	long_name[LV_NAME_LEN - 1] = '\0';
+	assert_int_equal(set_write_functions(long_name, &err), 0);
 }
 
 static void test_full_values(void **state)
@@ -547,8 +733,15 @@ static void test_tables(void **state)
 		assert_false(lv__key_find(lv__keys, lv__n_keys, NULL, restart[i])->flags &
 			     LV_CF_RELOAD);
 	for (size_t i = 0; i < lv__n_keys; i++)
-		if (strcmp(lv__keys[i].section, "pool") == 0)
+		if (strcmp(lv__keys[i].section, "pool") == 0 ||
+		    strcmp(lv__keys[i].section, "routing") == 0)
 			assert_true(lv__keys[i].flags & LV_CF_RELOAD);
+	assert_int_equal(
+		lv__key_find(lv__keys, lv__n_keys, "routing", "max_replica_lag_bytes")->type,
+		LV__T_SIZE64);
+	assert_true(lv__key_find(lv__keys, lv__n_keys, "routing", "health_check_password")->flags &
+		    LV_CF_SECRET);
+	assert_true(lv__key_find(lv__db_keys, lv__n_db_keys, NULL, "route")->flags & LV_CF_RELOAD);
 }
 
 /* ---- Lookups and effective values ---- */
@@ -696,6 +889,13 @@ static void test_diff(void **state)
 	lv_buf_cleanup(&w);
 	lv_config_unref(a);
 	lv_config_unref(b);
+
+	/* [routing] is reloadable: changing every key needs no restart. */
+	a = load_ok(FIXTURES "/valid/minimal.ini");
+	b = load_ok(FIXTURES "/valid/routing.ini");
+	assert_int_equal(lv_config_diff(a, b, NULL), 0);
+	lv_config_unref(a);
+	lv_config_unref(b);
 }
 
 static void test_refcount(void **state)
@@ -720,6 +920,9 @@ int main(void)
 		cmocka_unit_test(test_samples_load),
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_routing_values),
+		cmocka_unit_test(test_routing_rules),
+		cmocka_unit_test(test_write_functions),
 		cmocka_unit_test(test_full_values),
 		cmocka_unit_test(test_hosts),
 		cmocka_unit_test(test_layout),

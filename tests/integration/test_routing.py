@@ -1,0 +1,149 @@
+# SPDX-License-Identifier: ISC
+"""Read/write splitting against a real primary and two streaming replicas:
+reads spread over healthy replicas, writes and read-write transactions stay on
+the primary, READ ONLY transactions use a replica, read-your-writes holds while
+replicas lag, a lagging replica is dropped from reads and taken back, and reads
+keep working while the primary is down."""
+
+import threading
+
+import psycopg
+import pytest
+
+import utils
+from utils import wait_until
+
+ROUTING = {
+    "pool": {"pool_mode": "transaction", "pool_size": "4"},
+    "routing": {"health_check_period": "300ms", "health_check_timeout": "300ms",
+                "health_check_failures": "3", "health_check_user": "app",
+                "max_replica_lag": "1s", "read_your_writes": "lsn",
+                "read_your_writes_timeout": "5s"},
+}
+
+pytestmark = pytest.mark.needs_replica
+
+
+def port_of(conn):
+    return conn.execute("SELECT inet_server_port()").fetchone()[0]
+
+
+def backends_ready(lv, n):
+    """True once /metrics says n backends answer their health checks."""
+    return lambda: (lv.metrics().get("levee_backends_up") or 0) >= n
+
+
+@pytest.fixture
+def routed(levee_factory, pg, pg_replicas):
+    for r in pg_replicas:
+        r.ensure_running()
+    lv = levee_factory(ROUTING)
+    wait_until(backends_ready(lv, 3), 10)
+    return lv
+
+
+def test_reads_spread_over_replicas_writes_on_primary(routed, pg, pg_replicas):
+    replica_ports = {r.port for r in pg_replicas}
+    seen = set()
+    with routed.conn(autocommit=True) as c:
+        for _ in range(40):
+            seen.add(port_of(c))
+        c.execute("CREATE TABLE IF NOT EXISTS routing_t (id int)")
+        c.execute("INSERT INTO routing_t VALUES (1)")
+        # A write statement reports where it ran.
+        row = c.execute("INSERT INTO routing_t VALUES (2) RETURNING inet_server_port()").fetchone()
+        assert row[0] == pg.port
+    assert seen == replica_ports, seen
+    assert routed.metrics().get("levee_routes_total", reason="read") >= 40
+
+
+def test_transactions_keep_one_backend(routed, pg, pg_replicas):
+    replica_ports = {r.port for r in pg_replicas}
+    with routed.conn(autocommit=True) as c:
+        c.execute("BEGIN")
+        ports = {port_of(c) for _ in range(5)}
+        c.execute("COMMIT")
+        assert ports == {pg.port}
+    # A new client: the transaction above counts as a write for read-your-writes.
+    with routed.conn(autocommit=True) as c:
+        c.execute("BEGIN READ ONLY")
+        ports = {port_of(c) for _ in range(5)}
+        c.execute("COMMIT")
+        assert len(ports) == 1 and ports <= replica_ports, ports
+        # A locking read is a write.
+        c.execute("CREATE TABLE IF NOT EXISTS routing_lock (id int)")
+        assert c.execute("SELECT inet_server_port() FROM (SELECT 1) s FOR UPDATE").fetchone()[0] == pg.port
+
+
+def test_writing_functions_and_hints_go_to_the_primary(routed, pg, pg_replicas):
+    with routed.conn(autocommit=True) as c:
+        c.execute("CREATE SEQUENCE IF NOT EXISTS routing_seq2")
+        assert c.execute("SELECT nextval('routing_seq2'), inet_server_port()").fetchone()[1] == pg.port
+        assert c.execute("/* levee:primary */ SELECT inet_server_port()").fetchone()[0] == pg.port
+        c.execute("CREATE TABLE IF NOT EXISTS routing_cte (id int)")
+        row = c.execute("WITH x AS (INSERT INTO routing_cte VALUES (1) RETURNING 1) "
+                        "SELECT inet_server_port() FROM x").fetchone()
+        assert row[0] == pg.port
+
+
+def test_read_your_writes_while_replicas_lag(routed, pg, pg_replicas):
+    with routed.conn(autocommit=True) as c:
+        c.execute("CREATE TABLE IF NOT EXISTS ryw (id int PRIMARY KEY)")
+        c.execute("TRUNCATE ryw")
+    for r in pg_replicas:
+        r.alter_system(recovery_min_apply_delay="1s")
+    try:
+        with routed.conn(autocommit=True) as c:
+            for i in range(200):
+                c.execute("INSERT INTO ryw VALUES (%s)", (i,))
+                assert c.execute("SELECT count(*) FROM ryw WHERE id = %s", (i,)).fetchone() == (1,), i
+        assert routed.metrics().get("levee_routes_total", reason="read_your_writes") >= 1
+    finally:
+        for r in pg_replicas:
+            r.alter_system(recovery_min_apply_delay="0")
+
+
+def test_lagging_replica_gets_no_reads_then_rejoins(routed, pg, pg_replicas):
+    slow, fast = pg_replicas
+    slow.alter_system(recovery_min_apply_delay="3s")
+    try:
+        stop = threading.Event()
+
+        def writer():
+            with psycopg.connect(pg.dsn(dbname="app"), autocommit=True) as w:
+                w.execute("CREATE TABLE IF NOT EXISTS lagging (id serial, t timestamptz default now())")
+                while not stop.is_set():
+                    w.execute("INSERT INTO lagging DEFAULT VALUES")
+                    stop.wait(0.05)
+
+        t = threading.Thread(target=writer)
+        t.start()
+        try:
+            def only_fast():
+                with routed.conn(autocommit=True) as c:
+                    return all(port_of(c) == fast.port for _ in range(10))
+            wait_until(only_fast, 10)
+        finally:
+            stop.set()
+            t.join()
+    finally:
+        slow.alter_system(recovery_min_apply_delay="0")
+
+    def both_again():
+        with routed.conn(autocommit=True) as c:
+            return {port_of(c) for _ in range(30)} == {slow.port, fast.port}
+    wait_until(both_again, 15)
+
+
+def test_primary_down_reads_work_writes_fail_fast(routed, pg, pg_replicas):
+    with routed.conn(autocommit=True) as c:
+        c.execute("CREATE TABLE IF NOT EXISTS pdown (id int)")
+    pg.stop()
+    try:
+        with routed.conn(autocommit=True) as c:
+            assert port_of(c) in {r.port for r in pg_replicas}
+            with pytest.raises(psycopg.OperationalError) as ei:
+                c.execute("INSERT INTO pdown VALUES (1)")
+            assert ei.value.sqlstate in (None, "08006", "57P03")
+    finally:
+        pg.start()
