@@ -1300,6 +1300,16 @@ static txn_result_t txn_message(lv_client_t *c, uint8_t type, uint32_t len)
 		(void)inspect_statement(c, p.query, p.query_len, false);
 		if (p.name_len == 0)
 			break;
+		if (lv_pstmt_map_get(&c->pstmts, p.name)) {
+			/* As PostgreSQL: an error, and nothing more until Sync. */
+			char text[LV_NAME_LEN + 64];
+			snprintf(text, sizeof(text), "prepared statement \"%.63s\" already exists", p.name);
+			if (!lv_respq_push_text(&sv->respq, type, LV_RESP_ERROR, NULL, "42P05", text))
+				return TXN_CLOSED;
+			c->skip_to_sync = true;
+			lv_sbuf_skip(sb, whole);
+			return TXN_CONSUMED;
+		}
 		lv_pstmt_t *ps = lv_pstmt_get(&w->pstmts, p.query, p.query_len, p.param_types, p.n_param_types);
 		if (!ps || !lv_pstmt_map_set(&w->pstmts, &c->pstmts, p.name, ps)) {
 			lv_client_close(c, LV_SQLSTATE_OUT_OF_MEMORY, "levee: out of memory");
@@ -1310,7 +1320,8 @@ static txn_result_t txn_message(lv_client_t *c, uint8_t type, uint32_t len)
 			return TXN_CLOSED;
 		/* Levee answers ParseComplete itself if the server had it, else the
 		 * server's answer to the injected Parse is the client's. */
-		if (!lv_respq_push(&sv->respq, type, there ? LV_RESP_SYNTH : LV_RESP_PASS, there ? NULL : ps)) {
+		if (!lv_respq_push_text(&sv->respq, type, there ? LV_RESP_SYNTH : LV_RESP_PASS, there ? NULL : ps, NULL,
+					p.name)) {
 			lv_client_close(c, LV_SQLSTATE_OUT_OF_MEMORY, "levee: out of memory");
 			return TXN_CLOSED;
 		}
@@ -1424,6 +1435,23 @@ static void forward_to_server(lv_client_t *c)
 				terminate = true;
 				break;
 			}
+			if (txn && c->skip_to_sync && type != PqMsg_Sync) {
+				/* After an error Levee raised itself: skipped, as the server would. */
+				if (batch > 0) {
+					again = true;
+					break;
+				}
+				if (avail < (size_t)len + 1) {
+					wait = true;
+					break;
+				}
+				lv_sbuf_skip(sb, (size_t)len + 1);
+				again = true;
+				avail = lv_sbuf_avail(sb);
+				break;
+			}
+			if (type == PqMsg_Sync)
+				c->skip_to_sync = false;
 			if (txn) {
 				bool at_head = type == PqMsg_Query || type == PqMsg_Parse || type == PqMsg_Bind ||
 					       type == PqMsg_Describe || type == PqMsg_Close;

@@ -84,6 +84,7 @@ struct lv_client {
 
 	uint64_t fwd_left;     /* bytes of the current client message still to forward */
 	lv_pool_shared_t *user_slot; /* counted against max_user_connections there */
+	bool skip_to_sync;     /* transaction mode: Levee raised an error; drop messages until Sync */
 	bool server_paused;    /* its server's reads are paused until our output drains */
 	lv_usec_t wait_start_us;  /* when it started waiting for a server; 0 if not */
 	lv_usec_t state_since_us; /* when it entered its state */

@@ -265,6 +265,8 @@ bool lv_respq_push(lv_respq_t *q, uint8_t kind, lv_resp_action_t action, lv_pstm
 	lv_resp_t *e = &q->v[(q->head + q->n) % q->cap];
 	e->kind = kind;
 	e->action = (uint8_t)action;
+	e->sqlstate[0] = '\0';
+	e->text = NULL;
 	e->ps = ps;
 	if (ps)
 		ps->refs++;
@@ -272,10 +274,26 @@ bool lv_respq_push(lv_respq_t *q, uint8_t kind, lv_resp_action_t action, lv_pstm
 	return true;
 }
 
+bool lv_respq_push_text(lv_respq_t *q, uint8_t kind, lv_resp_action_t action, lv_pstmt_t *ps,
+			const char *sqlstate, const char *text)
+{
+	char *copy = lv_strdup(text);
+	if (!copy || !lv_respq_push(q, kind, action, ps)) {
+		lv_free(copy);
+		return false;
+	}
+	lv_resp_t *e = &q->v[(q->head + q->n - 1) % q->cap];
+	e->text = copy;
+	if (sqlstate)
+		snprintf(e->sqlstate, sizeof(e->sqlstate), "%s", sqlstate);
+	return true;
+}
+
 void lv_respq_pop(lv_pstmt_reg_t *reg, lv_respq_t *q)
 {
 	if (!q->n)
 		return;
+	lv_free(q->v[q->head].text);
 	lv_pstmt_put(reg, q->v[q->head].ps);
 	q->head = (q->head + 1) % q->cap;
 	q->n--;

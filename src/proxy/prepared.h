@@ -93,12 +93,15 @@ typedef enum lv_resp_action {
 	LV_RESP_PASS,    /* the server answers; forward its responses */
 	LV_RESP_SYNTH,   /* Levee answers (ParseComplete or CloseComplete) */
 	LV_RESP_SWALLOW, /* the server answers a message Levee injected; drop it */
+	LV_RESP_ERROR,   /* Levee refuses the message: ErrorResponse (sqlstate, text) */
 } lv_resp_action_t;
 
 typedef struct lv_resp {
 	uint8_t kind;   /* the frontend message type: 'P','B','D','E','C','S','Q','F' */
 	uint8_t action; /* lv_resp_action_t */
+	char sqlstate[6]; /* LV_RESP_ERROR */
 	lv_pstmt_t *ps; /* Parse entries: the statement (a reference), else NULL */
+	char *text;     /* owned: the client's statement name (Parse), or the error message */
 } lv_resp_t;
 
 typedef struct lv_respq {
@@ -107,6 +110,9 @@ typedef struct lv_respq {
 } lv_respq_t;
 
 bool lv_respq_push(lv_respq_t *q, uint8_t kind, lv_resp_action_t action, lv_pstmt_t *ps) LV_MUSTCHECK;
+/* Like lv_respq_push() with a copy of text (and a sqlstate for LV_RESP_ERROR). */
+bool lv_respq_push_text(lv_respq_t *q, uint8_t kind, lv_resp_action_t action, lv_pstmt_t *ps,
+			const char *sqlstate, const char *text) LV_MUSTCHECK;
 static inline lv_resp_t *lv_respq_head(lv_respq_t *q)
 {
 	return q->n ? &q->v[q->head] : NULL;

@@ -481,6 +481,16 @@ static void handle_control_input(lv_server_t *sv)
 			return;
 		}
 		size_t whole = (size_t)len + 1;
+		if (sv->state == LV_SERVER_TESTING && type == PqMsg_DataRow && whole <= 64) {
+			/* The temp-schema check: one column, "0" when the session made none. */
+			uint8_t row[64];
+			if (lv_sbuf_avail(sb) < whole)
+				return;
+			(void)lv_sbuf_read(sb, row, whole);
+			if (!(len == 4 + 2 + 4 + 1 && row[5] == 0 && row[6] == 1 && lv_get_u32(row + 7) == 1 && row[11] == '0'))
+				sv->close_needed = true;
+			continue;
+		}
 		if (sv->state == LV_SERVER_TESTING && type != PqMsg_ReadyForQuery && type != PqMsg_ParameterStatus &&
 		    type != PqMsg_ErrorResponse) {
 			/* Results of the reset queries and asynchronous messages: skip. */
@@ -641,11 +651,26 @@ static bool swallow(lv_server_t *sv)
 	return true;
 }
 
+static void drop_until_sync(lv_server_t *sv);
+
 bool lv_server_emit_synth(lv_server_t *sv)
 {
 	lv_pstmt_reg_t *reg = &sv->conn.worker->pstmts;
 	lv_resp_t *h;
-	while ((h = lv_respq_head(&sv->respq)) != NULL && h->action == LV_RESP_SYNTH) {
+	while ((h = lv_respq_head(&sv->respq)) != NULL && (h->action == LV_RESP_SYNTH || h->action == LV_RESP_ERROR)) {
+		if (h->action == LV_RESP_ERROR) {
+			/* As the server would: the error, then nothing until the Sync. */
+			lv_buf_t b;
+			lv_buf_init(&b);
+			bool ok = lv_wire_write_error(&b, "ERROR", h->sqlstate, h->text, NULL, NULL);
+			lv_respq_pop(reg, &sv->respq);
+			drop_until_sync(sv);
+			ok = ok && sv->client && lv_client_send(sv->client, b.data, b.len);
+			lv_buf_cleanup(&b);
+			if (!ok)
+				return false;
+			continue;
+		}
 		uint8_t m[5] = {h->kind == PqMsg_Parse ? PqMsg_ParseComplete : PqMsg_CloseComplete, 0, 0, 0, 4};
 		lv_respq_pop(reg, &sv->respq);
 		if (!sv->client || !lv_client_send(sv->client, m, sizeof(m)))
@@ -654,14 +679,28 @@ bool lv_server_emit_synth(lv_server_t *sv)
 	return true;
 }
 
+/*
+ * A Parse that failed (or was skipped after an error): the server does not
+ * have the statement, and the client's name for it does not exist either.
+ */
+static void parse_failed(lv_server_t *sv, const lv_resp_t *h)
+{
+	lv_pstmt_reg_t *reg = &sv->conn.worker->pstmts;
+	if (!h->ps)
+		return;
+	lv_pstmt_set_del(reg, &sv->pstmts, h->ps);
+	if (h->text && sv->client && lv_pstmt_map_get(&sv->client->pstmts, h->text) == h->ps)
+		lv_pstmt_map_del(reg, &sv->client->pstmts, h->text);
+}
+
 /* An error makes the server skip to the next Sync: so do the queued entries. */
 static void drop_until_sync(lv_server_t *sv)
 {
 	lv_pstmt_reg_t *reg = &sv->conn.worker->pstmts;
 	lv_resp_t *h;
 	while ((h = lv_respq_head(&sv->respq)) != NULL && h->kind != PqMsg_Sync) {
-		if (h->kind == PqMsg_Parse && h->ps)
-			lv_pstmt_set_del(reg, &sv->pstmts, h->ps);
+		if (h->kind == PqMsg_Parse)
+			parse_failed(sv, h);
 		lv_respq_pop(reg, &sv->respq);
 	}
 }
@@ -679,7 +718,7 @@ static int track_response(lv_server_t *sv, uint8_t type)
 	lv_resp_t *h = lv_respq_head(&sv->respq);
 	if (!h)
 		return 1;
-	if (h->action == LV_RESP_SYNTH)
+	if (h->action == LV_RESP_SYNTH || h->action == LV_RESP_ERROR)
 		return -1;
 	if (h->action == LV_RESP_SWALLOW) {
 		if (type == PqMsg_ErrorResponse) {
@@ -693,8 +732,8 @@ static int track_response(lv_server_t *sv, uint8_t type)
 		return 0;
 	}
 	if (type == PqMsg_ErrorResponse && h->kind != PqMsg_Query && h->kind != PqMsg_FunctionCall) {
-		if (h->kind == PqMsg_Parse && h->ps)
-			lv_pstmt_set_del(reg, &sv->pstmts, h->ps);
+		if (h->kind == PqMsg_Parse)
+			parse_failed(sv, h);
 		lv_respq_pop(reg, &sv->respq);
 		drop_until_sync(sv);
 		return 1;
@@ -870,8 +909,12 @@ void lv_server_release(lv_server_t *sv)
 		sv->n_pending++;
 	}
 	if (has_reset) {
-		ok = ok && lv_wire_write_query(&b, reset);
-		sv->n_pending++;
+		/* A session that used temporary objects leaves its pg_temp schema
+		 * behind even after DISCARD ALL: such a server is not reused (the
+		 * check's DataRow is read in handle_control_input). */
+		ok = ok && lv_wire_write_query(&b, reset) &&
+		     lv_wire_write_query(&b, "SELECT pg_catalog.pg_my_temp_schema()::pg_catalog.int8");
+		sv->n_pending += 2;
 		if (strcasestr(reset, "discard all") || strcasestr(reset, "deallocate"))
 			lv_pstmt_set_clear(&w->pstmts, &sv->pstmts);
 	}
