@@ -334,6 +334,7 @@ class Postgres:
         """ALTER SYSTEM SET each setting, then reload; reset_config() undoes it."""
         for k, v in settings.items():
             self.sql(f"ALTER SYSTEM SET {k} = '{v}'")
+            self.altered = getattr(self, "altered", set()) | {k}
         self.conf_changed = True
         self.sql("SELECT pg_reload_conf()")
 
@@ -344,7 +345,11 @@ class Postgres:
         if self.hba_changed:
             self.set_hba(None)
         if self.conf_changed:
-            self.sql("ALTER SYSTEM RESET ALL")
+            # Only what tests set: RESET ALL would also drop the primary_conninfo
+            # that pg_basebackup -R wrote for a replica, and stop its streaming.
+            for k in sorted(getattr(self, "altered", set())):
+                self.sql(f"ALTER SYSTEM RESET {k}")
+            self.altered = set()
             self.conf_changed = False
         self.reload()
 

@@ -968,8 +968,7 @@ static lv_pool_t *route(lv_client_t *c)
 		/* Extended protocol: answering mid-pipeline is not possible; use the primary. */
 	}
 	lv_pool_t *pp = primary_pool(c);
-	if (pp->backend && !__atomic_load_n(&pp->backend->usable, __ATOMIC_ACQUIRE) &&
-	    __atomic_load_n(&pp->backend->banned, __ATOMIC_ACQUIRE)) {
+	if (pp->backend && !__atomic_load_n(&pp->backend->usable, __ATOMIC_ACQUIRE)) {
 		/* Known down: fail fast and keep the session for reads. */
 		char msg[160];
 		snprintf(msg, sizeof(msg), "levee: the primary of database \"%s\" is unavailable", c->database);

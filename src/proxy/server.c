@@ -193,14 +193,63 @@ lv_server_t *lv_server_connect(lv_pool_t *pool, const lv_buf_t *params, uint64_t
  */
 static void login_failed(lv_server_t *sv, const char *sqlstate, const char *fmt, ...) LV_PRINTF(3, 4);
 
-static void finish_close(lv_server_t *sv)
+/* The end: the slot goes back to the pool and the object is freed after this iteration. */
+static void server_gone(lv_server_t *sv)
 {
-	lv_pool_t *pool = sv->pool;
-	lv_server_set_state(sv, LV_SERVER_CLOSING);
+	if (sv->lingering) {
+		lv_clist_remove(&sv->conn.worker->closing_servers, &sv->conn.node);
+		sv->lingering = false;
+	}
 	lv_sbuf_pause(&sv->conn.sb);
 	sv->conn.reap.fn = server_free;
 	lv_loop_defer(sv->conn.worker->loop, &sv->conn.reap);
-	lv_pool_put_slot(pool);
+	lv_pool_put_slot(sv->pool);
+}
+
+static void closing_cb(lv_sbuf_t *sb, lv_sbuf_event_t ev, void *arg)
+{
+	lv_server_t *sv = arg;
+	if (ev == LV_SBUF_EV_READ) {
+		lv_sbuf_skip(sb, lv_sbuf_avail(sb));
+		return;
+	}
+	if (ev == LV_SBUF_EV_EOF || ev == LV_SBUF_EV_ERROR)
+		server_gone(sv);
+}
+
+/*
+ * A logged-in server keeps its slot until PostgreSQL has closed the
+ * connection (its backend is gone), at most a second: otherwise a new
+ * connection of the same pool could briefly make PostgreSQL count
+ * pool_size + 1 backends.
+ */
+static void finish_close(lv_server_t *sv)
+{
+	lv_server_state_t was = sv->state;
+	lv_server_set_state(sv, LV_SERVER_CLOSING);
+	lv_sbuf_t *sb = &sv->conn.sb;
+	/* Only a server told to Terminate hangs up promptly; one busy with a
+	 * request is cut off at once, which stops its backend. */
+	bool polite = was == LV_SERVER_IDLE || was == LV_SERVER_TESTING || was == LV_SERVER_LOGIN;
+	if (!polite || sb->is_tls || sb->fd < 0 || shutdown(sb->fd, SHUT_WR) != 0) {
+		server_gone(sv);
+		return;
+	}
+	sb->cb = closing_cb;
+	sv->lingering = true;
+	sv->closing_since_us = lv_time_now_us();
+	lv_clist_append(&sv->conn.worker->closing_servers, &sv->conn.node);
+}
+
+void lv_server_reap_closing(lv_worker_t *w, lv_usec_t before)
+{
+	lv_list_t *pos, *tmp;
+	lv_list_for_each_safe(pos, tmp, &w->closing_servers.head)
+	{
+		lv_server_t *sv = lv_container_of(pos, lv_server_t, conn.node);
+		if (sv->closing_since_us <= before)
+			server_gone(sv);
+	}
 }
 
 void lv_server_close(lv_server_t *sv, const char *reason)
@@ -886,7 +935,6 @@ void lv_server_release(lv_server_t *sv)
 		 lv_time_now_us() - sv->created_us > cfg->pool.server_lifetime_ms * LV_USEC_PER_MS)
 		why = "server_lifetime reached";
 	if (why) {
-		lv_server_set_state(sv, LV_SERVER_TESTING);
 		lv_server_close(sv, why);
 		lv_pool_assign(pool);
 		return;

@@ -54,7 +54,9 @@ struct lv_server {
 
 	struct lv_scram_client *scram; /* owned; during SCRAM login only */
 	bool tls_asked;
-	bool counts_connecting; /* holds a server_connect_concurrency slot while logging in */        /* SSLRequest sent, waiting for 'S'/'N' */
+	bool counts_connecting;
+	bool lingering;         /* CLOSING, on worker->closing_servers until PostgreSQL hangs up */
+	lv_usec_t closing_since_us; /* holds a server_connect_concurrency slot while logging in */        /* SSLRequest sent, waiting for 'S'/'N' */
 
 	char txn_status;       /* of the last ReadyForQuery: 'I', 'T', 'E' */
 	int n_pending;         /* ReadyForQuery messages still expected */
@@ -85,6 +87,8 @@ bool lv_server_write_status(const lv_server_t *sv, lv_buf_t *out) LV_MUSTCHECK;
 void lv_server_flush_to_client(lv_server_t *sv);
 /* Transaction mode: writes Levee's own answers at the head of the response queue to the client. */
 bool lv_server_emit_synth(lv_server_t *sv);
+/* Frees closed servers whose PostgreSQL side has not hung up since before `before`. */
+void lv_server_reap_closing(lv_worker_t *w, lv_usec_t before);
 /* Gives up on cancel connections started before `before` (a server that never answers). */
 void lv_server_reap_cancels(lv_worker_t *w, lv_usec_t before);
 /* Sends a CancelRequest for sv's running query over a fresh connection. */

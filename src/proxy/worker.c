@@ -344,6 +344,7 @@ static void janitor_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	lv_client_reap_lingering(w, now - 5 * LV_USEC_PER_SEC);
 	lv_server_reap_cancels(w, now - 5 * LV_USEC_PER_SEC);
+	lv_server_reap_closing(w, now - LV_USEC_PER_SEC);
 
 	if (w->shutdown_mode == 1) {
 		if (now >= w->shutdown_deadline_us) {
@@ -599,6 +600,7 @@ bool lv_proxy_init(lv_proxy_t *p, lv_config_t *cfg, lv_err_t *err)
 		lv_clist_init(&w->admin);
 		lv_clist_init(&w->lingering);
 		lv_list_init(&w->cancels);
+		lv_clist_init(&w->closing_servers);
 		lv_list_init(&w->pools);
 		lv_pstmt_reg_init(&w->pstmts, i);
 		w->sql_cache = lv_sql_cache_new(1024);
@@ -659,6 +661,7 @@ static void free_worker(lv_worker_t *w)
 		close_everything(w);
 		lv_client_reap_lingering(w, INT64_MAX);
 		lv_server_reap_cancels(w, INT64_MAX);
+		lv_server_reap_closing(w, INT64_MAX);
 		lv_loop_free(w->loop);
 	}
 	lv_list_t *pos;

@@ -52,6 +52,7 @@ struct lv_worker {
 	lv_client_t **keys;
 	size_t keys_cap, keys_used;
 
+	lv_clist_t closing_servers; /* closed servers waiting for PostgreSQL to hang up */
 	lv_list_t cancels;         /* cancel requests on their way to servers */
 	lv_clist_t lingering;      /* closed clients flushing their last bytes (CLOSING) */
 	bool started;              /* its thread was created */
