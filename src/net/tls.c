@@ -17,6 +17,19 @@ static int ssl_err(lv_err_t *err, const char *what)
 	return lv_err_set(err, LV_EIO, "%s: %s", what, buf);
 }
 
+/* Takes ownership of ctx: wrapped, or freed on OOM. */
+static lv_tls_ctx_t *wrap(SSL_CTX *ctx, lv_err_t *err)
+{
+	lv_tls_ctx_t *t = lv_malloc(sizeof(*t));
+	if (!t) {
+		SSL_CTX_free(ctx);
+		lv_err_set(err, LV_ENOMEM, "out of memory");
+		return NULL;
+	}
+	t->ctx = ctx;
+	return t;
+}
+
 lv_tls_ctx_t *lv_tls_server_new(const char *cert_file, const char *key_file, const char *ca_file, lv_err_t *err)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -42,14 +55,7 @@ lv_tls_ctx_t *lv_tls_server_new(const char *cert_file, const char *key_file, con
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
-	lv_tls_ctx_t *t = lv_malloc(sizeof(*t));
-	if (!t) {
-		SSL_CTX_free(ctx);
-		lv_err_set(err, LV_ENOMEM, "out of memory");
-		return NULL;
-	}
-	t->ctx = ctx;
-	return t;
+	return wrap(ctx, err);
 }
 
 lv_tls_ctx_t *lv_tls_client_new(const char *ca_file, lv_err_t *err)
@@ -70,14 +76,7 @@ lv_tls_ctx_t *lv_tls_client_new(const char *ca_file, lv_err_t *err)
 	} else {
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
 	}
-	lv_tls_ctx_t *t = lv_malloc(sizeof(*t));
-	if (!t) {
-		SSL_CTX_free(ctx);
-		lv_err_set(err, LV_ENOMEM, "out of memory");
-		return NULL;
-	}
-	t->ctx = ctx;
-	return t;
+	return wrap(ctx, err);
 }
 
 void lv_tls_free(lv_tls_ctx_t *ctx)
