@@ -12,6 +12,7 @@
 #include "core/metrics.h"
 #include "event/loop.h"
 #include "event/signal.h"
+#include "net/sbuf.h"
 #include "proxy/backend.h"
 #include "proxy/conn.h"
 #include "proxy/worker.h"
@@ -270,6 +271,7 @@ int main(int argc, char **argv)
 	lv_http_free(app.http);
 	lv_health_free(app.health);
 	lv_loop_free(app.loop);
+	lv_sbuf_thread_cleanup();
 	pthread_mutex_destroy(&app.reload_lock);
 	lv_log_close();
 	return 0;

@@ -513,6 +513,12 @@ void lv_sbuf_watch_drain(lv_sbuf_t *sb, size_t low)
 	raw_update_write(sb);
 }
 
+void lv_sbuf_thread_cleanup(void)
+{
+	lv_free(scratch);
+	scratch = NULL;
+}
+
 const char *lv_sbuf_error(const lv_sbuf_t *sb, char *buf, size_t cap)
 {
 	if (sb->bev) {

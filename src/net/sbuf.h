@@ -105,6 +105,8 @@ void lv_sbuf_kick(lv_sbuf_t *sb);
 /* Asks for one DRAINED event once pending output falls to low bytes. */
 void lv_sbuf_watch_drain(lv_sbuf_t *sb, size_t low);
 
+/* Frees the calling thread's read scratch buffer; call when its loop is done. */
+void lv_sbuf_thread_cleanup(void);
 /* Text of the last socket or TLS error, for logs and client messages. */
 const char *lv_sbuf_error(const lv_sbuf_t *sb, char *buf, size_t cap);
 

@@ -627,6 +627,7 @@ static void *worker_main(void *arg)
 	lv_worker_t *w = arg;
 	lv_metrics_bind_thread(w->metrics);
 	lv_loop_run(w->loop);
+	lv_sbuf_thread_cleanup();
 	/* libpg_query frees this thread's parser memory itself (a thread-specific
 	 * destructor); calling lv_sql_thread_cleanup() too would free it twice. */
 	lv_metrics_bind_thread(NULL);
