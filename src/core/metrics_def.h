@@ -122,6 +122,11 @@
 	L(S, UNPARSABLE, "unparsable")               \
 	L(S, UNKNOWN, "unknown")
 
+/* Statement classifications: answered from the per-worker cache, or parsed. */
+#define LV_ML_CLASSIFY_RESULT(L, S) \
+	L(S, HIT, "hit")            \
+	L(S, MISS, "miss")
+
 /* Every label set above, so metrics.h can generate one enum per set. */
 #define LV_METRIC_LABEL_SETS(S) \
 	S(NONE)                 \
@@ -132,6 +137,7 @@
 	S(CANCEL_RESULT)        \
 	S(RELOAD_RESULT)        \
 	S(ROUTE_REASON)         \
+	S(CLASSIFY_RESULT)      \
 	S(PIN_REASON)           \
 	S(PREPARED_RESULT)
 
@@ -197,7 +203,11 @@
 	XX(PREPARED_STATEMENTS_TOTAL, COUNTER, "levee_prepared_statements_total",                  \
 	   "Prepared-statement cache lookups and evictions, by result.", "result", PREPARED_RESULT) \
 	XX(ROUTES_TOTAL, COUNTER, "levee_routes_total",                                            \
-	   "Where transactions were routed, by the reason for the decision.", "reason", ROUTE_REASON)
+	   "Where transactions were routed, by the reason for the decision.", "reason", ROUTE_REASON) \
+	XX(SQL_CLASSIFICATIONS_TOTAL, COUNTER, "levee_sql_classifications_total",                  \
+	   "Statements classified, by whether the cache answered.", "result", CLASSIFY_RESULT)      \
+	XX(SQL_PARSE_SECONDS, HISTOGRAM, "levee_sql_parse_seconds",                                \
+	   "Time to parse and classify a statement the cache did not have.", NULL, NONE)
 /* clang-format on */
 
 #endif

@@ -777,6 +777,23 @@ static void attach(lv_client_t *c, lv_server_t *sv)
 		lv_sbuf_kick(&c->conn.sb);
 }
 
+/*
+ * Classifies through the worker's cache, counting hits and misses and timing
+ * the parses (the metrics behind the cache hit ratio and parse time).
+ */
+static int classify(lv_worker_t *w, const char *sql, size_t len, const lv_sql_opts_t *opts, lv_sql_info_t *info)
+{
+	uint64_t misses = lv_sql_cache_stats(w->sql_cache).misses;
+	lv_usec_t t0 = lv_time_update();
+	int rc = lv_sql_cache_classify(w->sql_cache, sql, len, opts, info);
+	bool miss = lv_sql_cache_stats(w->sql_cache).misses != misses;
+	lv_metric_inc_l(LV_M_SQL_CLASSIFICATIONS_TOTAL,
+			miss ? LV_ML_CLASSIFY_RESULT_MISS : LV_ML_CLASSIFY_RESULT_HIT);
+	if (miss)
+		lv_metric_observe_us(LV_M_SQL_PARSE_SECONDS, 0, lv_time_update() - t0);
+	return rc;
+}
+
 /* Moves c (IDLE or WAITING) to another pool of its database. */
 static void switch_pool(lv_client_t *c, lv_pool_t *p)
 {
@@ -934,7 +951,7 @@ static lv_pool_t *route(lv_client_t *c)
 		info = lv_malloc(sizeof(*info));
 		lv_sql_opts_t opts = {.skip_fingerprint = true,
 				      .write_functions_list = cfg->routing.write_functions};
-		if (info && lv_sql_cache_classify(w->sql_cache, sql, len, &opts, info) != 0) {
+		if (info && classify(w, sql, len, &opts, info) != 0) {
 			lv_free(info);
 			info = NULL;
 		}
@@ -1145,7 +1162,7 @@ static bool inspect_statement(lv_client_t *c, const char *sql, size_t n, bool ca
 	if (!info)
 		return false;
 	lv_sql_opts_t opts = {.skip_fingerprint = true};
-	if (lv_sql_cache_classify(w->sql_cache, sql, n, &opts, info) != 0) {
+	if (classify(w, sql, n, &opts, info) != 0) {
 		lv_free(info);
 		return false;
 	}

@@ -54,7 +54,11 @@ def test_reads_spread_over_replicas_writes_on_primary(routed, pg, pg_replicas):
         row = c.execute("INSERT INTO routing_t VALUES (2) RETURNING inet_server_port()").fetchone()
         assert row[0] == pg.port
     assert seen == replica_ports, seen
-    assert routed.metrics().get("levee_routes_total", reason="read") >= 40
+    m = routed.metrics()
+    assert m.get("levee_routes_total", reason="read") >= 40
+    # The same text is parsed once per worker, then answered from the cache.
+    assert m.get("levee_sql_classifications_total", result="hit") >= 30
+    assert 1 <= m.get("levee_sql_parse_seconds_count") <= 10
 
 
 def test_transactions_keep_one_backend(routed, pg, pg_replicas):
