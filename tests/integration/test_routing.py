@@ -157,3 +157,34 @@ def test_primary_down_reads_work_writes_fail_fast(routed, pg, pg_replicas):
             assert port_of(c) in {r.port for r in pg_replicas}
     finally:
         pg.start()
+
+
+def test_replica_killed_during_pgbench_the_run_goes_on(routed, pg, pg_replicas):
+    """kill -9 of a replica mid-run: queries in flight there fail, the rest move
+    to the other replica and the run completes."""
+    import os
+    import subprocess
+    pgbench = os.path.join(os.environ.get("PG_BINDIR", "/usr/lib/postgresql/15/bin"), "pgbench")
+    env = dict(os.environ, PGPASSWORD="app")
+    subprocess.run([pgbench, "-i", "-s", "1", "-q", "-h", "127.0.0.1", "-p", str(pg.port),
+                    "-U", "app", "app"], env=env, check=True, capture_output=True, timeout=120)
+    for r in pg_replicas:
+        wait_until(lambda r=r: r.sql("SELECT count(*) FROM pgbench_branches", dbname="app") == [(1,)], 20)
+    victim, survivor = pg_replicas
+    proc = subprocess.Popen([pgbench, "-S", "-n", "-c", "32", "-j", "2", "-T", "6", "-h", "127.0.0.1",
+                             "-p", str(routed.port), "-U", "app", "app"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: (routed.metrics().get("levee_routes_total", reason="read") or 0) > 500, 20)
+        victim.kill()
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        victim.ensure_running()
+    res = utils.parse_pgbench(out)
+    # pgbench ends a client whose query failed; at most those in flight on the victim.
+    assert "processed" in res and res["processed"] > 1000, out
+    assert res.get("failed", 0) == 0, out
+    with routed.conn(autocommit=True) as c:
+        assert port_of(c) in {survivor.port, victim.port}
