@@ -389,6 +389,13 @@ const uint8_t *lv_sbuf_pullup(lv_sbuf_t *sb, size_t n)
 	return lv_buf_head(&sb->in);
 }
 
+const uint8_t *lv_sbuf_ptr(const lv_sbuf_t *sb, size_t off, size_t n)
+{
+	if (sb->bev || lv_buf_unread(&sb->in) < off + n)
+		return NULL;
+	return lv_buf_head(&sb->in) + off;
+}
+
 /* ----------------------------------------------------------------- output */
 
 bool lv_sbuf_write(lv_sbuf_t *sb, const void *data, size_t n)

@@ -90,6 +90,12 @@ void lv_sbuf_skip(lv_sbuf_t *sb, size_t n);
  */
 const uint8_t *lv_sbuf_pullup(lv_sbuf_t *sb, size_t n);
 
+/*
+ * Returns a pointer to n input bytes at offset off without copying, or NULL
+ * when fewer are buffered or they are not contiguous (TLS sockets).
+ */
+const uint8_t *lv_sbuf_ptr(const lv_sbuf_t *sb, size_t off, size_t n);
+
 /* Queues data for sending. False on OOM. */
 bool lv_sbuf_write(lv_sbuf_t *sb, const void *data, size_t n) LV_MUSTCHECK;
 /* Moves n input bytes of src to the output of dst without copying. */

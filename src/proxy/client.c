@@ -1072,6 +1072,7 @@ typedef enum txn_result {
 	TXN_CONSUMED, /* handled here; skip it */
 	TXN_WAIT,     /* not all of it is here yet */
 	TXN_CLOSED,   /* the client was closed */
+	TXN_AT_HEAD,  /* needs handling at the head of the input: forward what precedes it first */
 } txn_result_t;
 
 
@@ -1266,7 +1267,7 @@ static bool ensure_prepared(lv_client_t *c, lv_pstmt_t *ps, bool *was_there)
  * need rewriting (named prepared statements) or inspecting (session state).
  * Every message sent on gets its entry in the server's response queue.
  */
-static txn_result_t txn_message(lv_client_t *c, uint8_t type, uint32_t len)
+static txn_result_t txn_message(lv_client_t *c, uint8_t type, uint32_t len, size_t off)
 {
 	lv_server_t *sv = c->server;
 	lv_worker_t *w = c->conn.worker;
@@ -1274,24 +1275,48 @@ static txn_result_t txn_message(lv_client_t *c, uint8_t type, uint32_t len)
 	size_t whole = (size_t)len + 1;
 	size_t avail = lv_sbuf_avail(sb);
 
-	if (type == PqMsg_Bind) {
-		/* Bind can be huge: peek at the names before deciding to read it whole. */
+	if (type == PqMsg_Bind || type == PqMsg_Describe || type == PqMsg_Close) {
+		/* Names first: a Bind can be huge, and most name no prepared statement. */
 		uint8_t head[5 + 2 * LV_NAME_LEN];
 		size_t n = LV_MIN(whole, sizeof(head));
-		if (avail < n)
+		if (avail < off + n)
 			return TXN_WAIT;
-		(void)lv_sbuf_peek(sb, 0, head, n);
-		const uint8_t *portal_end = memchr(head + 5, 0, n - 5);
-		const uint8_t *stmt = portal_end ? portal_end + 1 : NULL;
-		if (!stmt || stmt >= head + n || *stmt == 0 || !memchr(stmt, 0, (size_t)(head + n - stmt)) ||
-		    !lv_pstmt_map_get(&c->pstmts, (const char *)stmt)) {
-			/* Unnamed, or a name this client never prepared: the server answers. */
-			return lv_respq_push(&sv->respq, type, LV_RESP_PASS, NULL) ? TXN_FORWARD : TXN_CLOSED;
+		(void)lv_sbuf_peek(sb, off, head, n);
+		if (type != PqMsg_Bind) {
+			bool plain = n < 7 || head[5] != 'S' || head[6] == 0 ||
+				     (type == PqMsg_Describe && (!memchr(head + 6, 0, n - 6) ||
+								 !lv_pstmt_map_get(&c->pstmts, (const char *)head + 6)));
+			if (plain)
+				return lv_respq_push(&sv->respq, type, LV_RESP_PASS, NULL) ? TXN_FORWARD : TXN_CLOSED;
+			if (off > 0)
+				return TXN_AT_HEAD;
+		} else {
+			const uint8_t *portal_end = memchr(head + 5, 0, n - 5);
+			const uint8_t *stmt = portal_end ? portal_end + 1 : NULL;
+			if (!stmt || stmt >= head + n || *stmt == 0 || !memchr(stmt, 0, (size_t)(head + n - stmt)) ||
+			    !lv_pstmt_map_get(&c->pstmts, (const char *)stmt)) {
+				/* Unnamed, or a name this client never prepared: the server answers. */
+				return lv_respq_push(&sv->respq, type, LV_RESP_PASS, NULL) ? TXN_FORWARD : TXN_CLOSED;
+			}
+			if (off > 0)
+				return TXN_AT_HEAD;
 		}
 	}
-	if (avail < whole)
+	if ((type == PqMsg_Query || type == PqMsg_Parse) && len > LV_INSPECT_MAX) {
+		/* Too big to look at: on as it is (it may stream through). */
+		if (type == PqMsg_Parse && off > 0)
+			return TXN_AT_HEAD;
+		if (type == PqMsg_Query)
+			return lv_respq_push(&sv->respq, type, LV_RESP_PASS, NULL) ? TXN_FORWARD : TXN_CLOSED;
+	}
+	if (avail < off + whole)
 		return TXN_WAIT;
-	const uint8_t *msg = lv_sbuf_pullup(sb, whole);
+	const uint8_t *msg = lv_sbuf_ptr(sb, off, whole);
+	if (!msg) {
+		if (off > 0)
+			return TXN_AT_HEAD;
+		msg = lv_sbuf_pullup(sb, whole);
+	}
 	const uint8_t *body = msg + 5;
 	size_t blen = len - 4;
 
@@ -1301,6 +1326,8 @@ static txn_result_t txn_message(lv_client_t *c, uint8_t type, uint32_t len)
 		size_t sql_len;
 		if (lv_wire_parse_query(body, blen, &sql, &sql_len) != 0)
 			break;
+		if (off > 0 && may_touch_session(sql, sql_len))
+			return TXN_AT_HEAD;
 		bool quiet = sv->n_pending == 0 && sv->respq.n == 0;
 		if (inspect_statement(c, sql, sql_len, quiet)) {
 			lv_sbuf_skip(sb, whole);
@@ -1313,6 +1340,8 @@ static txn_result_t txn_message(lv_client_t *c, uint8_t type, uint32_t len)
 		lv_wire_parse_t p;
 		if (lv_wire_parse_parse(body, blen, &p) != 0)
 			break;
+		if (p.name_len > 0 && off > 0)
+			return TXN_AT_HEAD;
 		(void)inspect_statement(c, p.query, p.query_len, false);
 		if (p.name_len == 0)
 			break;
@@ -1469,15 +1498,15 @@ static void forward_to_server(lv_client_t *c)
 			if (type == PqMsg_Sync)
 				c->skip_to_sync = false;
 			if (txn) {
-				bool at_head = type == PqMsg_Query || type == PqMsg_Parse || type == PqMsg_Bind ||
+				bool inspect = type == PqMsg_Query || type == PqMsg_Parse || type == PqMsg_Bind ||
 					       type == PqMsg_Describe || type == PqMsg_Close;
-				if (at_head && batch > 0) {
+				txn_result_t r = TXN_FORWARD;
+				if (inspect)
+					r = txn_message(c, type, len, batch);
+				if (r == TXN_AT_HEAD) {
 					again = true;
 					break;
 				}
-				txn_result_t r = TXN_FORWARD;
-				if (at_head)
-					r = txn_message(c, type, len);
 				else if ((type == PqMsg_Execute || type == PqMsg_Sync || type == PqMsg_FunctionCall) &&
 					 !lv_respq_push(&sv->respq, type, LV_RESP_PASS, NULL))
 					r = TXN_CLOSED;
