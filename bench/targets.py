@@ -1,0 +1,420 @@
+# SPDX-License-Identifier: ISC
+"""The things a benchmark connects to: Levee, PgBouncer, Pgpool-II, or PostgreSQL directly.
+
+Each proxy runs in the foreground as a child process in a session of its own
+(so a terminal's Ctrl-C reaches only the driver, which then stops it in
+order), with a parent-death signal so that it dies with the driver even when
+the driver is killed with SIGKILL. PgBouncer refuses to run as root, so when
+the driver is root PgBouncer and Pgpool-II run as the `postgres` OS user (the
+one tools/stack.py runs PostgreSQL as); Levee runs as the invoking user.
+
+A Target owns its work directory (inside the Stack's directory, removed with
+it), its config files and its process, from start() until stop(). stop() is
+idempotent and never raises.
+
+CPU accounting: cpu_ticks() sums utime+stime+cutime+cstime over the process
+and all its descendants (/proc/<pid>/stat), so Pgpool-II's pre-forked
+children count, and a child reaped mid-run still counts (in its parent's
+cutime).
+"""
+
+import os
+import signal
+import subprocess
+
+import stack as stk
+
+HOST = "127.0.0.1"
+PSQL = os.environ.get("PSQL", "/usr/bin/psql")
+PGBOUNCER = os.environ.get("PGBOUNCER", "/usr/sbin/pgbouncer")
+PGPOOL = os.environ.get("PGPOOL", "/usr/sbin/pgpool")
+
+BENCH_USER = "bench"
+BENCH_PASSWORD = "bench"
+BENCH_DB = "bench"
+ADMIN_USER = "admin"
+ADMIN_PASSWORD = "admin"
+
+
+class TargetError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------
+# /proc
+
+
+def _stat_fields(pid):
+    """Fields of /proc/<pid>/stat after the command name (state is [0], ppid is [1])."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def process_tree(root):
+    """root and all its live descendants, from one scan of /proc."""
+    parent_of = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parent_of[int(entry)] = int(_stat_fields(entry)[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    children = {}
+    for pid, ppid in parent_of.items():
+        children.setdefault(ppid, []).append(pid)
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def cpu_ticks(pids):
+    """Sum of utime+stime+cutime+cstime (clock ticks) over pids; vanished pids count 0."""
+    total = 0
+    for pid in pids:
+        try:
+            f = _stat_fields(pid)
+        except OSError:
+            continue
+        # utime, stime, cutime, cstime are stat fields 14-17: [11..14] here.
+        total += int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+    return total
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid):
+    """VmRSS of pid in KiB (from /proc/<pid>/status)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise TargetError(f"no VmRSS for pid {pid}")
+
+
+# ---------------------------------------------------------------------------
+# helpers
+
+
+def psql(port, sql, user=BENCH_USER, password=BENCH_PASSWORD, dbname=BENCH_DB, timeout=15):
+    """Runs psql -At -c sql against 127.0.0.1:port; returns (ok, output)."""
+    env = dict(os.environ, PGPASSWORD=password, PGCONNECT_TIMEOUT="5")
+    try:
+        p = subprocess.run([PSQL, "-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", HOST, "-p",
+                            str(port), "-U", user, "-d", dbname, "-c", sql],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False, "psql timed out"
+    return p.returncode == 0, p.stdout.strip()
+
+
+def _server_ids():
+    """(uid, gid) the helper servers run as: postgres when we are root, else ourselves."""
+    uid, gid, _ = stk._server_user()
+    return uid, gid
+
+
+def _chown_tree(path):
+    if os.geteuid() != 0:
+        return
+    uid, gid = _server_ids()
+    for dirpath, dirnames, filenames in os.walk(path):
+        os.chown(dirpath, uid, gid)
+        for n in filenames:
+            os.chown(os.path.join(dirpath, n), uid, gid)
+
+
+def _write(path, text, mode=0o600):
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+
+
+# ---------------------------------------------------------------------------
+# Targets
+
+
+class Target:
+    """Base: something pgbench connects to at 127.0.0.1:port."""
+
+    name = "?"
+    label = "?"
+
+    def __init__(self, st):
+        self.st = st
+        self.port = None
+        self.proc = None
+        self.logfile = None
+        self.note = ""
+
+    # CPU of the proxy process tree; None for PostgreSQL direct.
+    def cpu_ticks(self):
+        if self.proc is None:
+            return None
+        return cpu_ticks(process_tree(self.proc.pid))
+
+    def main_pid(self):
+        return self.proc.pid if self.proc else None
+
+    def _spawn(self, cmd, cwd, as_server):
+        self.logfile = os.path.join(cwd, f"{self.name}.log")
+        kwargs = {}
+        if as_server and os.geteuid() == 0:
+            uid, gid = _server_ids()
+            kwargs.update(user=uid, group=gid, extra_groups=[])
+        log = open(self.logfile, "ab")
+        try:
+            self.proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True,
+                                         preexec_fn=stk._set_pdeathsig, **kwargs)
+        finally:
+            log.close()
+
+    def _wait_ready(self, probe, timeout=60):
+        def ready():
+            if self.proc.poll() is not None:
+                raise TargetError(f"{self.label} exited with status {self.proc.returncode}:\n"
+                                  + self.log_tail())
+            ok, out = probe()
+            return ok
+        try:
+            stk.wait_until(ready, timeout, 0.1, message=f"{self.label} to answer")
+        except TimeoutError as exc:
+            if self.proc.poll() is not None:
+                raise TargetError(f"{self.label} exited with status {self.proc.returncode}:\n"
+                                  + self.log_tail()) from None
+            raise TargetError(f"{exc}\n{self.log_tail()}") from None
+
+    def log_tail(self, lines=30):
+        try:
+            with open(self.logfile, errors="replace") as f:
+                return "\n".join(f.read().splitlines()[-lines:])
+        except (OSError, TypeError):
+            return ""
+
+    def stop_signal(self):
+        return signal.SIGTERM
+
+    def stop(self, timeout=20):
+        """Stops the process group: the polite signal, then SIGKILL after timeout. Never raises."""
+        p, self.proc = self.proc, None
+        if p is None:
+            return
+        try:
+            if p.poll() is None:
+                os.killpg(p.pid, self.stop_signal())
+                try:
+                    p.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    pass
+            # Children (Pgpool-II's) may outlive the leader for a moment.
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait(5)
+        except Exception as exc:  # noqa: BLE001 - stopping must go on
+            print(f"bench: stopping {self.label}: {exc}", flush=True)
+        if self.port_lock is not None:
+            self.port_lock.release()
+            self.port_lock = None
+
+    port_lock = None
+
+    def _take_port(self):
+        self.port_lock = stk.PortLock()
+        self.port = self.port_lock.port
+        return self.port
+
+
+class Direct(Target):
+    name = "direct"
+    label = "PostgreSQL (direct)"
+
+    def __init__(self, st, pg):
+        super().__init__(st)
+        self.pg = pg
+        self.port = pg.port
+
+    def start(self):
+        return self
+
+    def stop(self, timeout=20):
+        pass
+
+
+class Levee(Target):
+    name = "levee"
+    label = "Levee"
+
+    def __init__(self, st, pg, binary, pool_mode, pool_size, workers=0, tag="levee",
+                 auth_type="md5"):
+        super().__init__(st)
+        self.pg = pg
+        self.binary = binary
+        self.pool_mode = pool_mode
+        self.pool_size = pool_size
+        self.workers = workers
+        self.tag = tag
+        self.auth_type = auth_type
+
+    def start(self):
+        d = os.path.join(self.st.dir, self.tag)
+        os.makedirs(d, exist_ok=True)
+        port = self._take_port()
+        self.http_lock = stk.PortLock()
+        _write(os.path.join(d, "users.txt"),
+               f'"{BENCH_USER}" "{BENCH_PASSWORD}"\n"{ADMIN_USER}" "{ADMIN_PASSWORD}"\n')
+        conf = os.path.join(d, "levee.ini")
+        _write(conf, f"""; written by bench/targets.py
+[levee]
+listen = {HOST}:{port}
+http_listen = {HOST}:{self.http_lock.port}
+workers = {self.workers}
+auth_file = users.txt
+auth_type = {self.auth_type}
+admin_users = {ADMIN_USER}
+log_level = warning
+max_client_conn = 20000
+
+[pool]
+pool_mode = {self.pool_mode}
+pool_size = {self.pool_size}
+
+[database {BENCH_DB}]
+primary = {HOST}:{self.pg.port}
+""")
+        self._spawn([self.binary, "-c", conf], d, as_server=False)
+        self._wait_ready(lambda: psql(port, "SHOW VERSION", ADMIN_USER, ADMIN_PASSWORD, "levee"))
+        return self
+
+    def stop(self, timeout=20):
+        super().stop(timeout)
+        lock = getattr(self, "http_lock", None)
+        if lock is not None:
+            lock.release()
+            self.http_lock = None
+
+
+class PgBouncer(Target):
+    name = "pgbouncer"
+    label = "PgBouncer"
+
+    def __init__(self, st, pg, pool_size=16, tag="pgbouncer"):
+        super().__init__(st)
+        self.pg = pg
+        self.pool_size = pool_size
+        self.tag = tag
+
+    def start(self):
+        d = os.path.join(self.st.dir, self.tag)
+        os.makedirs(d, exist_ok=True)
+        port = self._take_port()
+        _write(os.path.join(d, "userlist.txt"),
+               f'"{BENCH_USER}" "{BENCH_PASSWORD}"\n"{ADMIN_USER}" "{ADMIN_PASSWORD}"\n')
+        conf = os.path.join(d, "pgbouncer.ini")
+        _write(conf, f"""; written by bench/targets.py
+[databases]
+{BENCH_DB} = host={HOST} port={self.pg.port} dbname={BENCH_DB}
+
+[pgbouncer]
+listen_addr = {HOST}
+listen_port = {port}
+unix_socket_dir =
+auth_type = md5
+auth_file = {d}/userlist.txt
+admin_users = {ADMIN_USER}
+pool_mode = transaction
+default_pool_size = {self.pool_size}
+max_client_conn = 20000
+max_db_connections = 0
+log_connections = 0
+log_disconnections = 0
+pidfile = {d}/pgbouncer.pid
+""")
+        _chown_tree(d)
+        self._spawn([PGBOUNCER, conf], d, as_server=True)
+        self._wait_ready(lambda: psql(port, "SHOW VERSION", ADMIN_USER, ADMIN_PASSWORD,
+                                      "pgbouncer"))
+        return self
+
+
+class Pgpool(Target):
+    name = "pgpool"
+    label = "Pgpool-II"
+
+    def __init__(self, st, pg, children, tag="pgpool"):
+        super().__init__(st)
+        self.pg = pg
+        self.children = children
+        self.tag = tag
+
+    def stop_signal(self):
+        return signal.SIGINT  # fast shutdown; SIGTERM waits for clients
+
+    def start(self):
+        d = os.path.join(self.st.dir, self.tag)
+        os.makedirs(os.path.join(d, "oiddir"), exist_ok=True)
+        port = self._take_port()
+        self.pcp_lock = stk.PortLock()
+        _write(os.path.join(d, "pool_passwd"),
+               f"{BENCH_USER}:TEXT{BENCH_PASSWORD}\n{ADMIN_USER}:TEXT{ADMIN_PASSWORD}\n")
+        _write(os.path.join(d, "pool_hba.conf"),
+               "local all all trust\nhost all all 127.0.0.1/32 md5\n")
+        _write(os.path.join(d, "pcp.conf"), "")
+        conf = os.path.join(d, "pgpool.conf")
+        _write(conf, f"""# written by bench/targets.py: connection pooling, one backend
+backend_clustering_mode = 'raw'
+listen_addresses = '{HOST}'
+port = {port}
+socket_dir = '{d}'
+pcp_listen_addresses = ''
+pcp_port = {self.pcp_lock.port}
+pcp_socket_dir = '{d}'
+backend_hostname0 = '{HOST}'
+backend_port0 = {self.pg.port}
+backend_weight0 = 1
+backend_flag0 = 'DISALLOW_TO_FAILOVER'
+enable_pool_hba = on
+pool_passwd = 'pool_passwd'
+allow_clear_text_frontend_auth = off
+num_init_children = {self.children}
+max_pool = 1
+child_life_time = 0
+child_max_connections = 0
+connection_life_time = 0
+client_idle_limit = 0
+connection_cache = on
+load_balance_mode = off
+replicate_select = off
+health_check_period = 0
+sr_check_period = 0
+failover_on_backend_error = off
+use_watchdog = off
+memory_cache_enabled = off
+memqcache_oiddir = '{d}/oiddir'
+wd_ipc_socket_dir = '{d}'
+pid_file_name = '{d}/pgpool.pid'
+logdir = '{d}'
+log_destination = 'stderr'
+log_min_messages = warning
+log_connections = off
+listen_backlog_multiplier = 2
+""")
+        _chown_tree(d)
+        self._spawn([PGPOOL, "-n", "-D", "-f", conf, "-F", os.path.join(d, "pcp.conf"),
+                     "-a", os.path.join(d, "pool_hba.conf")], d, as_server=True)
+        self._wait_ready(lambda: psql(port, "SELECT 1"))
+        return self
+
+    def stop(self, timeout=20):
+        super().stop(timeout)
+        lock = getattr(self, "pcp_lock", None)
+        if lock is not None:
+            lock.release()
+            self.pcp_lock = None
+
