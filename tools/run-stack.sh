@@ -88,6 +88,9 @@ log_level = info
 pool_mode = transaction
 pool_size = 20
 
+[routing]
+health_check_user = app
+
 [database app]
 primary = 127.0.0.1:$pg_port
 replicas = 127.0.0.1:$replica_port
@@ -99,6 +102,7 @@ Levee: $dir/levee.ini
   connect:   psql "host=127.0.0.1 port=$levee_port dbname=app user=app password=app"
   admin:     psql -h 127.0.0.1 -p $levee_port -U admin levee      (password: admin)
   metrics:   http://127.0.0.1:$http_port/metrics
+  routing:   reads outside transactions go to the replica; try SHOW BACKENDS in the admin console
   servers:   primary 127.0.0.1:$pg_port, replica 127.0.0.1:$replica_port, redis 127.0.0.1:$redis_port
              (superuser postgres, password postgres)
 Ctrl-C stops Levee, then the servers.
