@@ -37,7 +37,7 @@ def test_follow_promoted_replica(own, tmp_path, redis):
     })
     lv.start()
     try:
-        wait_until(lambda: (lv.metrics().get("levee_backends_up") or 0) == 2, 10)
+        wait_until(lambda: sum(r["usable"] == "yes" for r in lv.admin("SHOW BACKENDS")) == 2, 10)
         with lv.conn(autocommit=True) as c:
             c.execute("INSERT INTO t VALUES (1)")
         primary.stop()

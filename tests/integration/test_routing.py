@@ -29,8 +29,12 @@ def port_of(conn):
 
 
 def backends_ready(lv, n):
-    """True once /metrics says n backends answer their health checks."""
-    return lambda: (lv.metrics().get("levee_backends_up") or 0) >= n
+    """True once n backends answer their health checks and may take work
+    (a replica that is still catching up after its start is not usable yet)."""
+    def ready():
+        rows = lv.admin("SHOW BACKENDS")
+        return sum(1 for r in rows if r["usable"] == "yes" and r["role"] in ("primary", "replica")) >= n
+    return ready
 
 
 @pytest.fixture
