@@ -7,7 +7,7 @@ PKGS="build-essential pkg-config libevent-dev libssl-dev libhiredis-dev libinih-
 libcjson-dev libpg-query-dev libcmocka-dev valgrind \
 postgresql-15 postgresql-client-15 redis-server \
 python3-pytest python3-psycopg python3-redis python3-filelock python3-pytest-timeout \
-pgbouncer pgpool2 procps iproute2"
+pgbouncer pgpool2 procps iproute2 openssl bzip2 xz-utils"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
