@@ -517,7 +517,7 @@ def render(cfg, ctx, results, idle, started, finished):
     L.append(f"- Data: pgbench -i -s {SCALE}, run once, directly")
     L.append(f"- Runs: {cfg.seconds} s each, {cfg.rounds} rounds, targets interleaved "
              f"({' → '.join(cfg.targets)}) within each round; pgbench -j = min(clients, "
-             f"{cfg.nproc}); medians over rounds")
+             f"{cfg.nproc}), -j = clients for -M prepared; medians over rounds")
     L.append(f"- Levee: pool_mode **{ctx['levee_mode']}**, pool_size {ctx['levee_pool_size']}, "
              f"workers {cfg.levee_workers or 'auto'} ({cfg.levee_workers or cfg.nproc}), "
              f"auth md5. {ctx['levee_mode_reason']}")
