@@ -32,16 +32,23 @@
 
 static _Thread_local uint8_t *scratch;
 
+static void raw_write_cb(evutil_socket_t fd, short what, void *arg);
+
 /* ------------------------------------------------------------ raw sockets */
 
 static void raw_update_write(lv_sbuf_t *sb)
 {
 	bool need = sb->connecting || lv_buf_unread(&sb->out) > 0 || sb->pending_error || sb->drain_due;
+	if (need && !sb->wev) {
+		sb->wev = event_new(event_get_base(&sb->rev), sb->fd, EV_WRITE | EV_PERSIST, raw_write_cb, sb);
+		if (!sb->wev)
+			return; /* out of memory: the output waits for the next write */
+	}
 	if (need && !sb->wev_on) {
-		if (event_add(&sb->wev, NULL) == 0)
+		if (event_add(sb->wev, NULL) == 0)
 			sb->wev_on = true;
 	} else if (!need && sb->wev_on) {
-		event_del(&sb->wev);
+		event_del(sb->wev);
 		sb->wev_on = false;
 	}
 }
@@ -199,8 +206,7 @@ static void raw_write_cb(evutil_socket_t fd, short what, void *arg)
 
 static bool raw_attach(lv_sbuf_t *sb, struct event_base *base)
 {
-	if (event_assign(&sb->rev, base, sb->fd, EV_READ | EV_PERSIST, raw_read_cb, sb) < 0 ||
-	    event_assign(&sb->wev, base, sb->fd, EV_WRITE | EV_PERSIST, raw_write_cb, sb) < 0)
+	if (event_assign(&sb->rev, base, sb->fd, EV_READ | EV_PERSIST, raw_read_cb, sb) < 0)
 		return false;
 	sb->events_assigned = true;
 	return true;
@@ -248,8 +254,11 @@ bool lv_sbuf_start_tls(lv_sbuf_t *sb, struct event_base *base, struct ssl_st *ss
 	/* The raw path stops here: nothing is buffered at this point by protocol. */
 	if (sb->events_assigned) {
 		event_del(&sb->rev);
-		event_del(&sb->wev);
 		sb->events_assigned = false;
+	}
+	if (sb->wev) {
+		event_free(sb->wev);
+		sb->wev = NULL;
 		sb->wev_on = false;
 	}
 	adopt_scratch(sb);
@@ -312,8 +321,12 @@ void lv_sbuf_cleanup(lv_sbuf_t *sb)
 	}
 	if (sb->events_assigned) {
 		event_del(&sb->rev);
-		event_del(&sb->wev);
 		sb->events_assigned = false;
+	}
+	if (sb->wev) {
+		event_free(sb->wev);
+		sb->wev = NULL;
+		sb->wev_on = false;
 	}
 	if (sb->fd >= 0) {
 		close(sb->fd);

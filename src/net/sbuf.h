@@ -43,7 +43,8 @@ struct lv_sbuf {
 	void *arg;
 	/* Plain sockets (bev == NULL). */
 	struct event rev;        /* readable; added unless paused */
-	struct event wev;        /* writable; added only while output is queued or connecting */
+	struct event *wev;       /* writable; created when first needed (an idle connection has none),
+				    added only while output is queued or connecting */
 	lv_buf_t in;             /* unread input; may point into the thread's scratch buffer */
 	lv_buf_t out;            /* output the kernel did not take yet */
 	/* TLS sockets. */
