@@ -145,6 +145,7 @@ static void client_free(lv_deferred_t *d)
 	lv_sbuf_cleanup(&c->conn.sb);
 	lv_buf_cleanup(&c->params);
 	lv_buf_cleanup(&c->desired);
+	lv_free(c->names);
 	lv_pstmt_map_clear(&c->conn.worker->pstmts, &c->pstmts);
 	lv_auth_cleanup(c);
 	lv_free(c);
@@ -169,6 +170,7 @@ void lv_client_accept(lv_worker_t *w, int fd, const void *peer_sa)
 	lv_list_init(&c->conn.node);
 	lv_buf_init(&c->params);
 	lv_buf_init(&c->desired);
+	c->user = c->database = "";
 	if (!lv_sbuf_init(&c->conn.sb, lv_loop_base(w->loop), fd, client_sbuf_cb, c)) {
 		lv_free(c);
 		lv_metric_inc_l(LV_M_ERRORS_TOTAL, LV_ML_ERROR_KIND_OOM);
@@ -511,12 +513,22 @@ static void handle_startup(lv_client_t *c, const uint8_t *pkt, uint32_t len)
 		return;
 	}
 	const char *db = st.database && *st.database ? st.database : st.user;
-	if (!lv_strlcpy(c->user, st.user, sizeof(c->user)) || !lv_strlcpy(c->database, db, sizeof(c->database))) {
+	size_t ulen = strlen(st.user), dlen = strlen(db);
+	if (ulen >= LV_NAME_LEN || dlen >= LV_NAME_LEN) {
 		lv_metric_inc_l(LV_M_CLIENT_CONNECTIONS_REFUSED_TOTAL, LV_ML_REFUSE_REASON_PROTOCOL);
 		lv_client_close(c, LV_SQLSTATE_PROTOCOL_VIOLATION,
 				"levee: user or database name longer than %d bytes", LV_NAME_LEN - 1);
 		return;
 	}
+	c->names = lv_malloc(ulen + dlen + 2);
+	if (!c->names) {
+		lv_client_close(c, LV_SQLSTATE_OUT_OF_MEMORY, "levee: out of memory");
+		return;
+	}
+	memcpy(c->names, st.user, ulen + 1);
+	memcpy(c->names + ulen + 1, db, dlen + 1);
+	c->user = c->names;
+	c->database = c->names + ulen + 1;
 	for (size_t i = 0; i < st.n_params; i++) {
 		if (strcmp(st.params[i].name, "replication") == 0 &&
 		    strcmp(st.params[i].value, "false") != 0 && strcmp(st.params[i].value, "0") != 0 &&

@@ -53,8 +53,9 @@ struct lv_client {
 	lv_usec_t ryw_since;   /* when its last write ended; 0: none pending (read-your-writes) */
 	lv_server_t *server;   /* valid in ACTIVE */
 
-	char user[LV_NAME_LEN];
-	char database[LV_NAME_LEN];
+	const char *user;      /* "" until the startup packet; then points into names */
+	const char *database;  /* likewise; the name the client asked for (default: user) */
+	char *names;           /* owned: "user\0database\0", exactly sized (idle clients stay small) */
 	/* Startup parameters to pass on (all but user and database), as
 	 * "name\0value\0" pairs sorted by name, so two clients with the same
 	 * parameters have identical bytes. */
@@ -88,7 +89,7 @@ struct lv_client {
 	bool server_paused;    /* its server's reads are paused until our output drains */
 	lv_usec_t wait_start_us;  /* when it started waiting for a server; 0 if not */
 	lv_usec_t state_since_us; /* when it entered its state */
-	uint64_t n_admin_pending; /* admin: outstanding cross-worker requests */
+	uint32_t n_admin_pending; /* admin: outstanding cross-worker requests */
 };
 
 /* Accepts fd on worker w (takes ownership of fd). */
