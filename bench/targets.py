@@ -24,8 +24,8 @@ import subprocess
 
 import stack as stk
 
-HOST = "127.0.0.1"
-PSQL = os.environ.get("PSQL", "/usr/bin/psql")
+HOST = stk.HOST
+PSQL = stk.PSQL
 PGBOUNCER = os.environ.get("PGBOUNCER", "/usr/sbin/pgbouncer")
 PGPOOL = os.environ.get("PGPOOL", "/usr/sbin/pgpool")
 

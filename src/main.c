@@ -232,7 +232,6 @@ int main(int argc, char **argv)
 	lv_err_t err = {0};
 	if (!lv_proxy_init(&app.proxy, cfg, &err))
 		lv_fatal("%s", err.msg);
-	app.proxy.main_loop = app.loop;
 	app.proxy.on_worker_exit = on_worker_exit;
 	lv_admin_hooks_t hooks = {reload, shutdown_now, &app};
 	lv_admin_init(&app.proxy, &hooks);

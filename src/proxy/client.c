@@ -44,8 +44,6 @@
 #include <unistd.h>
 
 /* Bytes of output a peer may have queued before Levee stops reading from the other side. */
-#define LV_BACKPRESSURE_HIGH (1024 * 1024)
-#define LV_BACKPRESSURE_LOW (256 * 1024)
 
 /* Largest statement text inspected for routing or session state (bigger ones go as they are). */
 #define LV_INSPECT_MAX (1024 * 1024)
@@ -960,13 +958,10 @@ static lv_pool_t *route(lv_client_t *c)
 		return NULL;
 	lv_sql_info_t *info = NULL;
 	if (sql) {
-		info = lv_malloc(sizeof(*info));
 		lv_sql_opts_t opts = {.skip_fingerprint = true,
 				      .write_functions_list = cfg->routing.write_functions};
-		if (info && classify(w, sql, len, &opts, info) != 0) {
-			lv_free(info);
-			info = NULL;
-		}
+		if (classify(w, sql, len, &opts, w->sql_info) == 0)
+			info = w->sql_info;
 	}
 	uint64_t min_lsn = 0;
 	lv_route_input_t in = {.info = info, .ryw_pending = ryw_pending(c, &min_lsn),
@@ -979,7 +974,6 @@ static lv_pool_t *route(lv_client_t *c)
 		in.n_healthy_replicas = 1;
 	}
 	lv_route_t d = lv_route_decide(&in);
-	lv_free(info);
 	c->route_reason = (int)d.reason;
 	lv_metric_inc_l(LV_M_ROUTES_TOTAL, (unsigned)d.reason);
 	if (d.target == LV_TARGET_REPLICA && rp)
@@ -1171,14 +1165,10 @@ static bool inspect_statement(lv_client_t *c, const char *sql, size_t n, bool ca
 	lv_server_t *sv = c->server;
 	if (n > LV_INSPECT_MAX || !may_touch_session(sql, n))
 		return false;
-	lv_sql_info_t *info = lv_malloc(sizeof(*info));
-	if (!info)
-		return false;
+	lv_sql_info_t *info = w->sql_info; /* the worker's scratch: used only within this call */
 	lv_sql_opts_t opts = {.skip_fingerprint = true};
-	if (classify(w, sql, n, &opts, info) != 0) {
-		lv_free(info);
+	if (classify(w, sql, n, &opts, info) != 0)
 		return false;
-	}
 	uint32_t creates = info->creates_session_state ? info->creates_mask : 0;
 	if (info->set.is_present && !info->set.is_local && info->set.name[0] && !info->is_multi &&
 	    is_tracked_setting(sv, info->set.name)) {
@@ -1228,7 +1218,6 @@ static bool inspect_statement(lv_client_t *c, const char *sql, size_t n, bool ca
 			c->pin_mask |= creates;
 		}
 	}
-	lv_free(info);
 	return rejected;
 }
 

@@ -14,6 +14,13 @@
 #include "event/loop.h"
 #include "net/sbuf.h"
 
+/*
+ * Backpressure: once a peer has this much output queued, Levee stops reading
+ * from the other side until it drains to LV_BACKPRESSURE_LOW.
+ */
+#define LV_BACKPRESSURE_HIGH (1024 * 1024)
+#define LV_BACKPRESSURE_LOW (256 * 1024)
+
 typedef enum lv_conn_kind {
 	LV_CONN_CLIENT, /* an application connected to Levee */
 	LV_CONN_SERVER, /* Levee connected to PostgreSQL */

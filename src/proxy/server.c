@@ -34,8 +34,6 @@
 
 #include <sys/socket.h>
 
-#define LV_BACKPRESSURE_HIGH (1024 * 1024)
-#define LV_BACKPRESSURE_LOW (256 * 1024)
 /* Largest message Levee reads whole from a server outside of forwarding. */
 #define LV_SERVER_MAX_CONTROL_MSG (64 * 1024)
 

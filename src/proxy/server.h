@@ -63,7 +63,6 @@ struct lv_server {
 	bool unsynced;         /* extended-protocol messages sent since the last Sync */
 	bool in_copy;          /* CopyIn/CopyOut/CopyBoth in progress */
 	bool close_needed;     /* do not reuse: close on release */
-	bool reset_rollback;   /* TESTING: a ROLLBACK precedes the reset query */
 	uint64_t fwd_left;     /* bytes of the current server message still to forward */
 	uint8_t last_type;     /* type of the last message forwarded to the client */
 	lv_usec_t request_start_us; /* when n_pending went from 0 to 1 */

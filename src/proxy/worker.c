@@ -279,7 +279,6 @@ static void stop_listening(lv_worker_t *w)
 			w->listen_fds[i] = -1;
 		}
 	}
-	w->accepting = false;
 }
 
 /* ---------------------------------------------------------------- janitor */
@@ -557,7 +556,6 @@ static bool open_listeners(lv_worker_t *w, lv_err_t *err)
 		}
 		w->n_listen++;
 	}
-	w->accepting = true;
 	return true;
 }
 
@@ -604,9 +602,10 @@ bool lv_proxy_init(lv_proxy_t *p, lv_config_t *cfg, lv_err_t *err)
 		lv_list_init(&w->pools);
 		lv_pstmt_reg_init(&w->pstmts, i);
 		w->sql_cache = lv_sql_cache_new(1024);
+		w->sql_info = lv_malloc(sizeof(*w->sql_info));
 		w->loop = lv_loop_new();
 		w->metrics = lv_metrics_shard_new();
-		if (!w->loop || !w->metrics || !w->sql_cache) {
+		if (!w->loop || !w->metrics || !w->sql_cache || !w->sql_info) {
 			lv_err_set(err, LV_ENOMEM, "out of memory");
 			return false;
 		}
@@ -670,6 +669,7 @@ static void free_worker(lv_worker_t *w)
 		lv_pool_free(lv_container_of(pos, lv_pool_t, node));
 	lv_free(w->keys);
 	lv_sql_cache_free(w->sql_cache);
+	lv_free(w->sql_info);
 	lv_pstmt_reg_cleanup(&w->pstmts);
 	lv_metrics_shard_free(w->metrics);
 	lv_config_unref(w->cfg);

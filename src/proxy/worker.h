@@ -41,7 +41,6 @@ struct lv_worker {
 	int listen_fds[8];
 	struct event *listen_evs[8];
 	int n_listen;
-	bool accepting;
 
 	lv_clist_t login;          /* clients in LOGIN */
 	lv_clist_t admin;          /* clients in ADMIN */
@@ -58,6 +57,7 @@ struct lv_worker {
 	bool started;              /* its thread was created */
 	lv_pstmt_reg_t pstmts;     /* prepared statements of this worker's clients */
 	lv_sql_cache_t *sql_cache; /* classifications by statement text */
+	lv_sql_info_t *sql_info;   /* scratch for one classification at a time (callback-local) */
 	struct event *janitor;
 	uint64_t next_id;
 	int shutdown_mode;         /* 0 running, 1 graceful (SIGINT), 2 immediate */
@@ -76,7 +76,6 @@ struct lv_proxy {
 	int paused;                /* atomic: PAUSE in effect */
 	int n_running;             /* atomic: workers whose loop still runs */
 	int tearing_down;          /* atomic: loops are being freed; post nothing */
-	lv_loop_t *main_loop;      /* told when workers stop */
 	void (*on_worker_exit)(lv_proxy_t *p);
 };
 
