@@ -2,8 +2,8 @@
 /*
  * Levee's configuration: one struct per loaded file (a "generation"), built
  * from one table of settings (config_keys.c) plus the named sections
- * [database NAME] and [user NAME] (config_dbs.c) and the auth_file
- * (auth_file.c).
+ * [database NAME] and [user NAME] (config_dbs.c), [cache.rule NAME] and
+ * [queue.rule NAME] (config_rules.c) and the auth_file (auth_file.c).
  *
  * Lifetime: an lv_config_t is immutable once lv_config_load() returns it and
  * is reference-counted. On reload (SIGHUP, admin RELOAD) a new generation is
@@ -109,6 +109,46 @@ typedef struct lv_cfg_user {
 } lv_cfg_user_t;
 
 
+typedef enum lv_cache_scope {
+	LV_CACHE_SCOPE_USER = 0,   /* entries are per user: the key includes the user */
+	LV_CACHE_SCOPE_SHARED = 1, /* the operator declares every user sees the same rows */
+} lv_cache_scope_t;
+
+/*
+ * One [cache.rule NAME] section. A statement matches when every condition the
+ * rule sets holds: the tables it reads are all in `tables`, its libpg_query
+ * fingerprint equals `fingerprint`, its normalized text matches `match` (POSIX
+ * extended regex, case-insensitive), its database is `database`. A rule sets at
+ * least one of tables, fingerprint, match. Rules are tried in file order; the
+ * first match wins. Fields of -1 take the [cache] default.
+ */
+typedef struct lv_cfg_cache_rule {
+	char name[LV_NAME_LEN];
+	char **tables;        /* n_tables lower-case relation names, unqualified; owned */
+	int n_tables;
+	char *fingerprint;    /* 16 lower-case hex digits; NULL = any; owned */
+	char *match;          /* regex source; NULL = any; owned */
+	void *match_re;       /* compiled regex_t *, owned; NULL when match is NULL */
+	char database[LV_NAME_LEN]; /* "" = every database */
+	int64_t ttl_ms;       /* > 0 */
+	int64_t swr_ms;       /* -1 = [cache] swr */
+	int64_t max_entry_size; /* bytes; -1 = [cache] max_entry_size */
+	int jitter_pct;       /* -1 = [cache] jitter */
+	int scope;            /* lv_cache_scope_t */
+	bool allow_volatile;  /* cache statements calling volatile functions (now(), random()) */
+	int line;
+} lv_cfg_cache_rule_t;
+
+/* One [queue.rule NAME] section: writes to these tables are deferred without a hint. */
+typedef struct lv_cfg_queue_rule {
+	char name[LV_NAME_LEN];
+	char **tables;        /* n_tables lower-case relation names; owned */
+	int n_tables;
+	char database[LV_NAME_LEN]; /* "" = every database */
+	char key[LV_NAME_LEN];      /* ordering key; "" = the table */
+	int line;
+} lv_cfg_queue_rule_t;
+
 /* One line of auth_file: "user" "secret". */
 typedef struct lv_auth_entry {
 	char user[LV_NAME_LEN];
@@ -189,6 +229,41 @@ typedef struct lv_config {
 		char *write_functions; /* comma-separated [schema.]name[*] list; NULL = none */
 	} routing;
 
+	/* [cache]: the result cache; every key reloadable except memory. */
+	struct {
+		int64_t memory;          /* L1 budget in bytes; 0 = no L1 (Redis only, if set) */
+		int64_t max_entry_size;  /* default per-entry cap, bytes */
+		int64_t default_ttl_ms;  /* for a hint without ttl= */
+		int64_t swr_ms;          /* default stale-while-revalidate window; 0 = off */
+		int jitter_pct;          /* TTL jitter, +-percent; default 10 */
+		double xfetch_beta;      /* probabilistic early refresh; 0 = off */
+		char *bypass_users;      /* comma-separated users never served from or filling the cache */
+		bool redis_l2;           /* use Redis as L2 when [levee] redis is set */
+		int64_t lock_timeout_ms; /* cross-instance fill lock lifetime */
+		int64_t lock_wait_ms;    /* how long another instance waits for that fill */
+	} cache;
+
+	/* [queue]: deferred writes on Redis Streams. */
+	struct {
+		bool consumers;            /* run consumers in this instance */
+		int batch_size;            /* messages per applied transaction, at most */
+		int64_t max_wait_ms;       /* block this long for a batch to fill */
+		int max_attempts;          /* then the message goes to the dead-letter stream */
+		int64_t retry_backoff_ms;  /* first retry delay; doubles per attempt */
+		int64_t retry_backoff_max_ms;
+		int64_t claim_idle_ms;     /* pending this long: claimed from a dead consumer */
+		int max_inflight;          /* per database: statements enqueued but not applied */
+		int64_t max_length;        /* stream entries; beyond it async writes get 53400 */
+		int wait_replicas;         /* Redis WAIT for this many replicas before success */
+		int64_t wait_timeout_ms;
+		char *stream_prefix;       /* Redis key prefix, default "levee:q" */
+	} queue;
+
+	lv_cfg_cache_rule_t *cache_rules; /* n_cache_rules, file order, owned */
+	size_t n_cache_rules;
+	lv_cfg_queue_rule_t *queue_rules; /* n_queue_rules, file order, owned */
+	size_t n_queue_rules;
+
 	lv_cfg_db_t *dbs; /* n_dbs entries, owned */
 	size_t n_dbs;
 	lv_cfg_user_t *users; /* n_users entries, owned */
@@ -227,8 +302,10 @@ int lv_config_max_user_connections(const lv_config_t *cfg, const char *user);   
 
 /*
  * Calls fn once per table setting, in table order, with the value rendered as
- * text ("" for unset). Secret values are passed as "********". Drives
- * SHOW CONFIG and the docs check.
+ * text ("" for unset). Secret values are passed as "********". Then, for each
+ * [cache.rule NAME] and [queue.rule NAME] section in file order, once per key
+ * of its table, with section "cache.rule NAME" ("" for a key that takes the
+ * [cache] value). Drives SHOW CONFIG.
  */
 typedef void (*lv_config_visit_fn)(void *arg, const char *section, const char *key,
 				   const char *value, bool is_reloadable);
@@ -236,7 +313,7 @@ void lv_config_for_each(const lv_config_t *cfg, lv_config_visit_fn fn, void *arg
 
 /* What the settings tables say about one key, for docs and "levee --print-config-keys". */
 typedef struct lv_config_key_info {
-	const char *section; /* "levee", "pool", "tls", "routing", "database NAME" or "user NAME" */
+	const char *section; /* "levee", ..., "queue", "database NAME", ..., "queue.rule NAME" */
 	const char *key;
 	const char *type;          /* "bool", "integer", "size", "duration", "enum", ... */
 	const char *default_value; /* as written in a file; "" when unset */
@@ -246,8 +323,8 @@ typedef struct lv_config_key_info {
 } lv_config_key_info_t;
 
 typedef void (*lv_config_key_fn)(void *arg, const lv_config_key_info_t *info);
-/* Calls fn once per key of every table ([levee], [pool], [routing], [tls], then [database],
- * [user]). */
+/* Calls fn once per key of every table ([levee], [pool], [routing], [tls], [cache], [queue],
+ * then [database NAME], [user NAME], [cache.rule NAME], [queue.rule NAME]). */
 void lv_config_for_each_key(lv_config_key_fn fn, void *arg);
 
 /*

@@ -11,6 +11,8 @@
  *                    finite bucket (not cumulative), one for observations
  *                    above the last bound (+Inf), and the sum of the
  *                    observations in microseconds
+ *   size histogram   the same with LV_METRIC_N_SIZE_BUCKETS buckets, and the
+ *                    sum of the plain values (batch sizes, not seconds)
  *
  *   shard.slot[]:  | CLIENT_CONNECTIONS x6 | SERVER_CONNECTIONS x5 | ... |
  *                    ^ families[id].off
@@ -41,9 +43,16 @@ enum {
 	HIST_SUM = LV_METRIC_N_BUCKETS + 1,   /* slot of the sum within a series */
 };
 
+enum {
+	SHIST_SLOTS = LV_METRIC_N_SIZE_BUCKETS + 2, /* the same layout for SIZE_HISTOGRAM */
+	SHIST_INF = LV_METRIC_N_SIZE_BUCKETS,
+	SHIST_SUM = LV_METRIC_N_SIZE_BUCKETS + 1, /* sum of the values themselves */
+};
+
 #define SLOTS_COUNTER 1
 #define SLOTS_GAUGE 1
 #define SLOTS_HISTOGRAM HIST_SLOTS
+#define SLOTS_SIZE_HISTOGRAM SHIST_SLOTS
 #define N_SERIES(set) (LV_ML_##set##__COUNT > 0 ? LV_ML_##set##__COUNT : 1)
 
 /* OFF_<ID> is the first slot of a family; the enumerator after it starts the next one. */
@@ -106,7 +115,23 @@ static const char *const bucket_str[LV_METRIC_N_BUCKETS] = {LV_METRIC_BUCKETS(BO
 #undef BOUND_US
 #undef BOUND_STR
 
-static const char *const type_names[] = {"counter", "gauge", "histogram"};
+#define SBOUND(bound, str) (int64_t)(bound),
+#define SBOUND_STR(bound, str) str,
+static const int64_t size_bucket[LV_METRIC_N_SIZE_BUCKETS] = {LV_METRIC_SIZE_BUCKETS(SBOUND)};
+static const char *const size_bucket_str[LV_METRIC_N_SIZE_BUCKETS] = {
+	LV_METRIC_SIZE_BUCKETS(SBOUND_STR)};
+#undef SBOUND
+#undef SBOUND_STR
+
+static const char *const type_names[] = {"counter", "gauge", "histogram", "histogram"};
+
+/* Bucket geometry of a histogram family: seconds (sum in us) or plain numbers. */
+typedef struct hist_geom {
+	unsigned n_buckets; /* finite buckets */
+	unsigned slots;     /* per series */
+	const char *const *bound_str;
+	double sum_scale;   /* stored sum / sum_scale = rendered _sum */
+} hist_geom_t;
 
 /* ------------------------------------------------------------------ shards */
 
@@ -189,12 +214,33 @@ void lv_metric_set(lv_metric_id_t id, unsigned label, int64_t v)
 	__atomic_store_n(&lv_metrics_thread_shard()->slot[f->off + label], v, __ATOMIC_RELAXED);
 }
 
+static hist_geom_t hist_geom(const family_t *f)
+{
+	if (f->type == LV_METRIC_SIZE_HISTOGRAM)
+		return (hist_geom_t){LV_METRIC_N_SIZE_BUCKETS, SHIST_SLOTS, size_bucket_str, 1.0};
+	return (hist_geom_t){LV_METRIC_N_BUCKETS, HIST_SLOTS, bucket_str, 1e6};
+}
+
 static void observe(const family_t *f, unsigned label, unsigned bucket, int64_t us)
 {
 	lv_metrics_shard_t *s = lv_metrics_thread_shard();
-	unsigned base = f->off + label * HIST_SLOTS;
+	hist_geom_t g = hist_geom(f);
+	unsigned base = f->off + label * g.slots;
 	slot_add(s, base + bucket, 1);
-	slot_add(s, base + HIST_SUM, us);
+	slot_add(s, base + g.n_buckets + 1, us);
+}
+
+void lv_metric_observe_value(lv_metric_id_t id, unsigned label, int64_t v)
+{
+	const family_t *f = family_for(id, label, MASK(LV_METRIC_SIZE_HISTOGRAM));
+	if (!f)
+		return;
+	if (v < 0)
+		v = 0;
+	unsigned b = 0;
+	while (b < LV_METRIC_N_SIZE_BUCKETS && v > size_bucket[b])
+		b++;
+	observe(f, label, b, v);
 }
 
 void lv_metric_observe_us(lv_metric_id_t id, unsigned label, int64_t us)
@@ -238,10 +284,10 @@ static int64_t sum_slot(lv_metrics_shard_t *const *shards, size_t n, unsigned i)
 
 /* Bucket counts of a histogram series (not cumulative, +Inf last); returns their total. */
 static int64_t sum_buckets(lv_metrics_shard_t *const *shards, size_t n, unsigned base,
-			   int64_t counts[LV_METRIC_N_BUCKETS + 1])
+			   unsigned n_buckets, int64_t *counts)
 {
 	int64_t total = 0;
-	for (unsigned b = 0; b <= LV_METRIC_N_BUCKETS; b++) {
+	for (unsigned b = 0; b <= n_buckets; b++) {
 		counts[b] = sum_slot(shards, n, base + b);
 		total += counts[b];
 	}
@@ -254,10 +300,11 @@ int64_t lv_metrics_sum(lv_metrics_shard_t *const *shards, size_t n, lv_metric_id
 	if ((unsigned)id >= LV_M__COUNT || label >= families[id].n_series)
 		return 0;
 	const family_t *f = &families[id];
-	if (f->type != LV_METRIC_HISTOGRAM)
+	if (f->type != LV_METRIC_HISTOGRAM && f->type != LV_METRIC_SIZE_HISTOGRAM)
 		return sum_slot(shards, n, f->off + label);
-	int64_t counts[LV_METRIC_N_BUCKETS + 1];
-	return sum_buckets(shards, n, f->off + label * HIST_SLOTS, counts);
+	hist_geom_t g = hist_geom(f);
+	int64_t counts[LV_MAX((int)LV_METRIC_N_BUCKETS, (int)LV_METRIC_N_SIZE_BUCKETS) + 1];
+	return sum_buckets(shards, n, f->off + label * g.slots, g.n_buckets, counts);
 }
 
 double lv_metrics_sum_seconds(lv_metrics_shard_t *const *shards, size_t n, lv_metric_id_t id,
@@ -394,18 +441,19 @@ static bool render_histogram(lv_buf_t *out, const family_t *f, unsigned label,
 {
 	const char *lname = f->label_name;
 	const char *lvalue = lname ? f->label_values[label] : NULL;
-	unsigned base = f->off + label * HIST_SLOTS;
-	int64_t counts[LV_METRIC_N_BUCKETS + 1];
-	int64_t total = sum_buckets(shards, n, base, counts);
+	hist_geom_t g = hist_geom(f);
+	unsigned base = f->off + label * g.slots;
+	int64_t counts[LV_MAX((int)LV_METRIC_N_BUCKETS, (int)LV_METRIC_N_SIZE_BUCKETS) + 1];
+	int64_t total = sum_buckets(shards, n, base, g.n_buckets, counts);
 	int64_t cum = 0;
 
-	for (unsigned b = 0; b <= LV_METRIC_N_BUCKETS; b++) {
+	for (unsigned b = 0; b <= g.n_buckets; b++) {
 		cum += counts[b];
-		const char *le = b < LV_METRIC_N_BUCKETS ? bucket_str[b] : "+Inf";
+		const char *le = b < g.n_buckets ? g.bound_str[b] : "+Inf";
 		if (!put_series(out, f->name, "_bucket", lname, lvalue, le) || !put_int(out, cum))
 			return false;
 	}
-	double sum_s = (double)sum_slot(shards, n, base + HIST_SUM) / 1e6;
+	double sum_s = (double)sum_slot(shards, n, base + g.n_buckets + 1) / g.sum_scale;
 	return put_series(out, f->name, "_sum", lname, lvalue, NULL) && put_double(out, sum_s) &&
 	       put_series(out, f->name, "_count", lname, lvalue, NULL) && put_int(out, total);
 }
@@ -419,7 +467,7 @@ bool lv_metrics_render(lv_metrics_shard_t *const *shards, size_t n, lv_buf_t *ou
 		if (!lv_metrics_render_family(out, f->name, f->help, type_names[f->type]))
 			goto fail;
 		for (unsigned i = 0; i < f->n_series; i++) {
-			if (f->type == LV_METRIC_HISTOGRAM) {
+			if (f->type == LV_METRIC_HISTOGRAM || f->type == LV_METRIC_SIZE_HISTOGRAM) {
 				if (!render_histogram(out, f, i, shards, n))
 					goto fail;
 				continue;

@@ -43,6 +43,7 @@ typedef enum lv_metric_type {
 	LV_METRIC_COUNTER = 0,   /* int64 per series, only goes up; rendered as "counter" */
 	LV_METRIC_GAUGE = 1,     /* int64 per series, up and down; rendered as "gauge" */
 	LV_METRIC_HISTOGRAM = 2, /* bucket counts and a sum per series; rendered as "histogram" */
+	LV_METRIC_SIZE_HISTOGRAM = 3, /* the same for plain numbers (LV_METRIC_SIZE_BUCKETS) */
 } lv_metric_type_t;
 
 /* One value per family in metrics_def.h: LV_M_CLIENT_CONNECTIONS, LV_M_ERRORS_TOTAL, ... */
@@ -72,6 +73,13 @@ enum {
 };
 #undef LV__MB_ONE
 
+/* Number of finite buckets of SIZE_HISTOGRAM families (LV_METRIC_SIZE_BUCKETS). */
+#define LV__MB_ONE(bound, str) +1
+enum {
+	LV_METRIC_N_SIZE_BUCKETS = 0 LV_METRIC_SIZE_BUCKETS(LV__MB_ONE)
+};
+#undef LV__MB_ONE
+
 typedef struct lv_metrics_shard lv_metrics_shard_t;
 
 /* ------------------------------------------------------------------ shards */
@@ -95,6 +103,9 @@ void lv_metric_set(lv_metric_id_t id, unsigned label, int64_t v);
 void lv_metric_observe(lv_metric_id_t id, unsigned label, double seconds);
 /* Same as lv_metric_observe() with a duration in microseconds (what core/time.h gives). */
 void lv_metric_observe_us(lv_metric_id_t id, unsigned label, int64_t us);
+
+/* Records one observation of a SIZE_HISTOGRAM family (a count, not seconds); v < 0 counts as 0. */
+void lv_metric_observe_value(lv_metric_id_t id, unsigned label, int64_t v);
 
 /* Adds one to an unlabelled counter. */
 static inline void lv_metric_inc(lv_metric_id_t id)

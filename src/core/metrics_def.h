@@ -13,7 +13,8 @@
  *   ID            the enum suffix: LV_M_<ID>. By convention it is the name
  *                 without "levee_", upper-cased (the unit test checks this), so
  *                 a grep for either spelling finds the other.
- *   TYPE          COUNTER, GAUGE or HISTOGRAM.
+ *   TYPE          COUNTER, GAUGE, HISTOGRAM (seconds) or SIZE_HISTOGRAM
+ *                 (plain numbers, buckets LV_METRIC_SIZE_BUCKETS).
  *   "name"        the Prometheus name: levee_<subsystem>_<name>, counters end
  *                 in _total, durations in _seconds (STYLE.md 1.3).
  *   "help"        one sentence for # HELP.
@@ -127,6 +128,52 @@
 	L(S, HIT, "hit")            \
 	L(S, MISS, "miss")
 
+/* Result-cache lookups. */
+#define LV_ML_CACHE_RESULT(L, S)       \
+	L(S, HIT, "hit")               \
+	L(S, MISS, "miss")             \
+	L(S, STALE, "stale")           \
+	L(S, COALESCED, "coalesced")   \
+	L(S, BYPASS, "bypass")
+
+/* Outcome of a result-cache fill. */
+#define LV_ML_CACHE_FILL(L, S)         \
+	L(S, STORED, "stored")         \
+	L(S, ERROR, "error")           \
+	L(S, TOO_LARGE, "too_large")   \
+	L(S, UNCACHEABLE, "uncacheable")
+
+/* Where an invalidation came from. */
+#define LV_ML_CACHE_INVAL(L, S)        \
+	L(S, WRITE, "write")           \
+	L(S, REDIS, "redis")           \
+	L(S, ADMIN, "admin")           \
+	L(S, RECONNECT, "reconnect")
+
+/* Second-level (Redis) cache lookups. */
+#define LV_ML_CACHE_L2(L, S)           \
+	L(S, HIT, "hit")               \
+	L(S, MISS, "miss")             \
+	L(S, STALE, "stale")           \
+	L(S, ERROR, "error")
+
+/* Redis command outcomes. */
+#define LV_ML_REDIS_RESULT(L, S)       \
+	L(S, OK, "ok")                 \
+	L(S, ERROR, "error")           \
+	L(S, DISCONNECTED, "disconnected") \
+	L(S, TIMEOUT, "timeout")
+
+/* Why an async (queued) write was refused. */
+#define LV_ML_QUEUE_REFUSE(L, S)             \
+	L(S, FULL, "full")                   \
+	L(S, REDIS_DOWN, "redis_down")       \
+	L(S, REDIS_ERROR, "redis_error")     \
+	L(S, NO_REPLICAS, "no_replicas")     \
+	L(S, NO_QUEUE, "no_queue")           \
+	L(S, OOM, "oom")                     \
+	L(S, BAD_MESSAGE, "bad_message")
+
 /* Every label set above, so metrics.h can generate one enum per set. */
 #define LV_METRIC_LABEL_SETS(S) \
 	S(NONE)                 \
@@ -139,7 +186,13 @@
 	S(ROUTE_REASON)         \
 	S(CLASSIFY_RESULT)      \
 	S(PIN_REASON)           \
-	S(PREPARED_RESULT)
+	S(PREPARED_RESULT)      \
+	S(CACHE_RESULT)         \
+	S(CACHE_FILL)           \
+	S(CACHE_INVAL)          \
+	S(CACHE_L2)             \
+	S(REDIS_RESULT)         \
+	S(QUEUE_REFUSE)
 
 /* ------------------------------------------------------------------ buckets */
 
@@ -161,6 +214,23 @@
 	B(2.5, "2.5")         \
 	B(5, "5")             \
 	B(10, "10")
+
+/*
+ * Upper bounds of SIZE_HISTOGRAM families (plain numbers such as batch
+ * sizes, not seconds); +Inf is implied.
+ */
+#define LV_METRIC_SIZE_BUCKETS(B) \
+	B(1, "1")                 \
+	B(2, "2")                 \
+	B(5, "5")                 \
+	B(10, "10")               \
+	B(20, "20")               \
+	B(50, "50")               \
+	B(100, "100")             \
+	B(200, "200")             \
+	B(500, "500")             \
+	B(1000, "1000")           \
+	B(5000, "5000")
 
 /* ----------------------------------------------------------------- families */
 
@@ -207,7 +277,50 @@
 	XX(SQL_CLASSIFICATIONS_TOTAL, COUNTER, "levee_sql_classifications_total",                  \
 	   "Statements classified, by whether the cache answered.", "result", CLASSIFY_RESULT)      \
 	XX(SQL_PARSE_SECONDS, HISTOGRAM, "levee_sql_parse_seconds",                                \
-	   "Time to parse and classify a statement the cache did not have.", NULL, NONE)
+	   "Time to parse and classify a statement the cache did not have.", NULL, NONE)          \
+	XX(CACHE_REQUESTS_TOTAL, COUNTER, "levee_cache_requests_total",                            \
+	   "Cacheable statements, by how the cache answered.", "result", CACHE_RESULT)             \
+	XX(CACHE_FILLS_TOTAL, COUNTER, "levee_cache_fills_total",                                  \
+	   "Result-cache fills, by outcome.", "result", CACHE_FILL)                                \
+	XX(CACHE_EVICTIONS_TOTAL, COUNTER, "levee_cache_evictions_total",                          \
+	   "Entries evicted from the memory cache to stay within its budget.", NULL, NONE)         \
+	XX(CACHE_INVALIDATIONS_TOTAL, COUNTER, "levee_cache_invalidations_total",                  \
+	   "Table generation bumps, by source.", "source", CACHE_INVAL)                            \
+	XX(CACHE_L2_TOTAL, COUNTER, "levee_cache_l2_total",                                        \
+	   "Redis (L2) cache lookups, by result.", "result", CACHE_L2)                             \
+	XX(CACHE_ENTRIES, GAUGE, "levee_cache_entries",                                            \
+	   "Entries in the memory cache.", NULL, NONE)                                             \
+	XX(CACHE_BYTES, GAUGE, "levee_cache_bytes",                                                \
+	   "Bytes held by the memory cache.", NULL, NONE)                                          \
+	XX(CACHE_HIT_SECONDS, HISTOGRAM, "levee_cache_hit_seconds",                                \
+	   "Time to answer a request from the cache.", NULL, NONE)                                 \
+	XX(REDIS_UP, GAUGE, "levee_redis_up",                                                      \
+	   "Redis connections currently up.", NULL, NONE)                                          \
+	XX(REDIS_CONNECTS_TOTAL, COUNTER, "levee_redis_connects_total",                            \
+	   "Redis connection attempts.", NULL, NONE)                                               \
+	XX(REDIS_COMMANDS_TOTAL, COUNTER, "levee_redis_commands_total",                            \
+	   "Redis commands, by outcome.", "result", REDIS_RESULT)                                  \
+	XX(QUEUE_ENQUEUED_TOTAL, COUNTER, "levee_queue_enqueued_total",                            \
+	   "Async writes stored in the queue (client told success).", NULL, NONE)                  \
+	XX(QUEUE_REFUSED_TOTAL, COUNTER, "levee_queue_refused_total",                              \
+	   "Async writes refused, by reason.", "reason", QUEUE_REFUSE)                             \
+	XX(QUEUE_APPLIED_TOTAL, COUNTER, "levee_queue_applied_total",                              \
+	   "Queued statements applied and committed by this instance's consumers.", NULL, NONE)    \
+	XX(QUEUE_SKIPPED_TOTAL, COUNTER, "levee_queue_skipped_total",                              \
+	   "Redelivered queue messages skipped because levee_applied had them.", NULL, NONE)       \
+	XX(QUEUE_RETRIED_TOTAL, COUNTER, "levee_queue_retried_total",                              \
+	   "Queued statements that failed and were scheduled for another attempt.", NULL, NONE)    \
+	XX(QUEUE_DEAD_LETTERED_TOTAL, COUNTER, "levee_queue_dead_lettered_total",                  \
+	   "Queue messages moved to the dead-letter stream.", NULL, NONE)                          \
+	XX(QUEUE_BATCHES_TOTAL, COUNTER, "levee_queue_batches_total",                              \
+	   "Queue batches committed.", NULL, NONE)                                                 \
+	XX(QUEUE_BATCH_FAILURES_TOTAL, COUNTER, "levee_queue_batch_failures_total",                \
+	   "Queue batches that failed whole (PostgreSQL unreachable or lost), retried later.",      \
+	   NULL, NONE)                                                                              \
+	XX(QUEUE_LAG_SECONDS, GAUGE, "levee_queue_lag_seconds",                                    \
+	   "Age in whole seconds of the oldest unapplied message this instance holds.", NULL, NONE) \
+	XX(QUEUE_BATCH_SIZE, SIZE_HISTOGRAM, "levee_queue_batch_size",                             \
+	   "Messages per committed queue batch.", NULL, NONE)
 /* clang-format on */
 
 #endif

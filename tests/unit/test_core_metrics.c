@@ -308,7 +308,9 @@ static void test_render_shape(void **state)
 	for (unsigned id = 0; id < LV_M__COUNT; id++)
 		want_series +=
 			lv_metric_n_series(id) *
-			(lv_metric_type(id) == LV_METRIC_HISTOGRAM ? LV_METRIC_N_BUCKETS + 3 : 1);
+			(lv_metric_type(id) == LV_METRIC_HISTOGRAM        ? LV_METRIC_N_BUCKETS + 3
+			 : lv_metric_type(id) == LV_METRIC_SIZE_HISTOGRAM ? LV_METRIC_N_SIZE_BUCKETS + 3
+									  : 1);
 	assert_int_equal(n_help, LV_M__COUNT);
 	assert_int_equal(n_type, LV_M__COUNT);
 	assert_int_equal(n_series, want_series);
