@@ -1,13 +1,15 @@
 #!/bin/sh
 # Checks the settings tables of src/config/ against the documentation:
 #
-#  - every row of config_keys.c (LV_KEY, LV_KEY_MS) and config_dbs.c (LV_DBKEY,
-#    LV_USERKEY) has a "### key" heading under its "## [section]" heading in
+#  - every row of config_keys.c (LV_KEY, LV_KEY_MS, LV_KEY_PCT), config_dbs.c
+#    (LV_DBKEY, LV_USERKEY) and config_rules.c (LV_CRULEKEY, LV_CRULEKEY_MS,
+#    LV_CRULEKEY_PCT, LV_QRULEKEY) has a "### key" heading under its "## [section]" heading in
 #    docs/config.md, whose text holds "**Default:** `<default>`" (any default
 #    text when the table's is empty), "**Reloadable:** yes|no" as the row's
 #    LV_CF_RELOAD flag says, and the row's doc sentence word for word;
 #  - every row appears as "key =" (possibly commented out with ';' or '#') under
-#    its section in etc/levee.ini (a commented-out "[user NAME]" header counts);
+#    its section in etc/levee.ini (a commented-out "[user NAME]" or
+#    "[cache.rule NAME]" header counts);
 #  - docs/config.md documents no key that the tables do not have.
 #
 # Rows are read as text, so each row must start with its macro on its own line
@@ -19,10 +21,11 @@ cd "$(dirname "$0")/.."
 
 KEYS=src/config/config_keys.c
 DBS=src/config/config_dbs.c
+RULES=src/config/config_rules.c
 DOC=docs/config.md
 INI=etc/levee.ini
 
-for f in "$KEYS" "$DBS" "$DOC" "$INI"; do
+for f in "$KEYS" "$DBS" "$RULES" "$DOC" "$INI"; do
 	[ -r "$f" ] || { echo "check-config-docs: cannot read $f"; exit 1; }
 done
 
@@ -51,24 +54,32 @@ function emit(row,    macro, rest, q, n, args, i, nargs, sect, key, def, flags, 
 	}
 	if (macro == "LV_KEY") {
 		sect = args[1]; key = args[2]; def = args[4]; flags = args[7]; doc = args[8]
-	} else if (macro == "LV_KEY_MS") {
+	} else if (macro == "LV_KEY_MS" || macro == "LV_KEY_PCT") {
 		sect = args[1]; key = args[2]; def = args[3]; flags = args[6]; doc = args[7]
 	} else if (macro == "LV_DBKEY" || macro == "LV_USERKEY") {
 		sect = macro == "LV_DBKEY" ? "database" : "user"
 		key = args[1]; def = args[3]; flags = args[6]; doc = args[7]
+	} else if (macro == "LV_CRULEKEY" || macro == "LV_QRULEKEY") {
+		sect = macro == "LV_CRULEKEY" ? "cache.rule" : "queue.rule"
+		key = args[1]; def = args[3]; flags = args[6]; doc = args[7]
+	} else if (macro == "LV_CRULEKEY_MS" || macro == "LV_CRULEKEY_PCT") {
+		sect = "cache.rule"
+		key = args[1]; def = args[2]; flags = args[5]; doc = args[6]
 	} else {
 		printf "%s:%d: unknown row macro %s\n", FILENAME, FNR, macro > "/dev/stderr"
 		exit 2
 	}
 	printf "%s\t%s\t%s\t%s\t%s\n", sect, key, def, (flags ~ /RELOAD/ ? "yes" : "no"), doc
 }
-/^[ \t]*LV_(KEY|KEY_MS|DBKEY|USERKEY)\(/ { row = $0; inrow = 1 }
+/^[ \t]*LV_(KEY|KEY_MS|KEY_PCT|DBKEY|USERKEY|CRULEKEY|CRULEKEY_MS|CRULEKEY_PCT|QRULEKEY)\(/ {
+	row = $0; inrow = 1
+}
 inrow && row != $0 { row = row " " $0 }
 inrow && /\),[ \t]*$/ { emit(row); inrow = 0 }
-' "$KEYS" "$DBS" >"$rows"
+' "$KEYS" "$DBS" "$RULES" >"$rows"
 
 if [ ! -s "$rows" ]; then
-	echo "check-config-docs: found no settings rows in $KEYS and $DBS"
+	echo "check-config-docs: found no settings rows in $KEYS, $DBS and $RULES"
 	exit 1
 fi
 
@@ -82,7 +93,7 @@ FILENAME != DOC && FILENAME != INI {
 FILENAME == DOC {
 	if ($0 ~ /^## /) {
 		dsect = ""
-		if (match($0, /^## \[[a-z]+/))
+		if (match($0, /^## \[[a-z.]+/))
 			dsect = substr($0, 5, RLENGTH - 4)
 		dkey = ""
 		next
@@ -105,11 +116,11 @@ FILENAME == DOC {
 FILENAME == INI {
 	line = $0
 	sub(/^[;#][ \t]*/, "", line)
-	if (match(line, /^\[[a-z]+/)) {
+	if (match(line, /^\[[a-z.]+/)) {
 		isect = substr(line, 2, RLENGTH - 1)
 		next
 	}
-	if (match(line, /^[a-z_]+[ \t]*=/)) {
+	if (match(line, /^[a-z_0-9]+[ \t]*=/)) {
 		k = substr(line, 1, RLENGTH - 1)
 		gsub(/[ \t]/, "", k)
 		inini[isect "/" k] = 1
@@ -118,11 +129,13 @@ FILENAME == INI {
 }
 END {
 	bad = 0
+	named["database"] = named["user"] = named["cache.rule"] = named["queue.rule"] = 1
 	for (i = 1; i <= n; i++) {
 		id = sect[i] "/" key[i]
-		label = "[" sect[i] (sect[i] == "database" || sect[i] == "user" ? " NAME" : "") "] " key[i]
+		sfx = sect[i] in named ? " NAME" : ""
+		label = "[" sect[i] sfx "] " key[i]
 		if (!(id in block)) {
-			printf "%s: %s is not documented (no \"### %s\" under \"## [%s%s]\")\n", DOC, label, key[i], sect[i], (sect[i] == "database" || sect[i] == "user" ? " NAME" : "")
+			printf "%s: %s is not documented (no \"### %s\" under \"## [%s%s]\")\n", DOC, label, key[i], sect[i], sfx
 			bad++
 		} else {
 			text = block[id]

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * Loading a configuration generation: read the file with inih, look every
- * key up in the tables (config_keys.c, config_dbs.c), check values and the
+ * key up in the tables (config_keys.c, config_dbs.c, config_rules.c), check values and the
  * rules that span keys, read the auth_file, and either return a complete
  * lv_config_t or NULL with every problem listed as "file:line: message".
  * Also the generation's reference count, lookups of effective values,
@@ -60,31 +60,60 @@ void lv__load_error(lv__load_t *ld, const char *file, int line, const char *fmt,
 
 /* ---- Sections and keys ---- */
 
-/* The fixed sections come first: N_FIXED_SECTIONS of them. */
-static const char *const section_kinds[] = {"levee", "pool", "routing", "tls", "database", "user"};
-#define N_FIXED_SECTIONS 4
+/* The fixed sections come first: N_FIXED_SECTIONS of them; then the named ones. */
+static const char *const section_kinds[] = {
+	"levee", "pool",     "routing", "tls",        "cache",
+	"queue", "database", "user",    "cache.rule", "queue.rule",
+};
+#define N_FIXED_SECTIONS 6
+
+/* Does a section of this kind take a NAME ([database NAME], [cache.rule NAME])? */
+static bool is_named_kind(const char *kind)
+{
+	for (size_t i = N_FIXED_SECTIONS; i < LV_ARRAY_LEN(section_kinds); i++)
+		if (strcmp(kind, section_kinds[i]) == 0)
+			return true;
+	return false;
+}
 
 /* The label of where key belongs ("[pool]", "[database NAME]"), or NULL. */
 static const char *home_label(const lv__key_t *k, char *buf, size_t cap)
 {
-	if (strcmp(k->section, "database") == 0 || strcmp(k->section, "user") == 0)
+	if (is_named_kind(k->section))
 		snprintf(buf, cap, "[%s NAME]", k->section);
 	else
 		snprintf(buf, cap, "[%s]", k->section);
 	return buf;
 }
 
-/* The three tables: 0 fixed sections, 1 [database NAME], 2 [user NAME]. */
-#define N_TABLES 3
+/*
+ * The five tables: 0 fixed sections, 1 [database NAME], 2 [user NAME],
+ * 3 [cache.rule NAME], 4 [queue.rule NAME].
+ */
+#define N_TABLES 5
 
 static const lv__key_t *table_keys(size_t t)
 {
-	return t == 0 ? lv__keys : t == 1 ? lv__db_keys : lv__user_keys;
+	static const lv__key_t *const tables[N_TABLES] = {
+		lv__keys, lv__db_keys, lv__user_keys, lv__cache_rule_keys, lv__queue_rule_keys,
+	};
+	return tables[t];
 }
 
 static size_t table_len(size_t t)
 {
-	return t == 0 ? lv__n_keys : t == 1 ? lv__n_db_keys : lv__n_user_keys;
+	switch (t) {
+	case 0:
+		return lv__n_keys;
+	case 1:
+		return lv__n_db_keys;
+	case 2:
+		return lv__n_user_keys;
+	case 3:
+		return lv__n_cache_rule_keys;
+	default:
+		return lv__n_queue_rule_keys;
+	}
 }
 
 /* Is row k part of the section the loader is in? */
@@ -97,6 +126,10 @@ static bool in_current(const lv__load_t *ld, const lv__key_t *k)
 		return strcmp(k->section, "database") == 0;
 	case LV__SECT_USER:
 		return strcmp(k->section, "user") == 0;
+	case LV__SECT_CACHE_RULE:
+		return strcmp(k->section, "cache.rule") == 0;
+	case LV__SECT_QUEUE_RULE:
+		return strcmp(k->section, "queue.rule") == 0;
 	default:
 		return false;
 	}
@@ -191,6 +224,20 @@ static void set_key(lv__load_t *ld, const char *key, const char *value)
 		lines = ld->db_lines + ld->sect_index * n;
 		k = lv__key_find(table, n, NULL, key);
 		break;
+	case LV__SECT_CACHE_RULE:
+		table = lv__cache_rule_keys;
+		n = lv__n_cache_rule_keys;
+		base = &cfg->cache_rules[ld->sect_index];
+		lines = ld->cache_rule_lines + ld->sect_index * n;
+		k = lv__key_find(table, n, NULL, key);
+		break;
+	case LV__SECT_QUEUE_RULE:
+		table = lv__queue_rule_keys;
+		n = lv__n_queue_rule_keys;
+		base = &cfg->queue_rules[ld->sect_index];
+		lines = ld->queue_rule_lines + ld->sect_index * n;
+		k = lv__key_find(table, n, NULL, key);
+		break;
 	case LV__SECT_USER:
 	default:
 		table = lv__user_keys;
@@ -220,9 +267,13 @@ static void set_key(lv__load_t *ld, const char *key, const char *value)
 	if (lv__value_set(k, value, ld->dir, base, &err) < 0) {
 		size_t vl = strlen(value);
 		lines[idx] = -ld->line;
-		lv__load_error(ld, ld->path, ld->line, "invalid value \"%.*s%s\" for %s: %s",
-			       (int)LV_MIN(vl, (size_t)QUOTE_MAX), value,
-			       vl > QUOTE_MAX ? "..." : "", key, err.msg);
+		if (k->flags & LV_CF_RAWMSG)
+			lv__load_error(ld, ld->path, ld->line, "%s", err.msg);
+		else
+			lv__load_error(ld, ld->path, ld->line,
+				       "invalid value \"%.*s%s\" for %s: %s",
+				       (int)LV_MIN(vl, (size_t)QUOTE_MAX), value,
+				       vl > QUOTE_MAX ? "..." : "", key, err.msg);
 	}
 }
 
@@ -243,7 +294,17 @@ static void begin_section(lv__load_t *ld, char *inner)
 		if (strcmp(inner, section_kinds[i]) != 0)
 			continue;
 		if (*name) {
-			lv__load_error(ld, ld->path, ld->line, "section [%s] takes no name", inner);
+			/* [cache rule x] for [cache.rule x]. */
+			char dotted[32];
+			snprintf(dotted, sizeof(dotted), "%s.rule", inner);
+			if (strncmp(name, "rule", 4) == 0 && isspace((unsigned char)name[4]) &&
+			    is_named_kind(dotted))
+				lv__load_error(ld, ld->path, ld->line,
+					       "section [%s] takes no name; did you mean [%s %s]?",
+					       inner, dotted, lv_strtrim(name + 5));
+			else
+				lv__load_error(ld, ld->path, ld->line, "section [%s] takes no name",
+					       inner);
 			return;
 		}
 		ld->sect = LV__SECT_FIXED;
@@ -261,6 +322,12 @@ static void begin_section(lv__load_t *ld, char *inner)
 			ld->n_skipped--;
 		return;
 	}
+	if (strcmp(inner, "cache.rule") == 0 || strcmp(inner, "queue.rule") == 0) {
+		lv__rules_section(ld, inner, name);
+		if (ld->sect != LV__SECT_SKIP)
+			ld->n_skipped--;
+		return;
+	}
 
 	const char *best = NULL;
 	unsigned best_d = 3;
@@ -272,7 +339,7 @@ static void begin_section(lv__load_t *ld, char *inner)
 		}
 	}
 	const char *sep = *name ? " " : "";
-	if (best && (strcmp(best, "database") == 0 || strcmp(best, "user") == 0) && !*name)
+	if (best && is_named_kind(best) && !*name)
 		lv__load_error(ld, ld->path, ld->line,
 			       "unknown section [%s]; did you mean [%s NAME]?", inner, best);
 	else if (best)
@@ -499,6 +566,7 @@ static void finish(lv__load_t *ld)
 	check_routing(ld);
 	check_tls(ld);
 	lv__dbs_finish(ld);
+	lv__rules_finish(ld);
 
 	if (cfg->levee.auth_file) {
 		lv__auth_load(ld, cfg->levee.auth_file, line_of(ld, "levee", "auth_file"));
@@ -522,6 +590,7 @@ static void config_free(lv_config_t *cfg)
 		return;
 	lv__values_free(lv__keys, lv__n_keys, cfg);
 	lv__dbs_free(cfg);
+	lv__rules_free(cfg);
 	lv__auth_free(cfg);
 	lv_free(cfg->path);
 	lv_free(cfg);
@@ -576,6 +645,8 @@ lv_config_t *lv_config_load(const char *path, lv_buf_t *errors)
 	lv_free(ld.key_lines);
 	lv_free(ld.db_lines);
 	lv_free(ld.user_lines);
+	lv_free(ld.cache_rule_lines);
+	lv_free(ld.queue_rule_lines);
 	if (ld.n_errors) {
 		config_free(cfg);
 		return NULL;
@@ -677,6 +748,7 @@ void lv_config_for_each(const lv_config_t *cfg, lv_config_visit_fn fn, void *arg
 		fn(arg, k->section, k->key, render(k, cfg, true, &b), k->flags & LV_CF_RELOAD);
 	}
 	lv_buf_cleanup(&b);
+	lv__rules_for_each(cfg, fn, arg);
 }
 
 int lv_config_diff(const lv_config_t *old_cfg, const lv_config_t *new_cfg, lv_buf_t *warnings)

@@ -3,14 +3,17 @@
  * Shared between the files of src/config/ and not part of config.h: the row
  * type of the settings tables, the typed value parsers and renderers, the
  * host:port parser, and the loader state that config.c drives while
- * config_dbs.c and auth_file.c fill in their parts.
+ * config_dbs.c, config_rules.c and auth_file.c fill in their parts.
  *
- * Three tables describe every setting Levee reads:
- *   lv__keys[]       the fixed sections [levee], [pool], [routing], [tls]; fields of lv_config_t
- *   lv__db_keys[]    the keys of a [database NAME] section; fields of lv_cfg_db_t
- *   lv__user_keys[]  the keys of a [user NAME] section; fields of lv_cfg_user_t
+ * Five tables describe every setting Levee reads:
+ *   lv__keys[]             the fixed sections [levee], [pool], [routing], [tls], [cache],
+ *                          [queue]; fields of lv_config_t
+ *   lv__db_keys[]          the keys of a [database NAME] section; fields of lv_cfg_db_t
+ *   lv__user_keys[]        the keys of a [user NAME] section; fields of lv_cfg_user_t
+ *   lv__cache_rule_keys[]  the keys of a [cache.rule NAME] section; lv_cfg_cache_rule_t
+ *   lv__queue_rule_keys[]  the keys of a [queue.rule NAME] section; lv_cfg_queue_rule_t
  * A row names its field by offset and size, so one generic setter fills any
- * of the three structs. tools/check-config-docs.sh reads the rows as text:
+ * of the five structs. tools/check-config-docs.sh reads the rows as text:
  * keep each row's macro, section and key on the row's first line.
  */
 #ifndef LEVEE_CONFIG_CONFIG_INT_H
@@ -35,12 +38,18 @@ typedef enum lv__type {
 	LV__T_NAME,     /* an identifier of at most LV_NAME_LEN - 1 bytes; char[LV_NAME_LEN] */
 	LV__T_HOST,     /* host:port; stored as lv_cfg_host_t */
 	LV__T_HOSTS,    /* host:port[@weight], ...; parsed by the row's parse callback */
+	LV__T_INT64,    /* decimal integer; stored as int64_t */
+	LV__T_PERCENT,  /* an integer with an optional '%' ("10%", "10"); stored as int */
+	LV__T_FLOAT,    /* decimal number with an optional fraction ("0.5"); stored as double */
+	LV__T_TABLES,   /* comma-separated unqualified table names, lower-cased; stored as an
+			 * owned char ** with its int count at the row's aux offset */
 } lv__type_t;
 
 /* Row flags. */
 #define LV_CF_RELOAD 0x01u /* applied on SIGHUP or admin RELOAD; otherwise needs a restart */
 #define LV_CF_SECRET 0x02u /* masked in SHOW CONFIG (for a URL, only its password) */
 #define LV_CF_AUTO 0x04u   /* INT: the word "auto" is accepted and stored as 0 */
+#define LV_CF_RAWMSG 0x08u /* a refused value is reported as err->msg alone, not quoted */
 
 /* One name of an enum setting; a table ends with a NULL name. */
 typedef struct lv__enum {
@@ -57,18 +66,19 @@ typedef int (*lv__check_fn)(const lv__key_t *k, const void *base, lv_err_t *err)
 
 /* One setting. Rows are built with the LV_KEY-style macros of each table file. */
 struct lv__key {
-	const char *section; /* "levee", "pool", "routing", "tls", "database" or "user" */
+	const char *section; /* a fixed section's name, "database", "user", "cache.rule", ... */
 	const char *key;     /* the name in the file, identical to the field name */
 	lv__type_t type;
-	size_t offset;           /* of the field inside lv_config_t, lv_cfg_db_t or lv_cfg_user_t */
+	size_t offset;           /* of the field inside the table's struct */
 	size_t size;             /* sizeof the field; lv__keys_check() compares it with type */
 	const char *def;         /* the default, written as in a file; "" for unset */
-	int64_t lo, hi;          /* inclusive bounds for INT, SIZE(64) (bytes) and DURATION (ms) */
+	int64_t lo, hi;          /* inclusive bounds of numeric types (bytes, ms) */
 	unsigned flags;          /* LV_CF_* */
 	const char *doc;         /* one sentence; docs/config.md must contain it verbatim */
 	const lv__enum_t *names; /* ENUM only */
 	lv__parse_fn parse;      /* optional; replaces the type's parser */
 	lv__check_fn check;      /* optional; runs after a successful parse */
+	size_t aux;              /* TABLES only: offset of the int count of the char ** */
 };
 
 /* session, transaction: shared by the [pool], [database] and [user] tables. */
@@ -80,6 +90,10 @@ extern const lv__key_t lv__db_keys[];
 extern const size_t lv__n_db_keys;
 extern const lv__key_t lv__user_keys[];
 extern const size_t lv__n_user_keys;
+extern const lv__key_t lv__cache_rule_keys[];
+extern const size_t lv__n_cache_rule_keys;
+extern const lv__key_t lv__queue_rule_keys[];
+extern const size_t lv__n_queue_rule_keys;
 
 /* ---- Values (config_keys.c) ---- */
 
@@ -87,6 +101,8 @@ extern const size_t lv__n_user_keys;
 int lv__parse_bool(const char *s, bool *out);
 /* Parses an optionally signed decimal integer with nothing after it. 0, LV_EINVAL or LV_ERANGE. */
 int lv__parse_int(const char *s, int64_t *out);
+/* Parses "0", "1.5", ".25" (no sign, no exponent, locale-free). Returns 0 or LV_EINVAL. */
+int lv__parse_float(const char *s, double *out);
 /* Parses "500ms", "30s", "5min", "2h", "1d"; a plain number is milliseconds. 0 or < 0. */
 int lv__parse_duration(const char *s, int64_t *ms);
 /* Parses "512", "64kB", "256MB", "1GB"; a plain number is bytes. 0 or < 0. */
@@ -139,11 +155,13 @@ bool lv__name_valid(const char *s);
 /* ---- Loader state (config.c) ---- */
 
 typedef enum lv__sect {
-	LV__SECT_NONE = 0, /* before the first section header */
-	LV__SECT_FIXED,    /* [levee], [pool], [routing] or [tls]: sect_label names it */
-	LV__SECT_DB,       /* [database NAME]: cfg->dbs[sect_index] */
-	LV__SECT_USER,     /* [user NAME]: cfg->users[sect_index] */
-	LV__SECT_SKIP,     /* a bad header, already reported; its keys are ignored */
+	LV__SECT_NONE = 0,   /* before the first section header */
+	LV__SECT_FIXED,      /* [levee], [pool], [routing], ...: sect_label names it */
+	LV__SECT_DB,         /* [database NAME]: cfg->dbs[sect_index] */
+	LV__SECT_USER,       /* [user NAME]: cfg->users[sect_index] */
+	LV__SECT_CACHE_RULE, /* [cache.rule NAME]: cfg->cache_rules[sect_index] */
+	LV__SECT_QUEUE_RULE, /* [queue.rule NAME]: cfg->queue_rules[sect_index] */
+	LV__SECT_SKIP,       /* a bad header, already reported; its keys are ignored */
 } lv__sect_t;
 
 /* Everything one lv_config_load() call needs; lives on its stack. */
@@ -161,6 +179,9 @@ typedef struct lv__load {
 	int *db_lines;   /* owned; lv__n_db_keys per cfg->dbs entry */
 	int *user_lines; /* owned; lv__n_user_keys per cfg->users entry */
 	size_t cap_dbs, cap_users;
+	int *cache_rule_lines; /* owned; lv__n_cache_rule_keys per cfg->cache_rules entry */
+	int *queue_rule_lines; /* owned; lv__n_queue_rule_keys per cfg->queue_rules entry */
+	size_t cap_cache_rules, cap_queue_rules;
 	int levee_line;   /* line of the first [levee] header, 0 when none */
 	int routing_line; /* line of the first [routing] header, 0 when none */
 	int n_skipped;    /* section headers refused (their keys were not read) */
@@ -176,6 +197,17 @@ void lv__dbs_section(lv__load_t *ld, const char *kind, const char *name);
 void lv__dbs_finish(lv__load_t *ld);
 /* Frees cfg's databases and users. */
 void lv__dbs_free(lv_config_t *cfg);
+
+/* ---- Rule sections (config_rules.c) ---- */
+
+/* Starts a [cache.rule NAME] or [queue.rule NAME] section (kind "cache.rule" or "queue.rule"). */
+void lv__rules_section(lv__load_t *ld, const char *kind, const char *name);
+/* Checks every rule (required keys, known databases, unique names); after lv__dbs_finish(). */
+void lv__rules_finish(lv__load_t *ld);
+/* Frees cfg's rules, their strings and compiled regexes. */
+void lv__rules_free(lv_config_t *cfg);
+/* Calls fn for each key of each rule, in file order, with section "cache.rule NAME". */
+void lv__rules_for_each(const lv_config_t *cfg, lv_config_visit_fn fn, void *arg);
 
 /* Reads the auth_file at path (already joined to the config's directory); line is the
  * config line that named it, for an open failure. Problems go to ld's errors. */

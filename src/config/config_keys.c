@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: ISC */
 /*
- * THE settings table of the fixed sections [levee], [pool], [routing] and [tls]: one
+ * THE settings table of the fixed sections [levee], [pool], [routing], [tls], [cache] and
+ * [queue]: one
  * row per key, naming its section, type, field of lv_config_t, default,
  * bounds, flags and a one-sentence description. Everything else is driven
  * by the rows: defaults, parsing, range checks, SHOW CONFIG (masking
@@ -8,13 +9,17 @@
  * reads this file and requires each doc sentence in docs/config.md).
  *
  * Below the table are the typed parsers and renderers shared with the
- * [database NAME] and [user NAME] tables of config_dbs.c.
+ * [database NAME] and [user NAME] tables of config_dbs.c and the rule tables
+ * of config_rules.c.
  *
  * Value syntax, decided once here and documented in docs/config.md:
  *   bool      true/false, yes/no, on/off, 1/0, any case
  *   integer   decimal, optional sign; "auto" too where the row says LV_CF_AUTO
  *   duration  integer with unit ms, s, min, h or d; a plain integer is milliseconds
  *   size      integer with unit B, kB, MB, GB or TB (powers of 1024); a plain integer is bytes
+ *   percent   integer with an optional '%'
+ *   number    decimal with an optional fraction, no sign or exponent (locale-free)
+ *   tables    comma-separated unqualified table names, stored lower-cased
  *   enum      one of the row's names, any case
  * Strings are stored as owned copies (lv_xstrdup; config loading aborts on
  * OOM) and freed with their generation by lv__values_free().
@@ -126,7 +131,7 @@ static int check_http_listen(const lv__key_t *k, const void *base, lv_err_t *err
 /* redis://[[user]:password@]host[:port][/db] or unix:///path/to/redis.sock */
 static int check_redis(const lv__key_t *k, const void *base, lv_err_t *err)
 {
-	static const char usage[] = "expected redis://[:password@]host[:port][/db] or "
+	static const char usage[] = "expected redis://[[user]:password@]host[:port][/db] or "
 				    "unix:///path/to/redis.sock";
 	const char *v = str_field(k, base);
 	if (!v)
@@ -137,8 +142,13 @@ static int check_redis(const lv__key_t *k, const void *base, lv_err_t *err)
 		return lv_err_set(err, LV_EINVAL, "%s", usage);
 	const char *p = v + 8;
 	const char *at = strrchr(p, '@');
-	if (at)
+	if (at) {
+		/* Credentials are [user]:password, as the Redis client reads them. */
+		const char *colon = memchr(p, ':', (size_t)(at - p));
+		if (!colon)
+			return lv_err_set(err, LV_EINVAL, "expected [user]:password before '@'");
 		p = at + 1;
+	}
 	const char *slash = strchr(p, '/');
 	size_t hp_len = slash ? (size_t)(slash - p) : strlen(p);
 	if (hp_len == 0 || hp_len >= LV_HOST_LEN + 8)
@@ -257,6 +267,20 @@ static int check_function_list(const lv__key_t *k, const void *base, lv_err_t *e
 	}
 }
 
+/* [queue] stream_prefix: a Redis key prefix, printable and without spaces. */
+static int check_stream_prefix(const lv__key_t *k, const void *base, lv_err_t *err)
+{
+	const char *v = str_field(k, base);
+	size_t n = v ? strlen(v) : 0;
+	bool ok = n > 0 && n < LV_NAME_LEN;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = isgraph((unsigned char)v[i]) || (unsigned char)v[i] >= 0x80;
+	return ok ? 0
+		  : lv_err_set(err, LV_EINVAL,
+			       "expected a Redis key prefix of 1 to %d bytes without spaces",
+			       LV_NAME_LEN - 1);
+}
+
 /* ---- The table ---- */
 
 /*
@@ -276,6 +300,8 @@ static int check_function_list(const lv__key_t *k, const void *base, lv_err_t *e
 	LV__ROW(#sect, #key, ty, sect.key, def, lo, hi, flags, doc, __VA_ARGS__)
 #define LV_KEY_MS(sect, key, def, lo, hi, flags, doc, ...) \
 	LV__ROW(#sect, #key, DURATION, sect.key##_ms, def, lo, hi, flags, doc, __VA_ARGS__)
+#define LV_KEY_PCT(sect, key, def, lo, hi, flags, doc, ...) \
+	LV__ROW(#sect, #key, PERCENT, sect.key##_pct, def, lo, hi, flags, doc, __VA_ARGS__)
 
 #define RELOAD LV_CF_RELOAD
 
@@ -401,6 +427,55 @@ const lv__key_t lv__keys[] = {
 	       "Whether Levee asks PostgreSQL servers for TLS.", .names = server_tls_modes),
 	LV_KEY(tls, server_ca_file, PATH, "", 0, 0, 0,
 	       "CA certificates that server certificates must chain to, in PEM."),
+
+	/* [cache]: defaults of the result cache; the rules are [cache.rule NAME] sections. */
+	LV_KEY(cache, memory, SIZE64, "256MB", 0, 1024LL * 1024 * 1024 * 1024, 0,
+	       "Memory this process may use for cached results."),
+	LV_KEY(cache, max_entry_size, SIZE64, "1MB", 1024, 1024LL * 1024 * 1024, RELOAD,
+	       "Largest result that is cached; larger results are passed through uncached."),
+	LV_KEY_MS(cache, default_ttl, "30s", 1 * MS, 30 * DAY, RELOAD,
+		  "How long a result cached by a hint without ttl= stays fresh."),
+	LV_KEY_MS(cache, swr, "0", 0, 30 * DAY, RELOAD,
+		  "How long past its TTL a stale result may be served while it is refreshed."),
+	LV_KEY_PCT(cache, jitter, "10%", 0, 50, RELOAD,
+		   "Random spread of every TTL, so entries cached together expire apart."),
+	LV_KEY(cache, xfetch_beta, FLOAT, "0", 0, 100, RELOAD,
+	       "Strength of probabilistic early refresh of entries close to expiry."),
+	LV_KEY(cache, bypass_users, STRING, "", 0, 0, RELOAD,
+	       "Users whose queries are never answered from the cache and never fill it.",
+	       .check = check_user_list),
+	LV_KEY(cache, redis_l2, BOOL, "true", 0, 0, RELOAD,
+	       "Share cached results between Levee instances through Redis."),
+	LV_KEY_MS(cache, lock_timeout, "2s", 10 * MS, HOUR, RELOAD,
+		  "Lifetime of the lock an instance takes while it fills a shared entry."),
+	LV_KEY_MS(cache, lock_wait, "200ms", 0, MINUTE, RELOAD,
+		  "How long another instance waits for that fill before querying the server."),
+
+	/* [queue]: deferred writes on Redis Streams; the rules are [queue.rule NAME] sections. */
+	LV_KEY(queue, consumers, BOOL, "true", 0, 0, RELOAD,
+	       "Whether this instance applies queued writes to the databases."),
+	LV_KEY(queue, batch_size, INT, "100", 1, 10000, RELOAD,
+	       "Most queued writes applied in one transaction."),
+	LV_KEY_MS(queue, max_wait, "50ms", 0, MINUTE, RELOAD,
+		  "How long a consumer waits for a batch to fill before applying what it has."),
+	LV_KEY(queue, max_attempts, INT, "5", 1, 1000, RELOAD,
+	       "Attempts at applying a write before it goes to the dead-letter stream."),
+	LV_KEY_MS(queue, retry_backoff, "100ms", 1 * MS, HOUR, RELOAD,
+		  "Wait before the first retry of a failed write; it doubles with each attempt."),
+	LV_KEY_MS(queue, retry_backoff_max, "30s", 1 * MS, DAY, RELOAD,
+		  "Longest wait between two attempts at a failed write."),
+	LV_KEY_MS(queue, claim_idle, "30s", 1 * SEC, DAY, RELOAD,
+		  "How long a write may go unacknowledged before another consumer takes it."),
+	LV_KEY(queue, max_inflight, INT, "1000", 1, 1000000, RELOAD,
+	       "Most writes per database that are queued but not yet applied."),
+	LV_KEY(queue, max_length, INT64, "1000000", 1, 1000000000, RELOAD,
+	       "Most entries a queue stream may hold before new queued writes are refused."),
+	LV_KEY(queue, wait_replicas, INT, "0", 0, 16, RELOAD,
+	       "Redis replicas that must hold a queued write before the client is told done."),
+	LV_KEY_MS(queue, wait_timeout, "100ms", 1 * MS, MINUTE, RELOAD,
+		  "How long Levee waits for those Redis replicas."),
+	LV_KEY(queue, stream_prefix, STRING, "levee:q", 0, 0, 0,
+	       "Prefix of the Redis keys that hold the queues.", .check = check_stream_prefix),
 };
 
 const size_t lv__n_keys = LV_ARRAY_LEN(lv__keys);
@@ -454,6 +529,25 @@ int lv__parse_int(const char *s, int64_t *out)
 	if (overflow)
 		return LV_ERANGE;
 	*out = neg ? -v : v;
+	return 0;
+}
+
+int lv__parse_float(const char *s, double *out)
+{
+	double v = 0, scale = 1;
+	bool any = false;
+	const char *p = s;
+	for (; isdigit((unsigned char)*p); p++, any = true)
+		v = v * 10 + (*p - '0');
+	if (*p == '.') {
+		for (p++; isdigit((unsigned char)*p); p++, any = true) {
+			scale /= 10;
+			v += (*p - '0') * scale;
+		}
+	}
+	if (!any || *p)
+		return LV_EINVAL;
+	*out = v;
 	return 0;
 }
 
@@ -575,6 +669,92 @@ static int enum_error(const lv__key_t *k, lv_err_t *err)
 	return lv_err_set(err, LV_EINVAL, "expected one of %s", list);
 }
 
+/* Frees a TABLES field and zeroes its count. */
+static void free_tables(const lv__key_t *k, void *base)
+{
+	char ***v = field(k, base);
+	int *n = (int *)(void *)((char *)base + k->aux);
+	for (int i = 0; *v && i < *n; i++)
+		lv_free((*v)[i]);
+	lv_free(*v);
+	*v = NULL;
+	*n = 0;
+}
+
+/* Checks one table name (s[0..n)) and returns a lower-cased copy, or NULL with err set. */
+static char *table_name(const char *s, size_t n, lv_err_t *err)
+{
+	const char *dot = memchr(s, '.', n);
+	if (dot) {
+		const char *bare = s + n;
+		while (bare > s && bare[-1] != '.')
+			bare--;
+		lv_err_set(err, LV_EINVAL,
+			   "table \"%.*s\" is schema-qualified; write the bare name \"%.*s\"",
+			   (int)LV_MIN(n, (size_t)64), s,
+			   (int)LV_MIN((size_t)(s + n - bare), (size_t)64), bare);
+		return NULL;
+	}
+	bool ok = n > 0 && n < LV_NAME_LEN;
+	for (size_t i = 0; ok && i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		ok = isalnum(c) || c == '_' || c == '$' || c >= 0x80;
+	}
+	if (!ok) {
+		lv_err_set(err, LV_EINVAL,
+			   "invalid table name \"%.*s\": expected 1 to %d bytes of letters, "
+			   "digits, _ and $, without quotes",
+			   (int)LV_MIN(n, (size_t)64), s, LV_NAME_LEN - 1);
+		return NULL;
+	}
+	char *t = lv_xmalloc(n + 1);
+	for (size_t i = 0; i < n; i++)
+		t[i] = (char)tolower((unsigned char)s[i]);
+	t[n] = '\0';
+	return t;
+}
+
+/* TABLES: "a, b,c" into an owned array of lower-cased names; the old list is replaced. */
+static int set_tables(const lv__key_t *k, const char *value, void *base, lv_err_t *err)
+{
+	char **v = NULL;
+	int n = 0, cap = 0;
+	const char *p = value;
+	for (;;) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+			len--;
+		char *t = NULL;
+		if (len == 0)
+			lv_err_set(err, LV_EINVAL,
+				   *value ? "the list has an empty entry"
+					  : "expected a comma-separated list of table names");
+		else
+			t = table_name(p, len, err);
+		if (!t) {
+			for (int i = 0; i < n; i++)
+				lv_free(v[i]);
+			lv_free(v);
+			return LV_EINVAL;
+		}
+		if (n == cap) {
+			cap = cap ? cap * 2 : 4;
+			v = lv_xrealloc(v, (size_t)cap * sizeof(*v));
+		}
+		v[n++] = t;
+		if (!end)
+			break;
+		p = end + 1;
+	}
+	free_tables(k, base);
+	*(char ***)field(k, base) = v;
+	*(int *)(void *)((char *)base + k->aux) = n;
+	return 0;
+}
+
 static int set_typed(const lv__key_t *k, const char *value, const char *dir, void *base,
 		     lv_err_t *err)
 {
@@ -655,6 +835,44 @@ static int set_typed(const lv__key_t *k, const char *value, const char *dir, voi
 		*(lv_cfg_host_t *)dst = h;
 		return 0;
 	}
+	case LV__T_INT64:
+		if (lv__parse_int(value, &v) < 0 || v < k->lo || v > k->hi)
+			return lv_err_set(err, LV_EINVAL, "expected an integer from %lld to %lld",
+					  (long long)k->lo, (long long)k->hi);
+		*(int64_t *)dst = v;
+		return 0;
+	case LV__T_PERCENT: {
+		char num[24];
+		size_t n = strlen(value);
+		if (n > 0 && value[n - 1] == '%')
+			n--;
+		while (n > 0 && isspace((unsigned char)value[n - 1]))
+			n--;
+		bool ok = n > 0 && n < sizeof(num);
+		if (ok) {
+			memcpy(num, value, n);
+			num[n] = '\0';
+			ok = isdigit((unsigned char)num[0]) && lv__parse_int(num, &v) == 0 &&
+			     v >= k->lo && v <= k->hi;
+		}
+		if (!ok)
+			return lv_err_set(err, LV_EINVAL,
+					  "expected a percentage from %lld to %lld, such as 10%%",
+					  (long long)k->lo, (long long)k->hi);
+		*(int *)dst = (int)v;
+		return 0;
+	}
+	case LV__T_FLOAT: {
+		double d;
+		if (lv__parse_float(value, &d) < 0 || d < (double)k->lo || d > (double)k->hi)
+			return lv_err_set(err, LV_EINVAL,
+					  "expected a number from %lld to %lld, such as 0.5",
+					  (long long)k->lo, (long long)k->hi);
+		*(double *)dst = d;
+		return 0;
+	}
+	case LV__T_TABLES:
+		return set_tables(k, value, base, err);
 	case LV__T_HOSTS:
 		break;
 	}
@@ -688,6 +906,8 @@ void lv__values_free(const lv__key_t *keys, size_t n, void *base)
 			char **p = field(&keys[i], base);
 			lv_free(*p);
 			*p = NULL;
+		} else if (keys[i].type == LV__T_TABLES) {
+			free_tables(&keys[i], base);
 		}
 	}
 }
@@ -749,6 +969,20 @@ bool lv__value_render(const lv__key_t *k, const void *base, bool mask, lv_buf_t 
 			return lv_buf_printf(out, "[%s]:%d", h->host, h->port);
 		return lv_buf_printf(out, "%s:%d", h->host, h->port);
 	}
+	case LV__T_INT64:
+		return lv_buf_printf(out, "%lld", (long long)*(const int64_t *)src);
+	case LV__T_PERCENT:
+		return lv_buf_printf(out, "%d%%", *(const int *)src);
+	case LV__T_FLOAT:
+		return lv_buf_printf(out, "%g", *(const double *)src);
+	case LV__T_TABLES: {
+		char *const *v = *(char **const *)src;
+		int n = *(const int *)(const void *)((const char *)base + k->aux);
+		for (int i = 0; v && i < n; i++)
+			if (!lv_buf_printf(out, "%s%s", i ? ", " : "", v[i]))
+				return false;
+		return true;
+	}
 	case LV__T_HOSTS:
 		return true;
 	}
@@ -769,10 +1003,14 @@ const lv__key_t *lv__key_find(const lv__key_t *keys, size_t n, const char *secti
 const char *lv__type_name(lv__type_t t)
 {
 	static const char *const names[] = {
-		[LV__T_BOOL] = "bool",      [LV__T_INT] = "integer",       [LV__T_SIZE] = "size",
-		[LV__T_SIZE64] = "size",    [LV__T_DURATION] = "duration", [LV__T_ENUM] = "enum",
-		[LV__T_STRING] = "string",  [LV__T_PATH] = "path",         [LV__T_NAME] = "name",
-		[LV__T_HOST] = "host:port", [LV__T_HOSTS] = "host list",
+		[LV__T_BOOL] = "bool",         [LV__T_INT] = "integer",
+		[LV__T_SIZE] = "size",         [LV__T_SIZE64] = "size",
+		[LV__T_DURATION] = "duration", [LV__T_ENUM] = "enum",
+		[LV__T_STRING] = "string",     [LV__T_PATH] = "path",
+		[LV__T_NAME] = "name",         [LV__T_HOST] = "host:port",
+		[LV__T_HOSTS] = "host list",   [LV__T_INT64] = "integer",
+		[LV__T_PERCENT] = "percent",   [LV__T_FLOAT] = "number",
+		[LV__T_TABLES] = "table list",
 	};
 	return (size_t)t < LV_ARRAY_LEN(names) && names[t] ? names[t] : "?";
 }
@@ -808,10 +1046,23 @@ size_t lv__keys_check(const lv__key_t *keys, size_t n)
 		case LV__T_HOSTS:
 			want = sizeof(lv_cfg_host_t *);
 			break;
+		case LV__T_INT64:
+			want = sizeof(int64_t);
+			break;
+		case LV__T_PERCENT:
+			want = sizeof(int);
+			break;
+		case LV__T_FLOAT:
+			want = sizeof(double);
+			break;
+		case LV__T_TABLES:
+			want = sizeof(char **);
+			break;
 		}
 		bool ok = keys[i].size == want && keys[i].doc && keys[i].doc[0] &&
 			  (keys[i].type != LV__T_ENUM || keys[i].names) &&
-			  (keys[i].type != LV__T_HOSTS || keys[i].parse);
+			  (keys[i].type != LV__T_HOSTS || keys[i].parse) &&
+			  (keys[i].type != LV__T_TABLES || keys[i].aux);
 		if (!ok)
 			bad++;
 	}

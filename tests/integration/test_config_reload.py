@@ -106,3 +106,59 @@ def test_run_with_config_restarts_with_overrides(levee):
         assert levee.sql("SELECT 1") == [(1,)]
     assert _config_value(levee, "levee", "workers") == "2"
     assert levee.sql("SELECT 2") == [(2,)]
+
+
+def test_check_config_reports_bad_cache_rule_lines(levee_factory):
+    """--check-config names the file and line of each broken [cache.rule] / [queue.rule]."""
+    lv = levee_factory(start=False)
+    lines = utils.render_ini(lv.settings()).splitlines()
+    lines += ["[cache.rule hot]", "tables = posts", "match = select (", "ttl = 30s",
+              "[cache.rule cold]", "tables = public.posts",
+              "[queue.rule q]", "databse = app", ""]
+    lv.write_config("\n".join(lines))
+    header = lines.index("[cache.rule hot]") + 1
+    r = _run_levee("--check-config", "-c", lv.ini_path)
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    assert re.search(rf"(^|/){lv.ini_path.name}:{header + 2}: invalid regex: \S",
+                     r.stderr, re.M), r.stderr
+    assert _has_location(r.stderr, lv.ini_path, header + 5), r.stderr
+    assert "write the bare name \"posts\"" in r.stderr, r.stderr
+    assert _has_location(r.stderr, lv.ini_path, header + 4), r.stderr  # cold: no ttl
+    assert re.search(rf"{lv.ini_path.name}:{header + 7}: .*did you mean \"database\"",
+                     r.stderr), r.stderr
+    assert re.search(rf"{lv.ini_path.name}:{header + 6}: missing tables in \[queue.rule q\]",
+                     r.stderr), r.stderr
+
+
+def test_config_with_rules_starts_and_shows_them(levee_factory):
+    """A file with [cache], [queue] and rule sections passes the check, starts and serves,
+    and SHOW CONFIG lists the rules' keys."""
+    lv = levee_factory({
+        "cache": {"jitter": "5%", "default_ttl": "10s", "xfetch_beta": "1.5"},
+        "queue": {"batch_size": 50, "consumers": "off"},
+        "cache.rule hot_posts": {"tables": "Posts, authors", "ttl": "30s", "swr": "1min",
+                                 "database": "app"},
+        "cache.rule by_text": {"match": "^select .* from countries", "ttl": "1h",
+                               "scope": "shared"},
+        "queue.rule events": {"tables": "events", "key": "ev"},
+    }, start=False)
+    r = _run_levee("--check-config", "-c", lv.ini_path)
+    assert r.returncode == 0, r.stderr
+    lv.start()
+    assert lv.sql("SELECT 1") == [(1,)]
+    rows = {(x["section"], x["key"]): x["value"] for x in lv.admin("SHOW CONFIG")}
+    assert rows[("cache", "jitter")] == "5%"
+    assert rows[("cache", "xfetch_beta")] == "1.5"
+    assert rows[("queue", "batch_size")] == "50"
+    assert rows[("queue", "consumers")] == "false"
+    assert rows[("cache.rule hot_posts", "tables")] == "posts, authors"
+    assert rows[("cache.rule hot_posts", "swr")] == "1min"
+    assert rows[("cache.rule hot_posts", "jitter")] == ""
+    assert rows[("cache.rule by_text", "match")] == "^select .* from countries"
+    assert rows[("cache.rule by_text", "scope")] == "shared"
+    assert rows[("queue.rule events", "key")] == "ev"
+    # The rules are reloadable: a changed rule is shown after SIGHUP, with no restart.
+    pid = lv.pid
+    lv.reload({"cache.rule hot_posts": {"ttl": "45s"}})
+    wait_until(lambda: _config_value(lv, "cache.rule hot_posts", "ttl") == "45s", 5 * SLOW)
+    assert lv.pid == pid

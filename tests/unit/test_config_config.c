@@ -1,4 +1,4 @@
-/* levee-test-deps: src/config/config_keys.c src/config/config_dbs.c src/config/auth_file.c */
+/* levee-test-deps: src/config/config_keys.c src/config/config_dbs.c src/config/config_rules.c src/config/auth_file.c */
 /* SPDX-License-Identifier: ISC */
 /*
  * Tests of src/config/: the corpus under tests/unit/fixtures/config/ (every
@@ -701,11 +701,14 @@ static void test_tables(void **state)
 	assert_int_equal(lv__keys_check(lv__keys, lv__n_keys), 0);
 	assert_int_equal(lv__keys_check(lv__db_keys, lv__n_db_keys), 0);
 	assert_int_equal(lv__keys_check(lv__user_keys, lv__n_user_keys), 0);
+	assert_int_equal(lv__keys_check(lv__cache_rule_keys, lv__n_cache_rule_keys), 0);
+	assert_int_equal(lv__keys_check(lv__queue_rule_keys, lv__n_queue_rule_keys), 0);
 
 	key_seen_t ks;
 	memset(&ks, 0, sizeof(ks));
 	lv_config_for_each_key(collect_key, &ks);
-	assert_int_equal(ks.n, lv__n_keys + lv__n_db_keys + lv__n_user_keys);
+	assert_int_equal(ks.n, lv__n_keys + lv__n_db_keys + lv__n_user_keys +
+				       lv__n_cache_rule_keys + lv__n_queue_rule_keys);
 	assert_false(ks.dup);
 	assert_false(ks.empty_doc);
 
