@@ -22,7 +22,7 @@ net:     core config event net
 wire:    core wire
 sql:     core sql
 redis:   core config event redis
-cache:   core wire sql redis cache
+cache:   core config wire sql redis cache
 wq:      core event config wire sql redis wq
 proxy:   core config event net wire sql redis cache wq proxy
 admin:   core config event net wire sql redis cache wq proxy admin
