@@ -14,8 +14,11 @@
 #include "event/signal.h"
 #include "net/sbuf.h"
 #include "proxy/backend.h"
+#include "proxy/cached.h"
 #include "proxy/conn.h"
 #include "proxy/worker.h"
+#include "proxy/wq_glue.h"
+#include "redis/redis.h"
 
 #include <fcntl.h>
 #include <getopt.h>
@@ -29,6 +32,8 @@ typedef struct app {
 	lv_loop_t *loop;
 	lv_health_t *health;
 	lv_http_t *http;
+	lv_wq_glue_t *wq;
+	lv_cached_main_t *cache_sync;
 	pthread_mutex_t reload_lock;
 	int signals_seen;
 } app_t;
@@ -58,6 +63,8 @@ static void health_config_msg(void *arg)
 	lv_config_t *cfg = ((void **)arg)[1];
 	if (app->health)
 		lv_health_set_config(app->health, cfg);
+	if (app->wq)
+		lv_wq_glue_set_config(app->wq, cfg);
 	lv_config_unref(cfg);
 	lv_free(arg);
 }
@@ -246,6 +253,12 @@ int main(int argc, char **argv)
 		if (!app.http)
 			lv_fatal("%s", err.msg);
 	}
+	/* Cache invalidations shared with other instances, and the queue's consumers (whose
+	 * applied batches invalidate like any write). */
+	app.cache_sync = lv_cached_main_start(&app.proxy, app.loop, cfg);
+	app.wq = lv_wq_glue_start(app.loop, cfg, lv_cached_main_applied, app.cache_sync);
+	if (!app.wq)
+		lv_fatal("out of memory");
 	lv_signals_t *sig = lv_signals_new(app.loop, signal_fn, &app);
 	if (!sig)
 		lv_fatal("could not set up signal handling");
@@ -265,6 +278,8 @@ int main(int argc, char **argv)
 	if (last->levee.pidfile && *last->levee.pidfile)
 		unlink(last->levee.pidfile);
 	lv_config_unref(last);
+	lv_wq_glue_free(app.wq);
+	lv_cached_main_free(app.cache_sync);
 	lv_proxy_cleanup(&app.proxy);
 	lv_signals_free(sig);
 	lv_http_free(app.http);

@@ -12,13 +12,17 @@
 #include "admin/console.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "cache/cache.h"
 #include "core/str.h"
+#include "proxy/cached.h"
+#include "redis/redis.h"
 #include "proxy/client.h"
 #include "proxy/pool.h"
 #include "proxy/server.h"
 #include "proxy/worker.h"
 #include "wire/sqlstate.h"
 #include "wire/write.h"
+#include "wq/wq.h"
 
 #include <ctype.h>
 #include <pthread.h>
@@ -435,6 +439,272 @@ static void show_backends(lv_client_t *c)
 	result_send(c, &r, "SHOW");
 }
 
+/* ------------------------------------------------------------------ cache */
+
+static const char *fmt_ratio(char *buf, uint64_t part, uint64_t whole)
+{
+	if (!whole)
+		return NULL;
+	snprintf(buf, 24, "%.4f", (double)part / (double)whole);
+	return buf;
+}
+
+/* One row: the memory store's size and counters, and where L2 stands. */
+static void show_cache(lv_client_t *c)
+{
+	static const char *const names[] = {"entries",   "bytes",     "budget",   "hits",      "stale_hits",
+					    "misses",    "hit_ratio", "inserts",  "evictions", "invalidated",
+					    "expired",   "rejected",  "flights",  "followers", "tables",
+					    "epoch",     "redis"};
+	static const uint32_t oids[] = {OID_INT8, OID_INT8, OID_INT8, OID_INT8, OID_INT8, OID_INT8,
+					OID_TEXT, OID_INT8, OID_INT8, OID_INT8, OID_INT8, OID_INT8,
+					OID_INT8, OID_INT8, OID_INT8, OID_INT8, OID_TEXT};
+	result_t r;
+	result_begin(&r, LV_ARRAY_LEN(names), names, oids);
+	lv_cache_t *cache = proxy->cache;
+	if (cache) {
+		lv_cache_store_stats_t st = lv_cache_store_stats(cache->store);
+		char n[16][24];
+		lv_worker_t *w = c->conn.worker;
+		const char *redis = !w->redis ? "off" : lv_redis_is_up(w->redis) ? "up" : "down";
+		uint64_t served = st.hits + st.stale_hits;
+		const char *v[] = {fmt_u64(n[0], st.entries),
+				   fmt_u64(n[1], st.bytes),
+				   fmt_u64(n[2], st.budget),
+				   fmt_u64(n[3], st.hits),
+				   fmt_u64(n[4], st.stale_hits),
+				   fmt_u64(n[5], st.misses),
+				   fmt_ratio(n[6], served, served + st.misses),
+				   fmt_u64(n[7], st.inserts),
+				   fmt_u64(n[8], st.evictions),
+				   fmt_u64(n[9], st.invalidated),
+				   fmt_u64(n[10], st.expired),
+				   fmt_u64(n[11], st.rejected + st.rejected_stale),
+				   fmt_u64(n[12], st.flights),
+				   fmt_u64(n[13], st.followers),
+				   fmt_u64(n[14], lv_cache_gens_count(cache->gens)),
+				   fmt_u64(n[15], lv_cache_gens_epoch(cache->gens)),
+				   redis};
+		result_row(&r, v);
+	}
+	result_send(c, &r, "SHOW");
+}
+
+/* One row per [cache.rule] of the running configuration, then the hints' row. */
+static void show_cache_rules(lv_client_t *c)
+{
+	static const char *const names[] = {"rule",  "tables", "fingerprint", "match",     "ttl_ms",
+					    "swr_ms", "scope", "hits",        "stale",     "misses",
+					    "coalesced", "fills", "too_large", "hit_ratio"};
+	static const uint32_t oids[] = {OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_INT8, OID_INT8, OID_TEXT,
+					OID_INT8, OID_INT8, OID_INT8, OID_INT8, OID_INT8, OID_INT8, OID_TEXT};
+	result_t r;
+	result_begin(&r, LV_ARRAY_LEN(names), names, oids);
+	lv_cache_t *cache = proxy->cache;
+	lv_config_t *cfg = c->conn.worker->cfg;
+	for (size_t i = 0; cache && i <= cfg->n_cache_rules; i++) {
+		bool hint = i == cfg->n_cache_rules;
+		const lv_cfg_cache_rule_t *rule = hint ? NULL : &cfg->cache_rules[i];
+		lv_cache_rule_stats_t *s = lv_cache_rule_stats(cache, cfg, hint ? -1 : (int)i);
+		lv_buf_t tables;
+		lv_buf_init(&tables);
+		for (int t = 0; rule && t < rule->n_tables; t++)
+			if (!lv_buf_printf(&tables, "%s%s", t ? "," : "", rule->tables[t]))
+				r.ok = false;
+		char n[10][24];
+		uint64_t hits = __atomic_load_n(&s->hits, __ATOMIC_RELAXED);
+		uint64_t stale = __atomic_load_n(&s->stale, __ATOMIC_RELAXED);
+		uint64_t misses = __atomic_load_n(&s->misses, __ATOMIC_RELAXED);
+		uint64_t coalesced = __atomic_load_n(&s->coalesced, __ATOMIC_RELAXED);
+		snprintf(n[0], 24, "%lld", (long long)(rule ? rule->ttl_ms : cfg->cache.default_ttl_ms));
+		snprintf(n[1], 24, "%lld",
+			 (long long)(rule && rule->swr_ms >= 0 ? rule->swr_ms : cfg->cache.swr_ms));
+		const char *v[] = {s->name,
+				   rule && tables.len ? (const char *)tables.data : NULL,
+				   rule ? rule->fingerprint : NULL,
+				   rule ? rule->match : NULL,
+				   n[0],
+				   n[1],
+				   rule && rule->scope == LV_CACHE_SCOPE_SHARED ? "shared" : "user",
+				   fmt_u64(n[2], hits),
+				   fmt_u64(n[3], stale),
+				   fmt_u64(n[4], misses),
+				   fmt_u64(n[5], coalesced),
+				   fmt_u64(n[6], __atomic_load_n(&s->fills, __ATOMIC_RELAXED)),
+				   fmt_u64(n[7], __atomic_load_n(&s->too_large, __ATOMIC_RELAXED)),
+				   fmt_ratio(n[8], hits + stale + coalesced, hits + stale + misses + coalesced)};
+		result_row(&r, v);
+		lv_buf_cleanup(&tables);
+	}
+	result_send(c, &r, "SHOW");
+}
+
+/*
+ * Cache commands: SHOW CACHE, SHOW CACHE RULES, INVALIDATE CACHE [table].
+ * Returns false when the words are not one of them.
+ */
+static bool handle_cache_command(lv_client_t *c, const char *verb, const char *what, const char *extra,
+				 const char *rest)
+{
+	if (strcmp(what, "cache") != 0)
+		return false;
+	if (strcmp(verb, "show") == 0) {
+		if (*rest || (extra[0] && strcmp(extra, "rules") != 0))
+			send_error(c, LV_SQLSTATE_SYNTAX_ERROR, "levee: try SHOW CACHE or SHOW CACHE RULES");
+		else if (extra[0])
+			show_cache_rules(c);
+		else
+			show_cache(c);
+		return true;
+	}
+	if (strcmp(verb, "invalidate") != 0)
+		return false;
+	if (c->is_stats_only) {
+		send_error(c, LV_SQLSTATE_INSUFFICIENT_PRIVILEGE, "levee: stats_users may only use SHOW");
+		return true;
+	}
+	if (*rest) {
+		send_error(c, LV_SQLSTATE_SYNTAX_ERROR, "levee: try INVALIDATE CACHE or INVALIDATE CACHE table");
+		return true;
+	}
+	lv_cached_invalidate(c->conn.worker, extra[0] ? extra : NULL);
+	lv_log_info("cache invalidated by %s: %s", c->user, extra[0] ? extra : "everything");
+	send_command_ok(c, "INVALIDATE");
+	return true;
+}
+
+/* ------------------------------------------------------------------ queue */
+
+/*
+ * SHOW QUEUE, RETRY DEAD LETTERS and DROP DEAD LETTER 'id' ask Redis (the
+ * queue's state lives there, shared by every instance) through
+ * lv_wq_admin() on this worker's loop; the client waits meanwhile, as for a
+ * gathered SHOW.
+ */
+typedef struct queue_job {
+	lv_worker_t *home;
+	uint32_t client_key;
+	uint64_t client_id;
+	lv_wq_admin_op_t op;
+} queue_job_t;
+
+static void queue_done(void *arg, const lv_wq_db_stats_t *rows, size_t n, long long count,
+		       const char *error)
+{
+	queue_job_t *j = arg;
+	lv_client_t *c = lv_worker_key_find(j->home, j->client_key);
+	if (!c || c->conn.id != j->client_id || c->state != LV_CLIENT_ADMIN) {
+		lv_free(j);
+		return;
+	}
+	c->n_admin_pending = 0;
+	if (error) {
+		send_error(c, LV_SQLSTATE_CONNECTION_FAILURE, error);
+	} else if (j->op == LV_WQ_ADMIN_STATS) {
+		static const char *const names[] = {"database", "length",  "pending", "oldest_age_s",
+						    "dead",     "enqueued", "applied", "retried",
+						    "dead_lettered"};
+		static const uint32_t oids[] = {OID_TEXT, OID_INT8, OID_INT8, OID_TEXT, OID_INT8,
+						OID_INT8, OID_INT8, OID_INT8, OID_INT8};
+		result_t r;
+		result_begin(&r, LV_ARRAY_LEN(names), names, oids);
+		for (size_t i = 0; i < n; i++) {
+			char v[8][24];
+			snprintf(v[0], 24, "%lld", rows[i].length);
+			snprintf(v[1], 24, "%lld", rows[i].pending);
+			snprintf(v[2], 24, "%.3f", (double)rows[i].oldest_age_ms / 1000.0);
+			snprintf(v[3], 24, "%lld", rows[i].dead);
+			snprintf(v[4], 24, "%lld", rows[i].enqueued);
+			snprintf(v[5], 24, "%lld", rows[i].applied);
+			snprintf(v[6], 24, "%lld", rows[i].retried);
+			snprintf(v[7], 24, "%lld", rows[i].dead_lettered);
+			const char *vals[] = {rows[i].db, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]};
+			result_row(&r, vals);
+		}
+		result_send(c, &r, "SHOW");
+	} else {
+		char tag[48];
+		snprintf(tag, sizeof(tag), "%s %lld", j->op == LV_WQ_ADMIN_RETRY_DEAD ? "RETRY" : "DROP",
+			 count);
+		send_command_ok(c, tag);
+	}
+	lv_free(j);
+	lv_client_resume_admin(c);
+}
+
+static void start_queue_job(lv_client_t *c, lv_wq_admin_op_t op, const char *id)
+{
+	queue_job_t *j = lv_calloc(1, sizeof(*j));
+	if (!j) {
+		lv_client_close(c, LV_SQLSTATE_OUT_OF_MEMORY, "levee: out of memory");
+		return;
+	}
+	j->home = c->conn.worker;
+	j->client_key = c->cancel_key;
+	j->client_id = c->conn.id;
+	j->op = op;
+	c->n_admin_pending = 1;
+	if (!lv_wq_admin(c->conn.worker->loop, c->conn.worker->cfg, op, id, queue_done, j)) {
+		c->n_admin_pending = 0;
+		lv_free(j);
+		send_error(c, LV_SQLSTATE_FEATURE_NOT_SUPPORTED,
+			   "levee: the write queue needs [levee] redis");
+	}
+}
+
+/*
+ * Queue commands: SHOW QUEUE, RETRY DEAD LETTERS, DROP DEAD LETTER 'id'.
+ * Returns false when the words are not one of them.
+ */
+static bool handle_queue_command(lv_client_t *c, const char *verb, const char *what, const char *extra,
+				 const char *rest)
+{
+	if (strcmp(verb, "show") == 0 && strcmp(what, "queue") == 0) {
+		if (extra[0] || *rest)
+			send_error(c, LV_SQLSTATE_SYNTAX_ERROR, "levee: SHOW QUEUE takes no arguments");
+		else
+			start_queue_job(c, LV_WQ_ADMIN_STATS, NULL);
+		return true;
+	}
+	bool retry = strcmp(verb, "retry") == 0 && strcmp(what, "dead") == 0;
+	bool drop = strcmp(verb, "drop") == 0 && strcmp(what, "dead") == 0;
+	if (!retry && !drop)
+		return false;
+	if (c->is_stats_only) {
+		send_error(c, LV_SQLSTATE_INSUFFICIENT_PRIVILEGE, "levee: stats_users may only use SHOW");
+		return true;
+	}
+	if (retry) {
+		if (strcmp(extra, "letters") != 0 || *rest)
+			send_error(c, LV_SQLSTATE_SYNTAX_ERROR, "levee: try RETRY DEAD LETTERS");
+		else
+			start_queue_job(c, LV_WQ_ADMIN_RETRY_DEAD, NULL);
+		return true;
+	}
+	/* DROP DEAD LETTER 'id': the id is a stream id, digits and one dash. */
+	char id[48];
+	size_t n = 0;
+	const char *s = rest;
+	bool quoted = *s == '\'';
+	if (quoted)
+		s++;
+	while (*s && n + 1 < sizeof(id) && (isdigit((unsigned char)*s) || *s == '-'))
+		id[n++] = *s++;
+	id[n] = '\0';
+	bool closed = !quoted;
+	if (quoted && *s == '\'') {
+		s++;
+		closed = true;
+	}
+	while (isspace((unsigned char)*s) || *s == ';')
+		s++;
+	if (strcmp(extra, "letter") != 0 || n == 0 || *s || !closed)
+		send_error(c, LV_SQLSTATE_SYNTAX_ERROR, "levee: try DROP DEAD LETTER '1700000000000-0'");
+	else
+		start_queue_job(c, LV_WQ_ADMIN_DROP_DEAD, id);
+	return true;
+}
+
 /* ------------------------------------------------------------------ verbs */
 
 static void do_reload(lv_client_t *c)
@@ -501,6 +771,10 @@ static void handle_query(lv_client_t *c, const char *sql, size_t len)
 		lv_buf_cleanup(&b);
 		return;
 	}
+	if (handle_cache_command(c, verb, what, extra, p))
+		return;
+	if (handle_queue_command(c, verb, what, extra, p))
+		return;
 	if (strcmp(verb, "show") == 0) {
 		if (extra[0] || *p) {
 			send_error(c, LV_SQLSTATE_SYNTAX_ERROR, "levee: SHOW takes one word");

@@ -26,7 +26,9 @@
 #include "core/metrics.h"
 #include "core/str.h"
 #include "net/listener.h"
+#include "proxy/async.h"
 #include "proxy/auth.h"
+#include "proxy/cached.h"
 #include "proxy/params.h"
 #include "sql/classify.h"
 #include "proxy/pool.h"
@@ -198,6 +200,8 @@ void lv_client_accept(lv_worker_t *w, int fd, const void *peer_sa)
 static void client_detach_all(lv_client_t *c)
 {
 	lv_worker_t *w = c->conn.worker;
+	lv_cached_client_gone(c);
+	lv_async_client_gone(c);
 	if (c->server) {
 		lv_server_t *sv = c->server;
 		c->server = NULL;
@@ -760,6 +764,8 @@ void lv_client_attach(lv_client_t *c, lv_server_t *sv)
 	in_assign = was_assigning;
 }
 
+static void want_server(lv_client_t *c);
+
 static void attach(lv_client_t *c, lv_server_t *sv)
 {
 	c->server = sv;
@@ -778,6 +784,29 @@ static void attach(lv_client_t *c, lv_server_t *sv)
 			if (!finish_login(c, sv))
 				return;
 			lv_client_server_ready(c);
+		}
+		return;
+	}
+	const lv_buf_t *refresh = c->fill ? lv_cached_refresh_request(c) : NULL;
+	if (refresh) {
+		/* The cache's background refresh goes first; the client's input waits for it. */
+		if (!lv_sbuf_write(&sv->conn.sb, refresh->data, refresh->len)) {
+			lv_client_close(c, LV_SQLSTATE_OUT_OF_MEMORY, "levee: out of memory");
+			return;
+		}
+		if (sv->n_pending++ == 0)
+			sv->request_start_us = lv_time_now_us();
+		if (c->pool->pool_mode == LV_POOL_TRANSACTION) {
+			/* The server carries the refresh on alone; the client is free for its next request. */
+			lv_cached_handoff(c, sv);
+			sv->settings_hash = lv_params_hash(&c->desired);
+			sv->settings_known = true;
+			c->server = NULL;
+			sv->client = NULL;
+			lv_client_set_state(c, LV_CLIENT_IDLE);
+			lv_sbuf_resume(&c->conn.sb);
+			if (lv_sbuf_avail(&c->conn.sb) > 0)
+				want_server(c);
 		}
 		return;
 	}
@@ -1029,11 +1058,121 @@ static bool refuse_request(lv_client_t *c, const char *sqlstate, const char *msg
 	return true;
 }
 
-/* Transaction mode: a client with input and no server asks its pool for one. */
+static void want_server_routed(lv_client_t *c);
+static void handle_idle_input(lv_client_t *c);
+static bool is_frontend_type(uint8_t t);
+
+/*
+ * Transaction mode: a client with input and no server. The cache may answer
+ * (then the next request is looked at), park it, or let it go on to a server.
+ */
 static void want_server(lv_client_t *c)
 {
+	for (;;) {
+		if (c->async_op)
+			return; /* its deferred write is answered first */
+		lv_async_result_t ar = lv_async_try(c);
+		if (ar == LV_ASYNC_WAIT || c->state != LV_CLIENT_IDLE)
+			return;
+		lv_cached_result_t r = ar == LV_ASYNC_ANSWERED ? LV_CACHED_ANSWERED : lv_cached_try(c);
+		if (r == LV_CACHED_WAIT || c->state != LV_CLIENT_IDLE)
+			return;
+		if (r != LV_CACHED_ANSWERED)
+			break;
+		c->last_active_us = lv_time_now_us();
+		/* Answered: on to the next request, if a whole one is there. */
+		uint8_t hdr[5];
+		if (!lv_sbuf_peek(&c->conn.sb, 0, hdr, 5))
+			return;
+		if (hdr[0] == PqMsg_Terminate) {
+			lv_client_drop(c, "client sent Terminate");
+			return;
+		}
+		if (!is_frontend_type(hdr[0])) {
+			handle_idle_input(c);
+			return;
+		}
+	}
+	want_server_routed(c);
+}
+
+static void forward_to_server(lv_client_t *c);
+
+void lv_client_cache_retry(lv_client_t *c)
+{
+	if (lv_sbuf_avail(&c->conn.sb) == 0)
+		return;
+	if (c->state == LV_CLIENT_IDLE)
+		handle_idle_input(c);
+	else if (c->state == LV_CLIENT_ACTIVE)
+		forward_to_server(c);
+}
+
+void lv_client_cache_fill(lv_client_t *c)
+{
+	if (c->state == LV_CLIENT_IDLE)
+		want_server_routed(c);
+	else if (c->state == LV_CLIENT_ACTIVE)
+		forward_to_server(c);
+}
+
+void lv_client_cache_answered(lv_client_t *c)
+{
+	lv_client_cache_retry(c);
+}
+
+/*
+ * Session mode: a request that starts while the client's server is idle may
+ * be answered from the cache too. Returns false when the client must not
+ * forward now (answered with nothing more to do, parked, closed, or its
+ * server runs the cache's refresh).
+ */
+static bool session_cache(lv_client_t *c)
+{
+	lv_server_t *sv = c->server;
+	while (sv->n_pending == 0 && !sv->unsynced && !sv->in_copy && !c->fwd_left && !sv->fwd_left &&
+	       sv->txn_status == 'I' && lv_sbuf_avail(&c->conn.sb) > 0) {
+		if (c->async_op)
+			return false;
+		lv_async_result_t ar = lv_async_try(c);
+		if (ar == LV_ASYNC_WAIT || c->state != LV_CLIENT_ACTIVE)
+			return false;
+		if (ar == LV_ASYNC_ANSWERED)
+			continue;
+		if (c->cache_untrusted)
+			return true;
+		lv_cached_result_t r = lv_cached_try(c);
+		if (r == LV_CACHED_WAIT || c->state != LV_CLIENT_ACTIVE)
+			return false;
+		if (r == LV_CACHED_PASS)
+			return true;
+		const lv_buf_t *refresh = c->fill ? lv_cached_refresh_request(c) : NULL;
+		if (refresh) {
+			if (!lv_sbuf_write(&sv->conn.sb, refresh->data, refresh->len)) {
+				lv_client_close(c, LV_SQLSTATE_OUT_OF_MEMORY, "levee: out of memory");
+				return false;
+			}
+			sv->n_pending++;
+			sv->request_start_us = lv_time_now_us();
+			return false;
+		}
+		if (r == LV_CACHED_FILL)
+			return true;
+		c->last_active_us = lv_time_now_us();
+	}
+	return true;
+}
+
+static void want_server_routed(lv_client_t *c)
+{
 	const lv_cfg_db_t *db = c->home ? c->home->db : NULL;
-	if (db && db->n_replicas > 0 && db->route != LV_ROUTE_MODE_PRIMARY) {
+	if (c->fill && lv_cached_refresh_request(c)) {
+		/* A background refresh: a read, whatever the client sends next. */
+		lv_pool_t *rp = db && db->n_replicas > 0 && db->route != LV_ROUTE_MODE_PRIMARY
+					? pick_replica_pool(c, 0)
+					: NULL;
+		switch_pool(c, rp ? rp : primary_pool(c));
+	} else if (db && db->n_replicas > 0 && db->route != LV_ROUTE_MODE_PRIMARY) {
 		lv_pool_t *p = route(c);
 		if (!p)
 			return;
@@ -1264,6 +1403,120 @@ static bool ensure_prepared(lv_client_t *c, lv_pstmt_t *ps, bool *was_there)
 }
 
 /*
+ * A statement marked levee:async on its way to a server (the deferral at the
+ * start of a request did not take it): inside a transaction it is refused
+ * the way PostgreSQL would refuse it, by the server failing the transaction
+ * with 0A000; behind other requests still running it waits until the server
+ * is idle, where the deferral decides. Returns TXN_FORWARD when it is not
+ * marked (or should run), TXN_CONSUMED when refused, TXN_WAIT when it waits,
+ * TXN_AT_HEAD when it must first reach the head of the input, TXN_CLOSED.
+ */
+static txn_result_t async_check(lv_client_t *c, uint8_t type, size_t off, size_t whole, bool txn)
+{
+	lv_sbuf_t *sb = &c->conn.sb;
+	lv_server_t *sv = c->server;
+	if (whole > LV_INSPECT_MAX || lv_sbuf_avail(sb) < off + whole)
+		return TXN_FORWARD;
+	const uint8_t *m = lv_sbuf_ptr(sb, off, whole);
+	if (!m) {
+		if (off > 0)
+			return TXN_AT_HEAD;
+		m = lv_sbuf_pullup(sb, whole);
+		if (!m)
+			return TXN_FORWARD;
+	}
+	const char *sql = NULL;
+	size_t n = 0;
+	lv_wire_parse_t p;
+	if (type == PqMsg_Query && lv_wire_parse_query(m + 5, whole - 5, &sql, &n) != 0)
+		sql = NULL;
+	else if (type == PqMsg_Parse && lv_wire_parse_parse(m + 5, whole - 5, &p) == 0) {
+		sql = p.query;
+		n = p.query_len;
+	}
+	if (!sql || !lv_async_marked(sql, n))
+		return TXN_FORWARD;
+	if (off > 0)
+		return TXN_AT_HEAD;
+	if (sv->n_pending > 0) {
+		c->async_hold = true; /* lv_client_server_ready() looks again */
+		return TXN_WAIT;
+	}
+	if (sv->txn_status == 'I' || sv->unsynced)
+		return TXN_FORWARD; /* the deferral had its say (a syntax error, say): the server answers */
+	/* Consume the request (to its Query or Sync) and let the server refuse it. */
+	size_t end = 0, avail = lv_sbuf_avail(sb);
+	uint8_t hdr[5];
+	for (;;) {
+		if (!lv_sbuf_peek(sb, end, hdr, 5))
+			return TXN_WAIT;
+		size_t w = (size_t)lv_get_u32(hdr + 1) + 1;
+		if (end + w > avail)
+			return TXN_WAIT;
+		end += w;
+		if (hdr[0] == PqMsg_Query || hdr[0] == PqMsg_Sync)
+			break;
+	}
+	lv_sbuf_skip(sb, end);
+	lv_buf_t b;
+	lv_buf_init(&b);
+	if (!write_server(c, &b, lv_wire_write_query(&b, lv_async_refusal_query)))
+		return TXN_CLOSED;
+	if (txn && !lv_respq_push(&sv->respq, PqMsg_Query, LV_RESP_PASS, NULL))
+		return TXN_CLOSED;
+	if (sv->n_pending++ == 0)
+		sv->request_start_us = lv_time_now_us();
+	return TXN_CONSUMED;
+}
+
+/*
+ * The cache's invalidation looks at every statement that may write: the whole
+ * message msg[0..whole) of a Query or Parse, or only its first bytes when it
+ * is too large to hold (then anything that may write counts as writing
+ * everything).
+ */
+static void note_message(lv_client_t *c, uint8_t type, const uint8_t *msg, size_t have, size_t whole)
+{
+	if (!c->conn.worker->proxy->cache || have < 6)
+		return;
+	if (have < whole) {
+		lv_cached_note_large(c, (const char *)msg + 5, have - 5);
+		return;
+	}
+	const char *sql = NULL;
+	size_t n = 0;
+	lv_wire_parse_t p;
+	if (type == PqMsg_Query && lv_wire_parse_query(msg + 5, whole - 5, &sql, &n) != 0)
+		sql = NULL;
+	else if (type == PqMsg_Parse && lv_wire_parse_parse(msg + 5, whole - 5, &p) == 0) {
+		sql = p.query;
+		n = p.query_len;
+	}
+	if (!sql)
+		return;
+	lv_cached_note_statement(c, sql, n);
+	/* Session mode: settings Levee does not track would change results behind the cache's back. */
+	if (c->pool && c->pool->pool_mode != LV_POOL_TRANSACTION && may_touch_session(sql, n))
+		c->cache_untrusted = true;
+}
+
+/* note_message() for a message in the client's input at offset off, without moving it. */
+static void note_input(lv_client_t *c, uint8_t type, size_t off, size_t whole)
+{
+	lv_sbuf_t *sb = &c->conn.sb;
+	size_t avail = lv_sbuf_avail(sb) - off;
+	const uint8_t *m = avail >= whole ? lv_sbuf_ptr(sb, off, whole) : NULL;
+	if (m) {
+		note_message(c, type, m, whole, whole);
+		return;
+	}
+	uint8_t head[1024];
+	size_t k = LV_MIN(avail, sizeof(head));
+	if (lv_sbuf_peek(sb, off, head, k))
+		note_message(c, type, head, k, whole);
+}
+
+/*
  * Transaction mode: a message at the head of the client's input that may
  * need rewriting (named prepared statements) or inspecting (session state).
  * Every message sent on gets its entry in the server's response queue.
@@ -1305,6 +1558,8 @@ static txn_result_t txn_message(lv_client_t *c, uint8_t type, uint32_t len, size
 	}
 	if ((type == PqMsg_Query || type == PqMsg_Parse) && len > LV_INSPECT_MAX) {
 		/* Too big to look at: on as it is (it may stream through). */
+		if (off == 0 || type == PqMsg_Query)
+			note_input(c, type, off, whole);
 		if (type == PqMsg_Parse && off > 0)
 			return TXN_AT_HEAD;
 		if (type == PqMsg_Query)
@@ -1329,6 +1584,7 @@ static txn_result_t txn_message(lv_client_t *c, uint8_t type, uint32_t len, size
 			break;
 		if (off > 0 && may_touch_session(sql, sql_len))
 			return TXN_AT_HEAD;
+		lv_cached_note_statement(c, sql, sql_len);
 		bool quiet = sv->n_pending == 0 && sv->respq.n == 0;
 		if (inspect_statement(c, sql, sql_len, quiet)) {
 			lv_sbuf_skip(sb, whole);
@@ -1344,6 +1600,7 @@ static txn_result_t txn_message(lv_client_t *c, uint8_t type, uint32_t len, size
 		if (p.name_len > 0 && off > 0)
 			return TXN_AT_HEAD;
 		(void)inspect_statement(c, p.query, p.query_len, false);
+		lv_cached_note_statement(c, p.query, p.query_len);
 		if (p.name_len == 0)
 			break;
 		if (lv_pstmt_map_get(&c->pstmts, p.name)) {
@@ -1382,6 +1639,7 @@ static txn_result_t txn_message(lv_client_t *c, uint8_t type, uint32_t len, size
 		lv_pstmt_t *ps = lv_pstmt_map_get(&c->pstmts, b.stmt);
 		if (!ps)
 			break;
+		lv_cached_note_statement(c, ps->query, ps->query_len);
 		bool there;
 		if (!ensure_prepared(c, ps, &there))
 			return TXN_CLOSED;
@@ -1446,6 +1704,12 @@ static void forward_to_server(lv_client_t *c)
 	size_t max_len = (size_t)c->conn.worker->cfg->levee.max_packet_size;
 	bool txn = c->pool->pool_mode == LV_POOL_TRANSACTION;
 
+	if (c->fill && lv_cached_refresh_request(c))
+		return; /* the cache's refresh runs on this server first */
+	if (c->async_op)
+		return; /* its deferred write is answered first */
+	if (!txn && c->logged_in && !c->fill && c->conn.worker->proxy->cache && !session_cache(c))
+		return;
 	c->last_active_us = lv_time_now_us();
 	for (;;) {
 		size_t avail = lv_sbuf_avail(sb);
@@ -1498,6 +1762,23 @@ static void forward_to_server(lv_client_t *c)
 			}
 			if (type == PqMsg_Sync)
 				c->skip_to_sync = false;
+			if (type == PqMsg_Query || type == PqMsg_Parse) {
+				txn_result_t ar = async_check(c, type, batch, (size_t)len + 1, txn);
+				if (ar == TXN_CLOSED) {
+					if (c->state != LV_CLIENT_CLOSING)
+						lv_client_close(c, LV_SQLSTATE_OUT_OF_MEMORY, "levee: out of memory");
+					return;
+				}
+				if (ar == TXN_AT_HEAD || ar == TXN_CONSUMED) {
+					again = true;
+					avail = lv_sbuf_avail(sb);
+					break;
+				}
+				if (ar == TXN_WAIT) {
+					wait = true;
+					break;
+				}
+			}
 			if (txn) {
 				bool inspect = type == PqMsg_Query || type == PqMsg_Parse || type == PqMsg_Bind ||
 					       type == PqMsg_Describe || type == PqMsg_Close;
@@ -1526,6 +1807,8 @@ static void forward_to_server(lv_client_t *c)
 					break;
 				}
 			}
+			if (!txn && (type == PqMsg_Query || type == PqMsg_Parse))
+				note_input(c, type, batch, (size_t)len + 1);
 			switch (type) {
 			case PqMsg_Query:
 			case PqMsg_FunctionCall:
@@ -1788,6 +2071,18 @@ void lv_client_server_ready(lv_client_t *c)
 	c->last_active_us = lv_time_now_us();
 	if (!c->logged_in && !finish_login(c, sv))
 		return;
+	if (c->async_hold && sv->n_pending == 0) {
+		/* A statement marked async waited for the server to be idle: look at it again. */
+		c->async_hold = false;
+		if (lv_sbuf_avail(&c->conn.sb) > 0)
+			lv_sbuf_kick(&c->conn.sb);
+	}
+	if (c->fill && sv->n_pending == 0) {
+		bool refresh = lv_cached_refresh_request(c) != NULL;
+		lv_cached_fill_done(c);
+		if (refresh && c->pool->pool_mode != LV_POOL_TRANSACTION && lv_sbuf_avail(&c->conn.sb) > 0)
+			lv_sbuf_kick(&c->conn.sb); /* what the client sent during the refresh */
+	}
 	if (c->pool->pool_mode != LV_POOL_TRANSACTION)
 		return;
 	/* A transaction ended: the server goes back unless something holds it. */

@@ -90,6 +90,20 @@ struct lv_client {
 	lv_usec_t wait_start_us;  /* when it started waiting for a server; 0 if not */
 	lv_usec_t state_since_us; /* when it entered its state */
 	uint32_t n_admin_pending; /* admin: outstanding cross-worker requests */
+
+	/* Result cache (proxy/cached.c). */
+	struct lv_cfill *fill;     /* owned: the cache fill or L2 lookup of its current request */
+	struct lv_async_op *async_op; /* its deferred write waiting for Redis (proxy/async.c) */
+	bool async_hold;           /* an async-marked statement waits for its server to be idle */
+	bool parked;               /* on worker->cache_parked, waiting for a fill */
+	bool cache_skip;           /* its next request bypasses the cache (its fill failed) */
+	bool cache_coalesced;      /* counted as a coalesced waiter; its retry is not counted again */
+	bool cache_untrusted;      /* session mode: it changed settings the cache key cannot see */
+	bool written_all;          /* its transaction wrote something not attributable to tables */
+	int n_written;
+	lv_list_t park_node;
+	lv_usec_t parked_since_us;
+	struct lv_cache_gen *written[8]; /* tables its transaction wrote, bumped when it ends */
 };
 
 /* Accepts fd on worker w (takes ownership of fd). */
@@ -118,6 +132,12 @@ void lv_client_server_lost(lv_client_t *c, const char *sqlstate, const char *msg
 void lv_client_resume_admin(lv_client_t *c);
 /* Resumes reading from the client once its server drained. */
 void lv_client_resume(lv_client_t *c);
+
+/* Cache events (proxy/cached.c): c was parked and may try its request again; c's request
+ * is a fill that needs a server; c was answered asynchronously (an L2 hit). */
+void lv_client_cache_retry(lv_client_t *c);
+void lv_client_cache_fill(lv_client_t *c);
+void lv_client_cache_answered(lv_client_t *c);
 
 /* Frees closed clients that have lingered (flushing output) since before `before`. */
 void lv_client_reap_lingering(lv_worker_t *w, lv_usec_t before);

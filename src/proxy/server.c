@@ -22,6 +22,7 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/metrics.h"
+#include "proxy/cached.h"
 #include "proxy/client.h"
 #include "proxy/params.h"
 #include "proxy/pool.h"
@@ -223,6 +224,7 @@ static void closing_cb(lv_sbuf_t *sb, lv_sbuf_event_t ev, void *arg)
  */
 static void finish_close(lv_server_t *sv)
 {
+	lv_cached_server_gone(sv); /* a cache refresh it ran ends unstored */
 	lv_server_state_t was = sv->state;
 	lv_server_set_state(sv, LV_SERVER_CLOSING);
 	lv_sbuf_t *sb = &sv->conn.sb;
@@ -872,6 +874,8 @@ void lv_server_flush_to_client(lv_server_t *sv)
 					break;
 				sv->txn_status = (char)hdr[5];
 				sv->in_copy = false;
+				if (sv->txn_status == 'I' && (c->n_written || c->written_all))
+					lv_cached_txn_end(c);
 				if (sv->n_pending > 0 && --sv->n_pending == 0)
 					request_done(sv);
 			} else if (type == PqMsg_CopyInResponse || type == PqMsg_CopyOutResponse ||
@@ -884,6 +888,13 @@ void lv_server_flush_to_client(lv_server_t *sv)
 				sv->fwd_left = whole - (avail - batch);
 				batch = avail;
 			}
+		}
+		if (batch > 0 && c->fill && !lv_cached_capture(c, sb, batch)) {
+			/* The cache's background refresh: captured, not forwarded. */
+			lv_sbuf_skip(sb, batch);
+			lv_metric_add(LV_M_SERVER_BYTES_RECEIVED_TOTAL, 0, (int64_t)batch);
+			batch = 0;
+			again = lv_sbuf_avail(sb) > 0;
 		}
 		if (batch > 0) {
 			if (!lv_sbuf_forward(sb, &c->conn.sb, batch)) {
@@ -908,6 +919,63 @@ void lv_server_flush_to_client(lv_server_t *sv)
 		return;
 	if (sv->n_pending == 0 && sv->fwd_left == 0)
 		lv_client_server_ready(c);
+}
+
+/*
+ * A server running a cache refresh on its own (no client): its answer is
+ * captured for the cache and dropped; at the ReadyForQuery the fill is
+ * finished and the server goes back to its pool.
+ */
+static void refresh_input(lv_server_t *sv)
+{
+	lv_sbuf_t *sb = &sv->conn.sb;
+	if (sv->n_swallow > 0 && (!swallow(sv) || sv->n_swallow > 0))
+		return;
+	for (;;) {
+		size_t avail = lv_sbuf_avail(sb);
+		if (sv->fwd_left) {
+			size_t n = sv->fwd_left < avail ? (size_t)sv->fwd_left : avail;
+			if (n == 0)
+				return;
+			lv_cached_server_capture(sv, sb, n);
+			lv_sbuf_skip(sb, n);
+			sv->fwd_left -= n;
+			continue;
+		}
+		uint8_t hdr[6];
+		if (!lv_sbuf_peek(sb, 0, hdr, 5))
+			return;
+		uint8_t type;
+		uint32_t len;
+		if (lv_wire_read_header(hdr, 5, (size_t)1 << 30, &type, &len) != 0) {
+			lv_metric_inc_l(LV_M_ERRORS_TOTAL, LV_ML_ERROR_KIND_SERVER_PROTOCOL);
+			lv_server_close(sv, "levee: invalid message from server");
+			return;
+		}
+		size_t whole = (size_t)len + 1;
+		bool ready = type == PqMsg_ReadyForQuery;
+		if (ready) {
+			if (avail < 6 || !lv_sbuf_peek(sb, 0, hdr, 6))
+				return;
+			sv->txn_status = (char)hdr[5];
+		}
+		size_t n = LV_MIN(whole, avail);
+		lv_cached_server_capture(sv, sb, n);
+		lv_sbuf_skip(sb, n);
+		sv->fwd_left = whole - n;
+		if (ready && sv->n_pending > 0 && --sv->n_pending == 0) {
+			request_done(sv);
+			lv_cached_server_done(sv);
+			if (sv->txn_status != 'I' || lv_sbuf_avail(sb) > 0) {
+				lv_server_close(sv, "unexpected state after a cache refresh");
+			} else {
+				sv->last_used_us = lv_time_now_us();
+				lv_server_set_state(sv, LV_SERVER_IDLE);
+			}
+			lv_pool_assign(sv->pool);
+			return;
+		}
+	}
 }
 
 /* ---------------------------------------------------------------- release */
@@ -1044,7 +1112,10 @@ static void server_sbuf_cb(lv_sbuf_t *sb, lv_sbuf_event_t ev, void *arg)
 			handle_control_input(sv);
 			return;
 		case LV_SERVER_ACTIVE:
-			lv_server_flush_to_client(sv);
+			if (!sv->client && sv->fill)
+				refresh_input(sv);
+			else
+				lv_server_flush_to_client(sv);
 			return;
 		case LV_SERVER_IDLE:
 			/* Asynchronous messages (NOTIFY for no one, a notice) or a FATAL

@@ -50,7 +50,8 @@ struct lv_server {
 	uint64_t settings_hash; /* lv_params_hash() of the client settings it has; valid if settings_known */
 	bool settings_known;
 	lv_pstmt_set_t pstmts;  /* transaction mode: Levee statements prepared on it */
-	lv_respq_t respq;       /* transaction mode: responses it owes, in order */         /* ReadyForQuery of Levee's own queries still to swallow */
+	lv_respq_t respq;       /* transaction mode: responses it owes, in order */
+	struct lv_cfill *fill;  /* owned: a cache refresh it runs with no client (proxy/cached.c) */         /* ReadyForQuery of Levee's own queries still to swallow */
 
 	struct lv_scram_client *scram; /* owned; during SCRAM login only */
 	bool tls_asked;

@@ -18,6 +18,8 @@
 #include "core/mem.h"
 #include "core/str.h"
 #include "net/listener.h"
+#include "cache/cache.h"
+#include "proxy/cached.h"
 #include "proxy/client.h"
 #include "proxy/pool.h"
 #include "proxy/server.h"
@@ -342,6 +344,7 @@ static void janitor_cb(evutil_socket_t fd, short what, void *arg)
 		lv_pool_janitor(p, now);
 	}
 	lv_client_reap_lingering(w, now - 5 * LV_USEC_PER_SEC);
+	lv_cached_janitor(w, now);
 	lv_server_reap_cancels(w, now - 5 * LV_USEC_PER_SEC);
 	lv_server_reap_closing(w, now - LV_USEC_PER_SEC);
 
@@ -581,8 +584,9 @@ bool lv_proxy_init(lv_proxy_t *p, lv_config_t *cfg, lv_err_t *err)
 		if (!p->tls_client)
 			return false;
 	}
+	p->cache = lv_cache_new(cfg->cache.memory, cfg->cache.max_entry_size);
 	p->workers = lv_calloc((size_t)n, sizeof(lv_worker_t));
-	if (!p->workers) {
+	if (!p->workers || !p->cache) {
 		lv_err_set(err, LV_ENOMEM, "out of memory");
 		return false;
 	}
@@ -601,6 +605,7 @@ bool lv_proxy_init(lv_proxy_t *p, lv_config_t *cfg, lv_err_t *err)
 		lv_clist_init(&w->closing_servers);
 		lv_list_init(&w->pools);
 		lv_pstmt_reg_init(&w->pstmts, i);
+		lv_list_init(&w->cache_parked);
 		w->sql_cache = lv_sql_cache_new(1024);
 		w->sql_info = lv_malloc(sizeof(*w->sql_info));
 		w->loop = lv_loop_new();
@@ -625,7 +630,10 @@ static void *worker_main(void *arg)
 {
 	lv_worker_t *w = arg;
 	lv_metrics_bind_thread(w->metrics);
+	if (!lv_cached_worker_init(w))
+		lv_log_warn("worker %d runs without Redis", w->index);
 	lv_loop_run(w->loop);
+	lv_cached_worker_cleanup(w);
 	lv_sbuf_thread_cleanup();
 	/* libpg_query frees this thread's parser memory itself (a thread-specific
 	 * destructor); calling lv_sql_thread_cleanup() too would free it twice. */
@@ -684,6 +692,8 @@ void lv_proxy_cleanup(lv_proxy_t *p)
 	for (int i = 0; i < p->n_workers; i++)
 		free_worker(&p->workers[i]);
 	lv_free(p->workers);
+	lv_cache_free(p->cache);
+	p->cache = NULL;
 	lv_tls_free(p->tls_server);
 	lv_tls_free(p->tls_client);
 	lv_config_unref(p->cfg);

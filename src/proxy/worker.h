@@ -61,6 +61,9 @@ struct lv_worker {
 	struct event *janitor;
 	uint64_t next_id;
 	int shutdown_mode;         /* 0 running, 1 graceful (SIGINT), 2 immediate */
+	struct lv_redis *redis;    /* this worker's Redis connection (cache L2, invalidation, queue); or NULL */
+	lv_list_t cache_parked;    /* clients waiting for a cache fill (lv_client_t.park_node) */
+	uint64_t cache_rng;        /* TTL jitter and XFetch draws */
 	lv_usec_t shutdown_deadline_us;
 };
 
@@ -72,6 +75,7 @@ struct lv_proxy {
 	lv_tls_ctx_t *tls_server;  /* NULL when client TLS is disabled */
 	lv_tls_ctx_t *tls_client;  /* NULL when server_tls = disable */
 	lv_health_t *health;       /* backend health, written by the main thread */
+	struct lv_cache *cache;    /* the result cache, shared by the workers */
 	int n_clients;             /* atomic: all clients, for max_client_conn */
 	int paused;                /* atomic: PAUSE in effect */
 	int n_running;             /* atomic: workers whose loop still runs */

@@ -1,0 +1,1946 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * The write queue: producer (worker threads), consumers (main thread) and the
+ * admin helpers. wq.h states the contract; this comment says how it is kept.
+ *
+ * Keys in Redis, per database D (prefix = [queue] stream_prefix):
+ *
+ *   <prefix>:D:<p>        stream partition p (0..LV_WQ_PARTITIONS-1); field m = payload
+ *   <prefix>:D:<p>:lease  the instance id that consumes partition p (PX claim_idle)
+ *   <prefix>:D:dead       dead letters: id, stream, db, payload, error, attempts
+ *   <prefix>:D:stats      hash: enqueued, applied, retried, dead (cluster-wide totals)
+ *
+ * Producer. One EVAL: sum XLEN over D's partitions, refuse with LEVEE_FULL at
+ * max_length, else XADD to the key's partition and HINCRBY enqueued. Then
+ * WAIT when wait_replicas > 0.
+ *
+ * Consumers. Per database a dbq_t with LV_WQ_PARTITIONS part_t. A part is
+ * worked on only while this instance holds its lease (SET NX PX claim_idle,
+ * renewed every claim_idle/3 by a compare-and-pexpire script). On getting a
+ * lease the part first claims every pending entry of the group (XAUTOCLAIM
+ * with min-idle 0: holding the lease means nobody else may work on it), so
+ * older messages of a dead owner come before new ones; only then does it
+ * read new entries. One blocking reader connection per database runs
+ * XREADGROUP ... BLOCK over all its ready parts (a blocked connection
+ * serves nothing else, so the lease, ack and trim commands use a separate
+ * command connection shared by all databases).
+ *
+ * Entries read are kept in their part's list in stream order until
+ * acknowledged. A batch takes, from one part, the eligible entries in order:
+ * an entry is not eligible while it waits for its retry time, and once an
+ * entry is not eligible every later entry with the same key is not either
+ * (FIFO per key), nor an entry of another user than the batch's (one batch is
+ * one connection, and without a [database] user a connection is per user).
+ * Batches of one database run one at a time, so parts never overtake
+ * themselves.
+ *
+ * A batch on PostgreSQL, one transaction:
+ *
+ *   Q  BEGIN; SELECT id FROM levee_applied WHERE stream=S AND id IN (...)
+ *      [; DELETE FROM levee_applied WHERE stream=S AND id below the trim point]
+ *   per entry not found:  Q  [RELEASE|ROLLBACK TO of the previous;] SAVEPOINT levee_m;
+ *                             INSERT INTO levee_applied (stream, id) VALUES (S, ID)
+ *                          P/B/E the statement with its parameters, S(ync)
+ *   Q  [RELEASE|ROLLBACK TO;] COMMIT
+ *
+ * Each entry is one round trip. An error in the INSERT with 23505 means
+ * another consumer applied it concurrently (lease overlap): skipped. An
+ * error in the statement: the entry failed (rolled back to its savepoint).
+ * Anything else, or a lost connection, fails the batch whole: nothing is
+ * acknowledged and it is retried after a backoff, not counted as an attempt.
+ * After COMMIT: XACK the applied and skipped ids; failed ones wait for
+ * their backoff or, at max_attempts, are XADDed to the dead stream and then
+ * acknowledged. After acks the part trims its stream to its oldest pending
+ * (or first undelivered) id, and the next batch deletes levee_applied rows
+ * below that point.
+ *
+ * Ownership: lv_wq_t owns its dbq_t (kept until lv_wq_free, idle when the
+ * database leaves the config), their entries, the Redis connections and the
+ * PostgreSQL handles. Redis callbacks carry a pointer to a part or dbq; they
+ * stay valid because those are freed only after the connections, whose
+ * freeing runs every pending callback (with reply NULL) first; callbacks see
+ * wq->closing and do nothing.
+ */
+#include "wq/wq.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/metrics.h"
+#include "core/time.h"
+#include "wire/read.h"
+#include "wire/wire.h"
+#include "wire/write.h"
+#include "wq/codec.h"
+
+#include <event2/event.h>
+
+#define DEFAULT_PREFIX "levee:q"
+#define KEY_LEN (LV_NAME_LEN + 128)
+#define MAX_CONNS 4
+#define TICK_MS 100
+#define TRIM_EVERY_US (1 * LV_USEC_PER_SEC)
+
+/* ------------------------------------------------------------------ names */
+
+static const char *prefix_of(const lv_config_t *cfg)
+{
+	return cfg->queue.stream_prefix && *cfg->queue.stream_prefix ? cfg->queue.stream_prefix
+								    : DEFAULT_PREFIX;
+}
+
+static void stream_key(char *out, const lv_config_t *cfg, const char *db, unsigned p)
+{
+	snprintf(out, KEY_LEN, "%s:%s:%u", prefix_of(cfg), db, p);
+}
+
+static void named_key(char *out, const lv_config_t *cfg, const char *db, const char *what)
+{
+	snprintf(out, KEY_LEN, "%s:%s:%s", prefix_of(cfg), db, what);
+}
+
+/* =================================================================== producer */
+
+static const char ENQUEUE_LUA[] =
+	"local max = tonumber(ARGV[2])\n"
+	"if max > 0 then\n"
+	"  local n = 0\n"
+	"  for i = 1, #KEYS - 1 do n = n + redis.call('XLEN', KEYS[i]) end\n"
+	"  if n >= max then return redis.error_reply('LEVEE_FULL the queue holds ' .. n .. ' messages') end\n"
+	"end\n"
+	"local id = redis.call('XADD', KEYS[tonumber(ARGV[1])], '*', 'm', ARGV[3])\n"
+	"redis.call('HINCRBY', KEYS[#KEYS], 'enqueued', 1)\n"
+	"return id\n";
+
+typedef struct enq_req {
+	lv_wq_enqueued_cb cb;
+	void *arg;
+	int wait_replicas;
+	int64_t wait_timeout_ms;
+	char id[48];
+} enq_req_t;
+
+static unsigned refuse_label(lv_wq_status_t st)
+{
+	switch (st) {
+	case LV_WQ_FULL:
+		return LV_ML_QUEUE_REFUSE_FULL;
+	case LV_WQ_REDIS_DOWN:
+		return LV_ML_QUEUE_REFUSE_REDIS_DOWN;
+	case LV_WQ_NO_REPLICAS:
+		return LV_ML_QUEUE_REFUSE_NO_REPLICAS;
+	case LV_WQ_NO_QUEUE:
+		return LV_ML_QUEUE_REFUSE_NO_QUEUE;
+	case LV_WQ_OOM:
+		return LV_ML_QUEUE_REFUSE_OOM;
+	case LV_WQ_BAD_MESSAGE:
+		return LV_ML_QUEUE_REFUSE_BAD_MESSAGE;
+	default:
+		return LV_ML_QUEUE_REFUSE_REDIS_ERROR;
+	}
+}
+
+static void enq_finish(enq_req_t *q, lv_wq_status_t st, const char *id, const char *detail)
+{
+	if (st == LV_WQ_OK)
+		lv_metric_inc(LV_M_QUEUE_ENQUEUED_TOTAL);
+	else
+		lv_metric_inc_l(LV_M_QUEUE_REFUSED_TOTAL, refuse_label(st));
+	q->cb(q->arg, st, id, detail);
+	lv_free(q);
+}
+
+static void enq_wait_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
+{
+	enq_req_t *q = arg;
+	if (lv_redis_reply_type(reply) == LV_REDIS_INTEGER &&
+	    lv_redis_reply_int(reply) >= q->wait_replicas) {
+		enq_finish(q, LV_WQ_OK, q->id, NULL);
+		return;
+	}
+	enq_finish(q, LV_WQ_NO_REPLICAS, q->id, "fewer Redis replicas than wait_replicas confirmed");
+}
+
+static void enq_reply_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
+{
+	enq_req_t *q = arg;
+	size_t len = 0;
+	const char *s = lv_redis_reply_str(reply, &len);
+	if (!reply) {
+		enq_finish(q, LV_WQ_REDIS_DOWN, NULL, "Redis connection lost or timed out");
+		return;
+	}
+	if (lv_redis_reply_type(reply) == LV_REDIS_ERROR) {
+		bool full = s && strstr(s, "LEVEE_FULL") != NULL;
+		char detail[200];
+		snprintf(detail, sizeof(detail), "%.*s", (int)LV_MIN(len, 190), s ? s : "");
+		enq_finish(q, full ? LV_WQ_FULL : LV_WQ_REDIS_ERROR, NULL, detail);
+		return;
+	}
+	if (lv_redis_reply_type(reply) != LV_REDIS_STRING || !s || len == 0 || len >= sizeof(q->id)) {
+		enq_finish(q, LV_WQ_REDIS_ERROR, NULL, "unexpected reply to the enqueue script");
+		return;
+	}
+	memcpy(q->id, s, len);
+	q->id[len] = '\0';
+	if (q->wait_replicas <= 0) {
+		enq_finish(q, LV_WQ_OK, q->id, NULL);
+		return;
+	}
+	if (!lv_redis_cmdf(r, enq_wait_cb, q, "WAIT %d %lld", q->wait_replicas,
+			   (long long)(q->wait_timeout_ms > 0 ? q->wait_timeout_ms : 1000)))
+		enq_finish(q, LV_WQ_NO_REPLICAS, q->id, "could not send WAIT");
+}
+
+lv_wq_status_t lv_wq_enqueue(lv_redis_t *r, const lv_config_t *cfg, const lv_wq_msg_t *m,
+			     lv_wq_enqueued_cb cb, void *arg)
+{
+	lv_wq_status_t st = LV_WQ_OK;
+	if (!cfg->levee.redis || !*cfg->levee.redis || !r)
+		st = LV_WQ_NO_QUEUE;
+	else if (!lv_redis_is_up(r))
+		st = LV_WQ_REDIS_DOWN;
+	if (st != LV_WQ_OK) {
+		lv_metric_inc_l(LV_M_QUEUE_REFUSED_TOTAL, refuse_label(st));
+		return st;
+	}
+	lv_buf_t payload;
+	lv_buf_init(&payload);
+	lv_err_t err = {0};
+	int rc = lv_wq_encode(m, &payload, &err);
+	if (rc != 0) {
+		lv_buf_cleanup(&payload);
+		st = rc == LV_ENOMEM ? LV_WQ_OOM : LV_WQ_BAD_MESSAGE;
+		lv_log_debug("queue: cannot encode a message for %s: %s", m->db, err.msg);
+		lv_metric_inc_l(LV_M_QUEUE_REFUSED_TOTAL, refuse_label(st));
+		return st;
+	}
+	const char *key = m->key && *m->key ? m->key : (m->table ? m->table : "");
+	char keys[LV_WQ_PARTITIONS + 1][KEY_LEN];
+	for (unsigned p = 0; p < LV_WQ_PARTITIONS; p++)
+		stream_key(keys[p], cfg, m->db, p);
+	named_key(keys[LV_WQ_PARTITIONS], cfg, m->db, "stats");
+	char nkeys[16], target[16], maxlen[32];
+	snprintf(nkeys, sizeof(nkeys), "%d", LV_WQ_PARTITIONS + 1);
+	snprintf(target, sizeof(target), "%u", lv_wq_partition(key) + 1);
+	snprintf(maxlen, sizeof(maxlen), "%lld", (long long)cfg->queue.max_length);
+	enum { ARGC = 3 + LV_WQ_PARTITIONS + 1 + 3 };
+	const char *argv[ARGC];
+	size_t lens[ARGC];
+	int n = 0;
+	argv[n++] = "EVAL";
+	argv[n++] = ENQUEUE_LUA;
+	argv[n++] = nkeys;
+	for (unsigned p = 0; p <= LV_WQ_PARTITIONS; p++)
+		argv[n++] = keys[p];
+	argv[n++] = target;
+	argv[n++] = maxlen;
+	argv[n++] = (const char *)payload.data;
+	for (int i = 0; i < n; i++)
+		lens[i] = i == n - 1 ? payload.len : strlen(argv[i]);
+	enq_req_t *q = lv_calloc(1, sizeof(*q));
+	if (!q) {
+		lv_buf_cleanup(&payload);
+		lv_metric_inc_l(LV_M_QUEUE_REFUSED_TOTAL, LV_ML_QUEUE_REFUSE_OOM);
+		return LV_WQ_OOM;
+	}
+	q->cb = cb;
+	q->arg = arg;
+	q->wait_replicas = cfg->queue.wait_replicas;
+	q->wait_timeout_ms = cfg->queue.wait_timeout_ms;
+	bool sent = lv_redis_cmd(r, enq_reply_cb, q, n, argv, lens);
+	lv_buf_cleanup(&payload);
+	if (!sent) {
+		lv_free(q);
+		lv_metric_inc_l(LV_M_QUEUE_REFUSED_TOTAL, LV_ML_QUEUE_REFUSE_REDIS_DOWN);
+		return LV_WQ_REDIS_DOWN;
+	}
+	return LV_WQ_OK;
+}
+
+/* ================================================================== consumers */
+
+typedef enum entry_state {
+	E_WAITING = 0, /* to be applied (when eligible) */
+	E_IN_BATCH,    /* in the running batch */
+	E_ACK,         /* applied or skipped: XACK to send */
+	E_ACKING,      /* XACK sent */
+	E_DEAD,        /* out of attempts or malformed: XADD to the dead stream to send */
+	E_DEADING,     /* dead-letter XADD (then XACK) sent */
+} entry_state_t;
+
+typedef enum batch_result {
+	R_NONE = 0,
+	R_APPLIED,
+	R_SKIPPED,
+	R_FAILED,
+	R_DEFERRED, /* not run: an earlier entry of its key failed in this batch (FIFO per key) */
+} batch_result_t;
+
+typedef struct entry {
+	lv_list_t node;           /* in part->entries, stream order */
+	char id[48];
+	uint64_t id_ms;           /* when Redis accepted it */
+	char *payload;            /* raw JSON, for dead letters; owned */
+	size_t payload_len;
+	lv_wq_decoded_t msg;      /* decoded; zeroed when malformed */
+	bool is_bad;              /* malformed payload */
+	entry_state_t state;
+	batch_result_t result;    /* in the running batch */
+	int attempts;             /* failed applications so far */
+	lv_usec_t retry_at_us;    /* not before this time */
+	char *last_error;         /* owned; NULL if never failed */
+} entry_t;
+
+struct dbq;
+
+typedef struct part {
+	struct dbq *q;
+	unsigned idx;
+	char stream[KEY_LEN];
+	char lease_key[KEY_LEN];
+	lv_list_t entries;
+	int n_entries;
+	bool has_group;         /* XGROUP CREATE answered (created or BUSYGROUP) */
+	bool group_pending;
+	bool has_lease;
+	bool lease_pending;
+	lv_usec_t lease_renew_at_us;
+	lv_usec_t lease_try_at_us;
+	bool is_claimed;        /* pending entries claimed since the lease was taken */
+	bool claim_pending;
+	char claim_cursor[48];
+	bool ack_pending;       /* an XACK / dead-letter command is in flight */
+	bool trim_pending;
+	bool want_trim;
+	lv_usec_t trim_at_us;
+	uint64_t trim_ms;       /* ids below <trim_ms>-0 are trimmed: prune levee_applied */
+	uint64_t pruned_ms;
+} part_t;
+
+typedef struct pgc {
+	struct dbq *q;    /* owner; set once */
+	char user[LV_NAME_LEN];
+	lv_wq_pg_t *h;
+	bool is_ready;
+	bool has_table;   /* levee_applied known to exist */
+	lv_usec_t used_us;
+} pgc_t;
+
+typedef enum batch_step {
+	B_IDLE = 0,
+	B_CONNECT,  /* waiting for the connection's READY */
+	B_SETUP,    /* CREATE TABLE IF NOT EXISTS levee_applied */
+	B_BEGIN,    /* BEGIN; SELECT already applied ids */
+	B_ENTRY,    /* one entry's savepoint, marker and statement */
+	B_COMMIT,
+} batch_step_t;
+
+typedef struct dbq {
+	struct lv_wq *wq;
+	char name[LV_NAME_LEN];
+	bool is_active;         /* in the current config with consumers on */
+	bool has_server_user;   /* [database] user set: one connection for every message */
+	part_t parts[LV_WQ_PARTITIONS];
+	char dead_key[KEY_LEN];
+	char stats_key[KEY_LEN];
+	lv_redis_t *reader;
+	bool read_pending;
+	int inflight;           /* entries held, all parts */
+	unsigned next_part;     /* round robin for batches */
+	pgc_t conns[MAX_CONNS];
+	/* The running batch. */
+	batch_step_t step;
+	part_t *bpart;
+	pgc_t *bconn;
+	entry_t **bent;         /* the batch's entries, in order */
+	int n_bent, cap_bent;
+	int bi;                 /* entry being applied */
+	int rfq_left;           /* ReadyForQuery messages still expected for this step */
+	int cc_seen;            /* CommandCompletes seen in this step's Query part */
+	bool step_error;        /* an ErrorResponse arrived in this step */
+	bool query_error;       /* it came before the statement's part (marker or savepoint) */
+	char err_state[6];
+	char *err_msg;          /* owned */
+	bool prev_failed;       /* the previous entry needs ROLLBACK TO */
+	bool prev_open;         /* a savepoint is open */
+	bool commit_ok;
+	int batch_failures;     /* in a row, for the whole-batch backoff */
+	lv_usec_t batch_retry_at_us;
+	lv_usec_t batch_started_us;
+} dbq_t;
+
+struct lv_wq {
+	lv_loop_t *loop;
+	char instance_id[128];
+	lv_wq_pg_ops_t pg;
+	lv_wq_applied_fn on_applied;
+	void *applied_arg;
+	bool crash_after_commit;
+	lv_config_t *cfg;
+	char *redis_url;        /* the URL the connections use */
+	lv_redis_t *cmd;        /* leases, acks, trims, dead letters */
+	dbq_t **dbs;
+	size_t n_dbs;
+	struct event *timer;
+	bool closing;
+};
+
+static void pump(dbq_t *q);
+static void batch_fail(dbq_t *q, const char *why);
+
+static int64_t claim_idle_ms(const lv_wq_t *wq)
+{
+	return wq->cfg && wq->cfg->queue.claim_idle_ms > 0 ? wq->cfg->queue.claim_idle_ms : 30000;
+}
+
+static int batch_size(const lv_wq_t *wq)
+{
+	return wq->cfg && wq->cfg->queue.batch_size > 0 ? wq->cfg->queue.batch_size : 100;
+}
+
+/* ------------------------------------------------------------------ entries */
+
+static void entry_free(entry_t *e)
+{
+	lv_free(e->payload);
+	lv_wq_decoded_cleanup(&e->msg);
+	lv_free(e->last_error);
+	lv_free(e);
+}
+
+static void entry_remove(part_t *p, entry_t *e)
+{
+	lv_list_unlink(&e->node);
+	p->n_entries--;
+	p->q->inflight--;
+	entry_free(e);
+}
+
+/*
+ * Forgets p's entries (they stay pending in Redis for the next owner), but
+ * not those with a dead-letter command in flight unless all: its callback
+ * holds the entry.
+ */
+static void drop_entries(part_t *p, bool all)
+{
+	lv_list_t *pos, *tmp;
+	lv_list_for_each_safe(pos, tmp, &p->entries)
+	{
+		entry_t *e = lv_container_of(pos, entry_t, node);
+		if (all || e->state != E_DEADING)
+			entry_remove(p, e);
+	}
+}
+
+/* Adds one stream entry [id, [field, value, ...]] to p; false if it is not one. */
+static bool add_entry(part_t *p, const lv_redis_reply_t *item)
+{
+	size_t id_len = 0;
+	const char *id = lv_redis_reply_str(lv_redis_reply_at(item, 0), &id_len);
+	const lv_redis_reply_t *fields = lv_redis_reply_at(item, 1);
+	if (!id || id_len == 0 || id_len >= sizeof(((entry_t *)0)->id))
+		return false;
+	entry_t *e = lv_calloc(1, sizeof(*e));
+	if (!e)
+		return false;
+	memcpy(e->id, id, id_len);
+	uint64_t seq;
+	if (!lv_wq_parse_id(e->id, &e->id_ms, &seq))
+		e->id_ms = 0;
+	const char *payload = NULL;
+	size_t plen = 0;
+	for (size_t i = 0; i + 1 < lv_redis_reply_len(fields); i += 2) {
+		size_t flen;
+		const char *f = lv_redis_reply_str(lv_redis_reply_at(fields, i), &flen);
+		if (f && flen == 1 && f[0] == 'm')
+			payload = lv_redis_reply_str(lv_redis_reply_at(fields, i + 1), &plen);
+	}
+	lv_err_t err = {0};
+	if (payload)
+		e->payload = lv_strndup(payload, plen);
+	if (payload && !e->payload) {
+		lv_free(e);
+		return false;
+	}
+	e->payload_len = plen;
+	if (!payload || lv_wq_decode(payload, plen, &e->msg, &err) != 0) {
+		char why[LV_ERR_MSG_LEN + 40];
+		snprintf(why, sizeof(why), "malformed queue message: %s",
+			 payload ? err.msg : "no field m");
+		e->is_bad = true;
+		e->state = E_DEAD;
+		e->last_error = lv_strdup(why);
+		lv_log_warn("queue %s: entry %s is malformed (%s); dead-lettering it", p->stream, e->id,
+			    why);
+	}
+	lv_list_insert_tail(&p->entries, &e->node);
+	p->n_entries++;
+	p->q->inflight++;
+	return true;
+}
+
+/* =============================================================== Redis side */
+
+static bool cmd_argv(lv_wq_t *wq, lv_redis_cb cb, void *arg, int argc, const char *const *argv)
+{
+	if (!wq->cmd || !lv_redis_is_up(wq->cmd))
+		return false;
+	return lv_redis_cmd(wq->cmd, cb, arg, argc, argv, NULL);
+}
+
+static bool is_error(const lv_redis_reply_t *reply, const char *prefix)
+{
+	size_t len;
+	const char *s = lv_redis_reply_str(reply, &len);
+	return lv_redis_reply_type(reply) == LV_REDIS_ERROR && s &&
+	       strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static void lose_lease(part_t *p, const char *why)
+{
+	if (p->has_lease)
+		lv_log_info("queue %s: lease lost (%s)", p->stream, why);
+	p->has_lease = false;
+	p->is_claimed = false;
+	p->lease_try_at_us = lv_time_now_us() + claim_idle_ms(p->q->wq) * LV_USEC_PER_MS / 3;
+	/* Entries of a running batch go when it ends. */
+	if (p->q->bpart != p)
+		drop_entries(p, false);
+}
+
+static void group_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
+{
+	part_t *p = arg;
+	if (p->q->wq->closing)
+		return;
+	p->group_pending = false;
+	if (reply && (lv_redis_reply_type(reply) == LV_REDIS_STATUS || is_error(reply, "BUSYGROUP")))
+		p->has_group = true;
+	else if (reply)
+		lv_log_warn("queue %s: XGROUP CREATE failed", p->stream);
+	pump(p->q);
+}
+
+static void lease_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
+{
+	part_t *p = arg;
+	if (p->q->wq->closing)
+		return;
+	p->lease_pending = false;
+	lv_usec_t now = lv_time_now_us();
+	int64_t ttl_us = claim_idle_ms(p->q->wq) * LV_USEC_PER_MS;
+	bool won = (lv_redis_reply_type(reply) == LV_REDIS_STATUS) ||
+		   (lv_redis_reply_type(reply) == LV_REDIS_INTEGER && lv_redis_reply_int(reply) == 1);
+	if (won) {
+		if (!p->has_lease)
+			lv_log_info("queue %s: lease taken by %s", p->stream, p->q->wq->instance_id);
+		p->has_lease = true;
+		p->lease_renew_at_us = now + ttl_us / 3;
+	} else if (p->has_lease && reply) {
+		lose_lease(p, "renewal refused");
+	} else if (!p->has_lease) {
+		p->lease_try_at_us = now + LV_MIN(ttl_us / 3, 1000 * LV_USEC_PER_MS);
+	}
+	/* reply NULL while holding it: retried by the next pump; it expires if Redis stays away. */
+	pump(p->q);
+}
+
+static const char RENEW_LUA[] =
+	"if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+	"  return redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+	"end\n"
+	"return 0\n";
+
+static void send_lease(part_t *p)
+{
+	lv_wq_t *wq = p->q->wq;
+	char ttl[32];
+	snprintf(ttl, sizeof(ttl), "%lld", (long long)claim_idle_ms(wq));
+	bool ok;
+	if (p->has_lease) {
+		const char *argv[] = {"EVAL", RENEW_LUA, "1", p->lease_key, wq->instance_id, ttl};
+		ok = cmd_argv(wq, lease_cb, p, 6, argv);
+	} else {
+		const char *argv[] = {"SET", p->lease_key, wq->instance_id, "NX", "PX", ttl};
+		ok = cmd_argv(wq, lease_cb, p, 6, argv);
+	}
+	p->lease_pending = ok;
+}
+
+static void claim_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
+{
+	part_t *p = arg;
+	if (p->q->wq->closing)
+		return;
+	p->claim_pending = false;
+	if (!reply || lv_redis_reply_type(reply) != LV_REDIS_ARRAY) {
+		if (is_error(reply, "NOGROUP"))
+			p->has_group = false;
+		pump(p->q);
+		return;
+	}
+	size_t clen;
+	const char *cursor = lv_redis_reply_str(lv_redis_reply_at(reply, 0), &clen);
+	const lv_redis_reply_t *items = lv_redis_reply_at(reply, 1);
+	if (p->has_lease && p->q->bpart != p) {
+		for (size_t i = 0; i < lv_redis_reply_len(items); i++)
+			(void)add_entry(p, lv_redis_reply_at(items, i));
+	}
+	/* Entries deleted from the stream while pending: acknowledge them. */
+	const lv_redis_reply_t *deleted = lv_redis_reply_at(reply, 2);
+	for (size_t i = 0; i < lv_redis_reply_len(deleted); i++) {
+		const char *id = lv_redis_reply_str(lv_redis_reply_at(deleted, i), NULL);
+		if (id) {
+			const char *argv[] = {"XACK", p->stream, LV_WQ_GROUP, id};
+			(void)cmd_argv(p->q->wq, NULL, NULL, 4, argv);
+		}
+	}
+	if (!cursor || clen >= sizeof(p->claim_cursor) || (clen == 3 && memcmp(cursor, "0-0", 3) == 0)) {
+		p->is_claimed = true;
+		if (p->n_entries)
+			lv_log_info("queue %s: took over %d pending messages", p->stream, p->n_entries);
+	} else {
+		memcpy(p->claim_cursor, cursor, clen);
+		p->claim_cursor[clen] = '\0';
+	}
+	pump(p->q);
+}
+
+static void send_claim(part_t *p)
+{
+	lv_wq_t *wq = p->q->wq;
+	if (!p->claim_cursor[0])
+		snprintf(p->claim_cursor, sizeof(p->claim_cursor), "0-0");
+	char count[16];
+	snprintf(count, sizeof(count), "%d", LV_MAX(batch_size(wq), 100));
+	const char *argv[] = {"XAUTOCLAIM", p->stream, LV_WQ_GROUP, wq->instance_id, "0",
+			      p->claim_cursor, "COUNT", count};
+	p->claim_pending = cmd_argv(wq, claim_cb, p, 8, argv);
+}
+
+static void read_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
+{
+	dbq_t *q = arg;
+	if (q->wq->closing)
+		return;
+	q->read_pending = false;
+	if (is_error(reply, "NOGROUP")) {
+		for (unsigned i = 0; i < LV_WQ_PARTITIONS; i++)
+			q->parts[i].has_group = false;
+	}
+	for (size_t s = 0; s < lv_redis_reply_len(reply); s++) {
+		const lv_redis_reply_t *sr = lv_redis_reply_at(reply, s);
+		const char *name = lv_redis_reply_str(lv_redis_reply_at(sr, 0), NULL);
+		const lv_redis_reply_t *items = lv_redis_reply_at(sr, 1);
+		for (unsigned i = 0; name && i < LV_WQ_PARTITIONS; i++) {
+			part_t *p = &q->parts[i];
+			if (strcmp(p->stream, name) != 0)
+				continue;
+			/* A lease lost meanwhile: the entries stay pending for the next owner. */
+			if (!p->has_lease || !p->is_claimed)
+				break;
+			for (size_t k = 0; k < lv_redis_reply_len(items); k++)
+				(void)add_entry(p, lv_redis_reply_at(items, k));
+		}
+	}
+	pump(q);
+}
+
+static void send_read(dbq_t *q)
+{
+	lv_wq_t *wq = q->wq;
+	if (q->read_pending || !q->reader || !lv_redis_is_up(q->reader))
+		return;
+	int max_inflight = wq->cfg->queue.max_inflight > 0 ? wq->cfg->queue.max_inflight : 1000;
+	int room = max_inflight - q->inflight;
+	if (room <= 0)
+		return;
+	const char *argv[9 + 2 * LV_WQ_PARTITIONS];
+	int n_streams = 0;
+	part_t *ready[LV_WQ_PARTITIONS];
+	for (unsigned i = 0; i < LV_WQ_PARTITIONS; i++) {
+		part_t *p = &q->parts[i];
+		if (p->has_lease && p->is_claimed && p->has_group)
+			ready[n_streams++] = p;
+	}
+	if (n_streams == 0)
+		return;
+	int count = LV_MIN(batch_size(wq), LV_MAX(1, room / n_streams));
+	int64_t wait_ms = LV_MIN(LV_MAX(wq->cfg->queue.max_wait_ms, 10), 5000);
+	char count_s[16], block_s[32];
+	snprintf(count_s, sizeof(count_s), "%d", count);
+	snprintf(block_s, sizeof(block_s), "%lld", (long long)wait_ms);
+	int n = 0;
+	argv[n++] = "XREADGROUP";
+	argv[n++] = "GROUP";
+	argv[n++] = LV_WQ_GROUP;
+	argv[n++] = wq->instance_id;
+	argv[n++] = "COUNT";
+	argv[n++] = count_s;
+	argv[n++] = "BLOCK";
+	argv[n++] = block_s;
+	argv[n++] = "STREAMS";
+	for (int i = 0; i < n_streams; i++)
+		argv[n++] = ready[i]->stream;
+	for (int i = 0; i < n_streams; i++)
+		argv[n++] = ">";
+	q->read_pending = lv_redis_cmd(q->reader, read_cb, q, n, argv, NULL);
+}
+
+/* ------------------------------------------------------------ acks and trims */
+
+static const char TRIM_LUA[] =
+	"local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', KEYS[1])\n"
+	"if not ok then return '' end\n"
+	"local last = nil\n"
+	"for _, g in ipairs(groups) do\n"
+	"  local name, ld\n"
+	"  for i = 1, #g, 2 do\n"
+	"    if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'last-delivered-id' then ld = g[i + 1] end\n"
+	"  end\n"
+	"  if name == ARGV[1] then last = ld end\n"
+	"end\n"
+	"if not last then return '' end\n"
+	"local p = redis.call('XPENDING', KEYS[1], ARGV[1])\n"
+	"local minid\n"
+	"if p[1] > 0 then minid = p[2] else\n"
+	"  local ms, seq = string.match(last, '^(%d+)-(%d+)$')\n"
+	"  if not ms then return '' end\n"
+	"  minid = ms .. '-' .. string.format('%d', tonumber(seq) + 1)\n"
+	"end\n"
+	"redis.call('XTRIM', KEYS[1], 'MINID', minid)\n"
+	"return minid\n";
+
+static void trim_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
+{
+	part_t *p = arg;
+	if (p->q->wq->closing)
+		return;
+	p->trim_pending = false;
+	const char *s = lv_redis_reply_str(reply, NULL);
+	uint64_t ms, seq;
+	if (s && lv_wq_parse_id(s, &ms, &seq))
+		p->trim_ms = ms;
+}
+
+static void send_trim(part_t *p)
+{
+	const char *argv[] = {"EVAL", TRIM_LUA, "1", p->stream, LV_WQ_GROUP};
+	p->trim_pending = cmd_argv(p->q->wq, trim_cb, p, 5, argv);
+	if (p->trim_pending) {
+		p->want_trim = false;
+		p->trim_at_us = lv_time_now_us() + TRIM_EVERY_US;
+	}
+}
+
+typedef struct ack_req {
+	part_t *p;
+	bool is_dead;    /* a dead-letter XADD, then its XACK */
+	entry_t *e;      /* is_dead: the entry */
+} ack_req_t;
+
+static void ack_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
+{
+	ack_req_t *a = arg;
+	part_t *p = a->p;
+	lv_free(a);
+	if (p->q->wq->closing)
+		return;
+	p->ack_pending = false;
+	bool ok = reply && lv_redis_reply_type(reply) != LV_REDIS_ERROR;
+	lv_list_t *pos, *tmp;
+	int n_acked = 0;
+	lv_list_for_each_safe(pos, tmp, &p->entries)
+	{
+		entry_t *e = lv_container_of(pos, entry_t, node);
+		if (e->state != E_ACKING)
+			continue;
+		if (ok) {
+			entry_remove(p, e);
+			n_acked++;
+		} else {
+			e->state = E_ACK;
+		}
+	}
+	if (n_acked)
+		p->want_trim = true;
+	pump(p->q);
+}
+
+/* XACK every entry of p in state E_ACK, in one command. */
+static void send_acks(part_t *p)
+{
+	int n = 0;
+	lv_list_t *pos;
+	lv_list_for_each(pos, &p->entries)
+	{
+		entry_t *e = lv_container_of(pos, entry_t, node);
+		n += e->state == E_ACK;
+	}
+	if (n == 0)
+		return;
+	const char **argv = lv_malloc(sizeof(char *) * (size_t)(n + 3));
+	ack_req_t *a = lv_calloc(1, sizeof(*a));
+	if (!argv || !a) {
+		lv_free(argv);
+		lv_free(a);
+		return;
+	}
+	int k = 0;
+	argv[k++] = "XACK";
+	argv[k++] = p->stream;
+	argv[k++] = LV_WQ_GROUP;
+	lv_list_for_each(pos, &p->entries)
+	{
+		entry_t *e = lv_container_of(pos, entry_t, node);
+		if (e->state == E_ACK)
+			argv[k++] = e->id;
+	}
+	a->p = p;
+	if (cmd_argv(p->q->wq, ack_cb, a, k, argv)) {
+		p->ack_pending = true;
+		lv_list_for_each(pos, &p->entries)
+		{
+			entry_t *e = lv_container_of(pos, entry_t, node);
+			if (e->state == E_ACK)
+				e->state = E_ACKING;
+		}
+	} else {
+		lv_free(a);
+	}
+	lv_free(argv);
+}
+
+static void dead_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
+{
+	ack_req_t *a = arg;
+	part_t *p = a->p;
+	entry_t *e = a->e;
+	lv_free(a);
+	if (p->q->wq->closing)
+		return;
+	p->ack_pending = false;
+	if (!reply || lv_redis_reply_type(reply) == LV_REDIS_ERROR) {
+		e->state = E_DEAD; /* try again; nothing was acknowledged */
+		pump(p->q);
+		return;
+	}
+	lv_log_warn("queue %s: message %s dead-lettered after %d attempts: %s", p->stream, e->id,
+		    e->attempts, e->last_error ? e->last_error : "");
+	lv_metric_inc(LV_M_QUEUE_DEAD_LETTERED_TOTAL);
+	const char *hargv[] = {"HINCRBY", p->q->stats_key, "dead", "1"};
+	(void)cmd_argv(p->q->wq, NULL, NULL, 4, hargv);
+	/* Now in the dead stream: acknowledge the original. */
+	e->state = E_ACK;
+	send_acks(p);
+	pump(p->q);
+}
+
+/* Appends one E_DEAD entry of p to the dead stream; its XACK follows the reply. */
+static void send_dead(part_t *p, entry_t *e)
+{
+	char attempts[16];
+	snprintf(attempts, sizeof(attempts), "%d", e->attempts);
+	const char *argv[] = {"XADD", p->q->dead_key, "*", "id", e->id, "stream", p->stream,
+			      "db", p->q->name, "payload", e->payload ? e->payload : "",
+			      "error", e->last_error ? e->last_error : "", "attempts", attempts};
+	size_t lens[LV_ARRAY_LEN(argv)];
+	for (size_t i = 0; i < LV_ARRAY_LEN(argv); i++)
+		lens[i] = strlen(argv[i]);
+	lens[10] = e->payload ? e->payload_len : 0;
+	ack_req_t *a = lv_calloc(1, sizeof(*a));
+	if (!a)
+		return;
+	a->p = p;
+	a->is_dead = true;
+	a->e = e;
+	lv_wq_t *wq = p->q->wq;
+	if (wq->cmd && lv_redis_is_up(wq->cmd) &&
+	    lv_redis_cmd(wq->cmd, dead_cb, a, (int)LV_ARRAY_LEN(argv), argv, lens)) {
+		p->ack_pending = true;
+		e->state = E_DEADING;
+	} else {
+		lv_free(a);
+	}
+}
+
+/* ========================================================== PostgreSQL side */
+
+static void pg_cb(void *arg, lv_wq_pg_event_t ev, uint8_t type, const uint8_t *body, size_t len,
+		  const char *error);
+
+static void conn_close(dbq_t *q, pgc_t *c)
+{
+	if (c->h)
+		q->wq->pg.close(c->h);
+	memset(c, 0, sizeof(*c));
+	c->q = q;
+}
+
+/* The connection for slot name key (the user, or "" with a server user), opened as user. */
+static pgc_t *conn_for(dbq_t *q, const char *key, const char *user)
+{
+	pgc_t *free_slot = NULL, *lru = NULL;
+	for (int i = 0; i < MAX_CONNS; i++) {
+		pgc_t *c = &q->conns[i];
+		if (c->h && strcmp(c->user, key) == 0)
+			return c;
+		if (!c->h && !free_slot)
+			free_slot = c;
+		if (c->h && (!lru || c->used_us < lru->used_us))
+			lru = c;
+	}
+	pgc_t *c = free_slot;
+	if (!c) {
+		conn_close(q, lru);
+		c = lru;
+	}
+	snprintf(c->user, sizeof(c->user), "%s", key);
+	c->q = q;
+	c->h = q->wq->pg.open(q->wq->pg.ctx, q->name, user, pg_cb, c);
+	if (!c->h) {
+		conn_close(q, c);
+		return NULL;
+	}
+	return c;
+}
+
+static bool pg_send(dbq_t *q, lv_buf_t *b, bool ok)
+{
+	ok = ok && q->bconn && q->bconn->h && q->wq->pg.send(q->bconn->h, b->data, b->len);
+	lv_buf_cleanup(b);
+	return ok;
+}
+
+/* Appends s as an SQL string literal ('...' with quotes doubled). */
+static bool put_literal(lv_buf_t *b, const char *s)
+{
+	if (!lv_buf_append(b, "'", 1))
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!lv_buf_append(b, p, 1) || (*p == '\'' && !lv_buf_append(b, "'", 1)))
+			return false;
+	return lv_buf_append(b, "'", 1);
+}
+
+static bool write_query_buf(lv_buf_t *out, lv_buf_t *sql)
+{
+	bool ok = lv_buf_append(sql, "", 1); /* NUL */
+	ok = ok && lv_wire_write_msg(out, PqMsg_Query, sql->data, sql->len);
+	lv_buf_cleanup(sql);
+	return ok;
+}
+
+static const char *savepoint_close(const dbq_t *q)
+{
+	if (!q->prev_open)
+		return "";
+	return q->prev_failed ? "ROLLBACK TO SAVEPOINT levee_m; RELEASE SAVEPOINT levee_m; "
+			      : "RELEASE SAVEPOINT levee_m; ";
+}
+
+static void step_reset(dbq_t *q, batch_step_t step, int rfq)
+{
+	q->step = step;
+	q->rfq_left = rfq;
+	q->cc_seen = 0;
+	q->step_error = false;
+	q->query_error = false;
+	q->err_state[0] = '\0';
+	lv_free(q->err_msg);
+	q->err_msg = NULL;
+}
+
+static void send_setup(dbq_t *q)
+{
+	lv_buf_t b;
+	lv_buf_init(&b);
+	step_reset(q, B_SETUP, 1);
+	if (!pg_send(q, &b,
+		     lv_wire_write_query(&b, "CREATE TABLE IF NOT EXISTS levee_applied (stream text NOT NULL, "
+					     "id text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), "
+					     "PRIMARY KEY (stream, id))")))
+		batch_fail(q, "could not send to PostgreSQL");
+}
+
+static void send_begin(dbq_t *q)
+{
+	part_t *p = q->bpart;
+	lv_buf_t sql, b;
+	lv_buf_init(&sql);
+	lv_buf_init(&b);
+	bool ok = lv_buf_append_str(&sql, "BEGIN; SELECT id FROM levee_applied WHERE stream = ") &&
+		  put_literal(&sql, p->stream) && lv_buf_append_str(&sql, " AND id IN (");
+	for (int i = 0; ok && i < q->n_bent; i++)
+		ok = (i == 0 || lv_buf_append_str(&sql, ", ")) && put_literal(&sql, q->bent[i]->id);
+	ok = ok && lv_buf_append_str(&sql, ")");
+	if (ok && p->trim_ms > p->pruned_ms) {
+		ok = lv_buf_append_str(&sql, "; DELETE FROM levee_applied WHERE stream = ") &&
+		     put_literal(&sql, p->stream) &&
+		     lv_buf_printf(&sql, " AND split_part(id, '-', 1)::bigint < %llu",
+				   (unsigned long long)p->trim_ms);
+		if (ok)
+			p->pruned_ms = p->trim_ms;
+	}
+	step_reset(q, B_BEGIN, 1);
+	q->prev_open = false;
+	q->prev_failed = false;
+	if (!ok) {
+		lv_buf_cleanup(&sql);
+		batch_fail(q, "out of memory");
+		return;
+	}
+	if (!pg_send(q, &b, write_query_buf(&b, &sql)))
+		batch_fail(q, "could not send to PostgreSQL");
+}
+
+/* Bind with per-parameter formats and binary-safe values. */
+static bool write_bind(lv_buf_t *b, const lv_wq_decoded_t *m)
+{
+	lv_wire_msg_t msg;
+	if (!lv_wire_msg_begin(b, PqMsg_Bind, &msg))
+		return false;
+	bool ok = lv_buf_append(b, "", 1) && lv_buf_append(b, "", 1) &&
+		  lv_buf_put_u16(b, m->n_params);
+	for (unsigned i = 0; ok && i < m->n_params; i++)
+		ok = lv_buf_put_u16(b, (uint16_t)m->formats[i]);
+	ok = ok && lv_buf_put_u16(b, m->n_params);
+	for (unsigned i = 0; ok && i < m->n_params; i++) {
+		ok = lv_buf_put_u32(b, (uint32_t)m->lens[i]);
+		if (ok && m->lens[i] > 0)
+			ok = lv_buf_append(b, m->values[i], (size_t)m->lens[i]);
+	}
+	ok = ok && lv_buf_put_u16(b, 0);
+	if (!ok) {
+		lv_wire_msg_abort(b, &msg);
+		return false;
+	}
+	return lv_wire_msg_end(b, &msg);
+}
+
+/* Sends the next entry not skipped, or the COMMIT when none is left. */
+/* Whether an earlier entry of the batch with e's key failed or was deferred. */
+static bool key_held(const dbq_t *q, int upto, const entry_t *e)
+{
+	for (int i = 0; i < upto; i++) {
+		const entry_t *o = q->bent[i];
+		if ((o->result == R_FAILED || o->result == R_DEFERRED) && strcmp(o->msg.key, e->msg.key) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void send_next(dbq_t *q)
+{
+	for (; q->bi < q->n_bent; q->bi++) {
+		entry_t *e = q->bent[q->bi];
+		if (e->result != R_NONE)
+			continue;
+		if (!key_held(q, q->bi, e))
+			break;
+		e->result = R_DEFERRED;
+	}
+	lv_buf_t sql, b;
+	lv_buf_init(&sql);
+	lv_buf_init(&b);
+	bool ok;
+	if (q->bi >= q->n_bent) {
+		ok = lv_buf_append_str(&sql, savepoint_close(q)) && lv_buf_append_str(&sql, "COMMIT");
+		step_reset(q, B_COMMIT, 1);
+		q->commit_ok = false;
+		if (!pg_send(q, &b, ok && write_query_buf(&b, &sql)))
+			batch_fail(q, "could not send to PostgreSQL");
+		return;
+	}
+	entry_t *e = q->bent[q->bi];
+	ok = lv_buf_append_str(&sql, savepoint_close(q)) &&
+	     lv_buf_append_str(&sql, "SAVEPOINT levee_m; INSERT INTO levee_applied (stream, id) VALUES (") &&
+	     put_literal(&sql, q->bpart->stream) && lv_buf_append_str(&sql, ", ") &&
+	     put_literal(&sql, e->id) && lv_buf_append_str(&sql, ")");
+	ok = ok && write_query_buf(&b, &sql);
+	ok = ok && lv_wire_write_parse(&b, "", e->msg.sql, e->msg.n_params, e->msg.types) &&
+	     write_bind(&b, &e->msg) && lv_wire_write_execute(&b, "", 0) && lv_wire_write_sync(&b);
+	if (!ok)
+		lv_buf_cleanup(&sql);
+	step_reset(q, B_ENTRY, 2);
+	q->prev_open = true;
+	if (!pg_send(q, &b, ok))
+		batch_fail(q, "could not send to PostgreSQL");
+}
+
+static void batch_clear(dbq_t *q)
+{
+	q->step = B_IDLE;
+	q->bpart = NULL;
+	q->bconn = NULL;
+	q->n_bent = 0;
+	q->bi = 0;
+	lv_free(q->err_msg);
+	q->err_msg = NULL;
+}
+
+/* The whole batch failed: nothing acknowledged, entries wait for the backoff. */
+static void batch_fail(dbq_t *q, const char *why)
+{
+	lv_wq_t *wq = q->wq;
+	part_t *p = q->bpart;
+	lv_metric_inc(LV_M_QUEUE_BATCH_FAILURES_TOTAL);
+	q->batch_failures++;
+	int64_t delay = lv_wq_backoff_ms(q->batch_failures, wq->cfg->queue.retry_backoff_ms > 0
+							? wq->cfg->queue.retry_backoff_ms : 1000,
+					 wq->cfg->queue.retry_backoff_max_ms);
+	q->batch_retry_at_us = lv_time_now_us() + delay * LV_USEC_PER_MS;
+	if (q->batch_failures == 1 || q->batch_failures % 10 == 0)
+		lv_log_warn("queue %s: batch of %d failed (%s); retrying in %lld ms", q->name, q->n_bent,
+			    why, (long long)delay);
+	for (int i = 0; i < q->n_bent; i++) {
+		q->bent[i]->state = E_WAITING;
+		q->bent[i]->result = R_NONE;
+	}
+	if (q->bconn)
+		conn_close(q, q->bconn);
+	batch_clear(q);
+	if (p && !p->has_lease)
+		drop_entries(p, false);
+}
+
+/* COMMIT succeeded: acknowledge, schedule retries, dead-letter, tell the cache. */
+static void batch_done(dbq_t *q)
+{
+	lv_wq_t *wq = q->wq;
+	part_t *p = q->bpart;
+	if (wq->crash_after_commit) {
+		lv_log_error("LEVEE_TEST_CRASH_AFTER_COMMIT: aborting after COMMIT, before XACK");
+		abort();
+	}
+	q->batch_failures = 0;
+	int n_applied = 0, n_skipped = 0, n_retried = 0;
+	const char *tables[64];
+	int n_tables = 0;
+	int max_attempts = wq->cfg->queue.max_attempts > 0 ? wq->cfg->queue.max_attempts : 5;
+	lv_usec_t now = lv_time_now_us();
+	for (int i = 0; i < q->n_bent; i++) {
+		entry_t *e = q->bent[i];
+		switch (e->result) {
+		case R_APPLIED:
+			n_applied++;
+			e->state = E_ACK;
+			if (e->msg.table && *e->msg.table) {
+				bool seen = false;
+				for (int k = 0; k < n_tables && !seen; k++)
+					seen = strcmp(tables[k], e->msg.table) == 0;
+				if (!seen && n_tables < (int)LV_ARRAY_LEN(tables))
+					tables[n_tables++] = e->msg.table;
+			}
+			break;
+		case R_SKIPPED:
+			n_skipped++;
+			e->state = E_ACK;
+			break;
+		case R_DEFERRED:
+			e->state = E_WAITING; /* not an attempt: it never ran */
+			break;
+		case R_FAILED:
+		case R_NONE:
+		default:
+			e->attempts++;
+			if (e->attempts >= max_attempts) {
+				e->state = E_DEAD;
+			} else {
+				n_retried++;
+				e->state = E_WAITING;
+				int64_t d = lv_wq_backoff_ms(e->attempts,
+							     wq->cfg->queue.retry_backoff_ms > 0
+								     ? wq->cfg->queue.retry_backoff_ms
+								     : 1000,
+							     wq->cfg->queue.retry_backoff_max_ms);
+				e->retry_at_us = now + d * LV_USEC_PER_MS;
+				lv_log_info("queue %s: message %s failed (attempt %d of %d, retry in %lld ms): %s",
+					    p->stream, e->id, e->attempts, max_attempts, (long long)d,
+					    e->last_error ? e->last_error : "");
+			}
+			break;
+		}
+		e->result = R_NONE;
+	}
+	lv_metric_inc(LV_M_QUEUE_BATCHES_TOTAL);
+	lv_metric_add(LV_M_QUEUE_APPLIED_TOTAL, 0, n_applied);
+	lv_metric_add(LV_M_QUEUE_SKIPPED_TOTAL, 0, n_skipped);
+	lv_metric_add(LV_M_QUEUE_RETRIED_TOTAL, 0, n_retried);
+	lv_metric_observe_value(LV_M_QUEUE_BATCH_SIZE, 0, q->n_bent);
+	char num[32];
+	if (n_applied) {
+		snprintf(num, sizeof(num), "%d", n_applied);
+		const char *argv[] = {"HINCRBY", q->stats_key, "applied", num};
+		(void)cmd_argv(wq, NULL, NULL, 4, argv);
+	}
+	if (n_retried) {
+		snprintf(num, sizeof(num), "%d", n_retried);
+		const char *argv[] = {"HINCRBY", q->stats_key, "retried", num};
+		(void)cmd_argv(wq, NULL, NULL, 4, argv);
+	}
+	lv_log_debug("queue %s: batch committed: %d applied, %d skipped, %d failed", p->stream,
+		     n_applied, n_skipped, q->n_bent - n_applied - n_skipped);
+	if (n_tables && wq->on_applied)
+		wq->on_applied(wq->applied_arg, q->name, tables, n_tables);
+	batch_clear(q);
+	if (!p->has_lease) {
+		/* The partition is someone else's now: acknowledge what was applied, forget the rest. */
+		send_acks(p);
+		lv_list_t *pos, *tmp;
+		lv_list_for_each_safe(pos, tmp, &p->entries)
+		{
+			entry_t *e = lv_container_of(pos, entry_t, node);
+			if (e->state == E_WAITING || e->state == E_DEAD)
+				entry_remove(p, e);
+		}
+	}
+}
+
+static void set_error(dbq_t *q, const uint8_t *body, size_t len)
+{
+	lv_wire_error_t e;
+	if (q->step_error)
+		return; /* keep the first */
+	q->step_error = true;
+	if (lv_wire_parse_error(body, len, &e) != 0) {
+		snprintf(q->err_state, sizeof(q->err_state), "XX000");
+		q->err_msg = lv_strdup("malformed ErrorResponse");
+		return;
+	}
+	snprintf(q->err_state, sizeof(q->err_state), "%s", e.sqlstate ? e.sqlstate : "XX000");
+	char buf[1024];
+	snprintf(buf, sizeof(buf), "%s: %s", q->err_state, e.message ? e.message : "error");
+	q->err_msg = lv_strdup(buf);
+}
+
+/* One ReadyForQuery ended a part of the current step. */
+static void step_rfq(dbq_t *q, uint8_t status)
+{
+	switch (q->step) {
+	case B_SETUP:
+		if (q->step_error && strcmp(q->err_state, "23505") != 0 && strcmp(q->err_state, "42P07") != 0) {
+			char why[1100];
+			snprintf(why, sizeof(why), "cannot create levee_applied: %s", q->err_msg);
+			batch_fail(q, why);
+			return;
+		}
+		q->bconn->has_table = true;
+		send_begin(q);
+		return;
+	case B_BEGIN:
+		if (q->step_error || status != 'T') {
+			batch_fail(q, q->err_msg ? q->err_msg : "BEGIN failed");
+			return;
+		}
+		q->bi = 0;
+		send_next(q);
+		return;
+	case B_ENTRY:
+		if (--q->rfq_left > 0) {
+			/* The Query part (savepoint + marker) is done; the statement's part follows. */
+			if (q->step_error)
+				q->query_error = true;
+			return;
+		}
+		{
+			entry_t *e = q->bent[q->bi];
+			if (q->query_error) {
+				if (strcmp(q->err_state, "23505") == 0) {
+					e->result = R_SKIPPED; /* applied concurrently by another consumer */
+					q->prev_failed = true;
+				} else {
+					batch_fail(q, q->err_msg ? q->err_msg : "savepoint failed");
+					return;
+				}
+			} else if (q->step_error) {
+				e->result = R_FAILED;
+				lv_free(e->last_error);
+				e->last_error = q->err_msg;
+				q->err_msg = NULL;
+				q->prev_failed = true;
+			} else {
+				e->result = R_APPLIED;
+				q->prev_failed = false;
+			}
+			q->bi++;
+			send_next(q);
+		}
+		return;
+	case B_COMMIT:
+		if (q->step_error || !q->commit_ok || status != 'I') {
+			batch_fail(q, q->err_msg ? q->err_msg : "COMMIT did not commit");
+			return;
+		}
+		batch_done(q);
+		pump(q);
+		return;
+	default:
+		return;
+	}
+}
+
+static void pg_cb(void *arg, lv_wq_pg_event_t ev, uint8_t type, const uint8_t *body, size_t len,
+		  const char *error)
+{
+	pgc_t *c = arg;
+	dbq_t *q = c->q;
+	if (q->wq->closing)
+		return;
+	bool is_batch = c == q->bconn && q->step != B_IDLE;
+	if (ev == LV_WQ_PG_FAILED) {
+		if (is_batch) {
+			char why[300];
+			snprintf(why, sizeof(why), "PostgreSQL: %s", error ? error : "connection failed");
+			batch_fail(q, why); /* closes c */
+		} else {
+			conn_close(q, c);
+		}
+		return;
+	}
+	if (ev == LV_WQ_PG_READY) {
+		c->is_ready = true;
+		if (is_batch && q->step == B_CONNECT) {
+			if (c->has_table)
+				send_begin(q);
+			else
+				send_setup(q);
+		}
+		return;
+	}
+	if (!is_batch || q->step == B_CONNECT)
+		return; /* notices and the like between batches */
+	switch (type) {
+	case PqMsg_ErrorResponse:
+		set_error(q, body, len);
+		break;
+	case PqMsg_CommandComplete: {
+		const char *tag = NULL;
+		if (lv_wire_parse_command_complete(body, len, &tag) == 0 && tag) {
+			q->cc_seen++;
+			if (q->step == B_COMMIT && strcmp(tag, "COMMIT") == 0)
+				q->commit_ok = true;
+		}
+		break;
+	}
+	case PqMsg_DataRow:
+		if (q->step == B_BEGIN) {
+			/* One id already applied: skip it. */
+			lv_wire_reader_t r;
+			lv_wire_reader_init(&r, body, len);
+			if (lv_wire_get_u16(&r) != 1)
+				break;
+			int32_t n = lv_wire_get_i32(&r);
+			const uint8_t *v = n > 0 ? lv_wire_get_bytes(&r, (size_t)n) : NULL;
+			for (int i = 0; v && i < q->n_bent; i++)
+				if (strlen(q->bent[i]->id) == (size_t)n && memcmp(q->bent[i]->id, v, (size_t)n) == 0)
+					q->bent[i]->result = R_SKIPPED;
+		}
+		break;
+	case PqMsg_ReadyForQuery: {
+		uint8_t st = 0;
+		if (lv_wire_parse_ready(body, len, &st) != 0) {
+			batch_fail(q, "malformed ReadyForQuery");
+			return;
+		}
+		step_rfq(q, st);
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+/* ------------------------------------------------------------------ batches */
+
+static bool key_blocked(const char *const *keys, int n, const char *key)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(keys[i], key) == 0)
+			return true;
+	return false;
+}
+
+/* Collects p's eligible entries into q->bent; returns how many. */
+static int collect(dbq_t *q, part_t *p, lv_usec_t now)
+{
+	int want = batch_size(q->wq);
+	if (q->cap_bent < want) {
+		entry_t **nb = lv_realloc(q->bent, sizeof(*nb) * (size_t)want);
+		if (!nb)
+			return 0;
+		q->bent = nb;
+		q->cap_bent = want;
+	}
+	const char *blocked[64];
+	int n_blocked = 0;
+	bool blocked_overflow = false;
+	const char *user = NULL;
+	q->n_bent = 0;
+	lv_list_t *pos;
+	lv_list_for_each(pos, &p->entries)
+	{
+		entry_t *e = lv_container_of(pos, entry_t, node);
+		if (e->state != E_WAITING)
+			continue;
+		const char *key = e->msg.key;
+		bool ok = !blocked_overflow && !key_blocked(blocked, n_blocked, key) &&
+			  e->retry_at_us <= now;
+		const char *eu = q->has_server_user ? "" : e->msg.user;
+		if (ok && user && strcmp(user, eu) != 0)
+			ok = false;
+		if (!ok) {
+			if (n_blocked < (int)LV_ARRAY_LEN(blocked))
+				blocked[n_blocked++] = key;
+			else
+				blocked_overflow = true; /* too many held keys: stop here, keep FIFO */
+			continue;
+		}
+		user = eu;
+		q->bent[q->n_bent++] = e;
+		if (q->n_bent >= want)
+			break;
+	}
+	return q->n_bent;
+}
+
+static void start_batch(dbq_t *q, lv_usec_t now)
+{
+	for (unsigned k = 0; k < LV_WQ_PARTITIONS; k++) {
+		part_t *p = &q->parts[(q->next_part + k) % LV_WQ_PARTITIONS];
+		if (!p->has_lease || p->n_entries == 0 || collect(q, p, now) == 0)
+			continue;
+		q->next_part = (p->idx + 1) % LV_WQ_PARTITIONS;
+		const char *user = q->bent[0]->msg.user;
+		pgc_t *c = conn_for(q, q->has_server_user ? "" : user, user);
+		if (!c) {
+			q->n_bent = 0;
+			q->batch_failures++;
+			q->batch_retry_at_us = now + 1000 * LV_USEC_PER_MS;
+			lv_log_warn("queue %s: cannot open a PostgreSQL connection as %s", q->name, user);
+			return;
+		}
+		for (int i = 0; i < q->n_bent; i++) {
+			q->bent[i]->state = E_IN_BATCH;
+			q->bent[i]->result = R_NONE;
+		}
+		c->used_us = now;
+		q->bpart = p;
+		q->bconn = c;
+		q->batch_started_us = now;
+		if (!c->is_ready) {
+			step_reset(q, B_CONNECT, 0);
+			return;
+		}
+		if (c->has_table)
+			send_begin(q);
+		else
+			send_setup(q);
+		return;
+	}
+}
+
+/* ------------------------------------------------------------------- pump */
+
+/* Moves everything of q forward that can move now. */
+static void pump(dbq_t *q)
+{
+	lv_wq_t *wq = q->wq;
+	if (wq->closing || !wq->cfg)
+		return;
+	lv_usec_t now = lv_time_now_us();
+	bool cmd_up = wq->cmd && lv_redis_is_up(wq->cmd);
+	for (unsigned i = 0; i < LV_WQ_PARTITIONS; i++) {
+		part_t *p = &q->parts[i];
+		if (!q->is_active) {
+			if (p->has_lease && q->bpart != p)
+				lose_lease(p, "consumers stopped");
+			continue;
+		}
+		if (!cmd_up)
+			continue;
+		if (!p->has_group && !p->group_pending) {
+			const char *argv[] = {"XGROUP", "CREATE", p->stream, LV_WQ_GROUP, "0", "MKSTREAM"};
+			p->group_pending = cmd_argv(wq, group_cb, p, 6, argv);
+		}
+		if (!p->lease_pending &&
+		    ((p->has_lease && now >= p->lease_renew_at_us) || (!p->has_lease && now >= p->lease_try_at_us)))
+			send_lease(p);
+		if (p->has_lease && p->has_group && !p->is_claimed && !p->claim_pending && q->bpart != p)
+			send_claim(p);
+		if (!p->ack_pending) {
+			lv_list_t *pos;
+			entry_t *dead = NULL;
+			bool any_ack = false;
+			lv_list_for_each(pos, &p->entries)
+			{
+				entry_t *e = lv_container_of(pos, entry_t, node);
+				if (e->state == E_DEAD && !dead)
+					dead = e;
+				any_ack = any_ack || e->state == E_ACK;
+			}
+			if (any_ack)
+				send_acks(p);
+			else if (dead)
+				send_dead(p, dead);
+		}
+		if (p->want_trim && !p->trim_pending && now >= p->trim_at_us)
+			send_trim(p);
+	}
+	if (!q->is_active)
+		return;
+	if (q->step == B_IDLE && now >= q->batch_retry_at_us)
+		start_batch(q, now);
+	send_read(q);
+}
+
+static void update_lag(lv_wq_t *wq)
+{
+	uint64_t oldest = 0;
+	for (size_t d = 0; d < wq->n_dbs; d++)
+		for (unsigned i = 0; i < LV_WQ_PARTITIONS; i++) {
+			part_t *p = &wq->dbs[d]->parts[i];
+			lv_list_t *pos;
+			lv_list_for_each(pos, &p->entries)
+			{
+				entry_t *e = lv_container_of(pos, entry_t, node);
+				if (e->state == E_ACK || e->state == E_ACKING)
+					continue;
+				if (e->id_ms && (!oldest || e->id_ms < oldest))
+					oldest = e->id_ms;
+				break; /* stream order: the first unapplied one is the oldest */
+			}
+		}
+	int64_t lag_s = 0;
+	if (oldest) {
+		int64_t now_ms = lv_time_wall_us() / LV_USEC_PER_MS;
+		lag_s = now_ms > (int64_t)oldest ? (now_ms - (int64_t)oldest) / 1000 : 0;
+	}
+	lv_metric_set(LV_M_QUEUE_LAG_SECONDS, 0, lag_s);
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	lv_wq_t *wq = arg;
+	lv_time_update();
+	for (size_t d = 0; d < wq->n_dbs; d++)
+		pump(wq->dbs[d]);
+	update_lag(wq);
+}
+
+/* ------------------------------------------------------------------ set up */
+
+static void reader_state_cb(lv_redis_t *r, bool up, void *arg)
+{
+	dbq_t *q = arg;
+	if (q->wq->closing)
+		return;
+	if (up)
+		pump(q);
+}
+
+static void cmd_state_cb(lv_redis_t *r, bool up, void *arg)
+{
+	lv_wq_t *wq = arg;
+	if (wq->closing)
+		return;
+	if (!up) {
+		/* Leases may lapse while Redis is away; renew (or lose) them once it is back. */
+		return;
+	}
+	for (size_t d = 0; d < wq->n_dbs; d++) {
+		for (unsigned i = 0; i < LV_WQ_PARTITIONS; i++) {
+			wq->dbs[d]->parts[i].has_group = false; /* Redis may have restarted empty */
+			wq->dbs[d]->parts[i].group_pending = false;
+		}
+		pump(wq->dbs[d]);
+	}
+}
+
+static dbq_t *find_db(lv_wq_t *wq, const char *name)
+{
+	for (size_t i = 0; i < wq->n_dbs; i++)
+		if (strcmp(wq->dbs[i]->name, name) == 0)
+			return wq->dbs[i];
+	return NULL;
+}
+
+static dbq_t *add_db(lv_wq_t *wq, const char *name)
+{
+	dbq_t **nd = lv_realloc(wq->dbs, sizeof(*nd) * (wq->n_dbs + 1));
+	if (!nd)
+		return NULL;
+	wq->dbs = nd;
+	dbq_t *q = lv_calloc(1, sizeof(*q));
+	if (!q)
+		return NULL;
+	q->wq = wq;
+	snprintf(q->name, sizeof(q->name), "%s", name);
+	for (unsigned i = 0; i < LV_WQ_PARTITIONS; i++) {
+		part_t *p = &q->parts[i];
+		p->q = q;
+		p->idx = i;
+		lv_list_init(&p->entries);
+	}
+	for (int i = 0; i < MAX_CONNS; i++)
+		q->conns[i].q = q;
+	char rname[LV_NAME_LEN + 32];
+	snprintf(rname, sizeof(rname), "queue reader %s", name);
+	lv_redis_opts_t o = {.url = wq->redis_url, .name = rname, .timeout_ms = 15000,
+			     .on_state = reader_state_cb, .state_arg = q};
+	lv_err_t err = {0};
+	q->reader = lv_redis_new(wq->loop, &o, &err);
+	if (!q->reader) {
+		lv_log_error("queue %s: %s", name, err.msg);
+		lv_free(q);
+		return NULL;
+	}
+	wq->dbs[wq->n_dbs++] = q;
+	return q;
+}
+
+lv_wq_t *lv_wq_new(lv_loop_t *loop, const lv_wq_opts_t *opts)
+{
+	lv_wq_t *wq = lv_calloc(1, sizeof(*wq));
+	if (!wq)
+		return NULL;
+	wq->loop = loop;
+	snprintf(wq->instance_id, sizeof(wq->instance_id), "%s", opts->instance_id);
+	wq->pg = *opts->pg;
+	wq->on_applied = opts->on_applied;
+	wq->applied_arg = opts->applied_arg;
+	wq->crash_after_commit = opts->crash_after_commit;
+	wq->timer = event_new(lv_loop_base(loop), -1, EV_PERSIST, tick_cb, wq);
+	if (!wq->timer) {
+		lv_free(wq);
+		return NULL;
+	}
+	struct timeval tv = {0, TICK_MS * 1000};
+	if (event_add(wq->timer, &tv) < 0)
+		lv_log_error("queue: could not start the consumer timer");
+	return wq;
+}
+
+void lv_wq_set_config(lv_wq_t *wq, lv_config_t *cfg)
+{
+	lv_config_t *old = wq->cfg;
+	wq->cfg = lv_config_ref(cfg);
+	bool want = cfg->levee.redis && *cfg->levee.redis && cfg->queue.consumers;
+	if (want && wq->redis_url && strcmp(wq->redis_url, cfg->levee.redis) != 0)
+		lv_log_warn("queue: [levee] redis changed; the consumers keep using %s until a restart",
+			    wq->redis_url);
+	if (want && !wq->redis_url) {
+		wq->redis_url = lv_strdup(cfg->levee.redis);
+		lv_redis_opts_t o = {.url = wq->redis_url, .name = "queue", .timeout_ms = 5000,
+				     .on_state = cmd_state_cb, .state_arg = wq};
+		lv_err_t err = {0};
+		if (wq->redis_url)
+			wq->cmd = lv_redis_new(wq->loop, &o, &err);
+		if (!wq->cmd) {
+			lv_log_error("queue: consumers not started: %s", err.msg[0] ? err.msg : "out of memory");
+			lv_free(wq->redis_url);
+			wq->redis_url = NULL;
+			want = false;
+		}
+	}
+	for (size_t i = 0; i < wq->n_dbs; i++)
+		wq->dbs[i]->is_active = false;
+	for (size_t d = 0; want && d < cfg->n_dbs; d++) {
+		const lv_cfg_db_t *db = &cfg->dbs[d];
+		dbq_t *q = find_db(wq, db->name);
+		if (!q)
+			q = add_db(wq, db->name);
+		if (!q)
+			continue;
+		q->is_active = true;
+		q->has_server_user = db->user[0] != '\0';
+		named_key(q->dead_key, cfg, db->name, "dead");
+		named_key(q->stats_key, cfg, db->name, "stats");
+		for (unsigned i = 0; i < LV_WQ_PARTITIONS; i++) {
+			part_t *p = &q->parts[i];
+			char s[KEY_LEN];
+			stream_key(s, cfg, db->name, i);
+			if (strcmp(s, p->stream) != 0) {
+				/* New database or new prefix: start over on these names. */
+				if (p->has_lease)
+					lose_lease(p, "stream names changed");
+				snprintf(p->stream, sizeof(p->stream), "%s", s);
+				if (snprintf(p->lease_key, sizeof(p->lease_key), "%.*s:lease",
+					     (int)(sizeof(p->lease_key) - 7), s) < 0)
+					p->lease_key[0] = '\0';
+				p->has_group = false;
+			}
+		}
+	}
+	if (want)
+		lv_log_info("queue: consumers on for %zu database(s) as %s", cfg->n_dbs, wq->instance_id);
+	for (size_t i = 0; i < wq->n_dbs; i++)
+		pump(wq->dbs[i]);
+	lv_config_unref(old);
+}
+
+void lv_wq_free(lv_wq_t *wq)
+{
+	if (!wq)
+		return;
+	wq->closing = true;
+	if (wq->timer)
+		event_free(wq->timer);
+	/* Connections first: their pending callbacks run now and see closing. */
+	for (size_t d = 0; d < wq->n_dbs; d++) {
+		dbq_t *q = wq->dbs[d];
+		lv_redis_free(q->reader);
+		for (int i = 0; i < MAX_CONNS; i++)
+			conn_close(q, &q->conns[i]);
+	}
+	lv_redis_free(wq->cmd);
+	for (size_t d = 0; d < wq->n_dbs; d++) {
+		dbq_t *q = wq->dbs[d];
+		for (unsigned i = 0; i < LV_WQ_PARTITIONS; i++)
+			drop_entries(&q->parts[i], true);
+		lv_free(q->bent);
+		lv_free(q->err_msg);
+		lv_free(q);
+	}
+	lv_free(wq->dbs);
+	lv_free(wq->redis_url);
+	lv_config_unref(wq->cfg);
+	lv_free(wq);
+}
+
+/* ====================================================================== admin */
+
+static const char STATS_LUA[] =
+	"local t = redis.call('TIME')\n"
+	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+	"local len, pending, oldest = 0, 0, nil\n"
+	"for i = 1, #KEYS - 2 do\n"
+	"  local s = KEYS[i]\n"
+	"  if redis.call('EXISTS', s) == 1 then\n"
+	"    len = len + redis.call('XLEN', s)\n"
+	"    local cand = nil\n"
+	"    local ok, p = pcall(redis.call, 'XPENDING', s, ARGV[1])\n"
+	"    if ok then\n"
+	"      pending = pending + p[1]\n"
+	"      if p[1] > 0 then cand = p[2] end\n"
+	"    end\n"
+	"    if not cand then\n"
+	"      local last = '0-0'\n"
+	"      local gok, groups = pcall(redis.call, 'XINFO', 'GROUPS', s)\n"
+	"      if gok then\n"
+	"        for _, g in ipairs(groups) do\n"
+	"          local name, ld\n"
+	"          for k = 1, #g, 2 do\n"
+	"            if g[k] == 'name' then name = g[k + 1] elseif g[k] == 'last-delivered-id' then ld = g[k + 1] end\n"
+	"          end\n"
+	"          if name == ARGV[1] and ld then last = ld end\n"
+	"        end\n"
+	"      end\n"
+	"      local r = redis.call('XRANGE', s, '(' .. last, '+', 'COUNT', 1)\n"
+	"      if #r > 0 then cand = r[1][1] end\n"
+	"    end\n"
+	"    if cand then\n"
+	"      local ms = tonumber(string.match(cand, '^(%d+)-'))\n"
+	"      if ms and (not oldest or ms < oldest) then oldest = ms end\n"
+	"    end\n"
+	"  end\n"
+	"end\n"
+	"local dead = redis.call('XLEN', KEYS[#KEYS - 1])\n"
+	"local st = redis.call('HMGET', KEYS[#KEYS], 'enqueued', 'applied', 'retried', 'dead')\n"
+	"local function num(v) if v then return tonumber(v) or 0 end return 0 end\n"
+	"local age = 0\n"
+	"if oldest and now > oldest then age = now - oldest end\n"
+	"return {len, pending, age, dead, num(st[1]), num(st[2]), num(st[3]), num(st[4])}\n";
+
+static const char RETRY_DEAD_LUA[] =
+	"local n = 0\n"
+	"for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do\n"
+	"  local f = e[2]\n"
+	"  local stream, payload\n"
+	"  for i = 1, #f, 2 do\n"
+	"    if f[i] == 'stream' then stream = f[i + 1] elseif f[i] == 'payload' then payload = f[i + 1] end\n"
+	"  end\n"
+	"  if stream and payload and payload ~= '' then\n"
+	"    redis.call('XADD', stream, '*', 'm', payload)\n"
+	"    redis.call('XDEL', KEYS[1], e[1])\n"
+	"    n = n + 1\n"
+	"  end\n"
+	"end\n"
+	"return n\n";
+
+typedef struct admin_job {
+	lv_loop_t *loop;
+	lv_redis_t *r;
+	lv_wq_admin_op_t op;
+	lv_wq_admin_cb cb;
+	void *arg;
+	char id[64];
+	size_t n_dbs;
+	char (*keys)[LV_WQ_PARTITIONS + 2][KEY_LEN]; /* per database: partitions, dead, stats */
+	lv_wq_db_stats_t *rows;
+	size_t n_replies;
+	long long count;
+	char error[200];
+	bool is_sent;
+	bool is_done;
+	struct event *timer;
+	lv_deferred_t deferred;
+} admin_job_t;
+
+static void admin_free_deferred(lv_deferred_t *d)
+{
+	admin_job_t *j = lv_container_of(d, admin_job_t, deferred);
+	lv_redis_free(j->r); /* no command is pending any more */
+	if (j->timer)
+		event_free(j->timer);
+	lv_free(j->keys);
+	lv_free(j->rows);
+	lv_free(j);
+}
+
+/* Answers the caller once and frees the job after this loop iteration. */
+static void admin_finish(admin_job_t *j)
+{
+	if (j->is_done)
+		return;
+	j->is_done = true;
+	if (j->timer)
+		event_del(j->timer);
+	if (j->error[0])
+		j->cb(j->arg, NULL, 0, 0, j->error);
+	else
+		j->cb(j->arg, j->rows, j->op == LV_WQ_ADMIN_STATS ? j->n_dbs : 0, j->count, NULL);
+	lv_loop_defer(j->loop, &j->deferred);
+}
+
+static void admin_reply_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
+{
+	admin_job_t *j = arg;
+	size_t i = j->n_replies++;
+	if (j->is_done)
+		return;
+	if (!reply || lv_redis_reply_type(reply) == LV_REDIS_ERROR) {
+		const char *s = lv_redis_reply_str(reply, NULL);
+		snprintf(j->error, sizeof(j->error), "levee: queue command failed: %s",
+			 s ? s : "Redis did not answer");
+	} else if (j->op == LV_WQ_ADMIN_STATS && i < j->n_dbs) {
+		lv_wq_db_stats_t *row = &j->rows[i];
+		long long v[8] = {0};
+		for (size_t k = 0; k < 8; k++)
+			v[k] = lv_redis_reply_int(lv_redis_reply_at(reply, k));
+		row->length = v[0];
+		row->pending = v[1];
+		row->oldest_age_ms = v[2];
+		row->dead = v[3];
+		row->enqueued = v[4];
+		row->applied = v[5];
+		row->retried = v[6];
+		row->dead_lettered = v[7];
+	} else {
+		j->count += lv_redis_reply_int(reply);
+	}
+	if (j->n_replies >= j->n_dbs)
+		admin_finish(j);
+}
+
+static void admin_send(admin_job_t *j)
+{
+	j->is_sent = true;
+	for (size_t d = 0; d < j->n_dbs; d++) {
+		bool ok;
+		char (*k)[KEY_LEN] = j->keys[d];
+		if (j->op == LV_WQ_ADMIN_STATS) {
+			const char *argv[4 + LV_WQ_PARTITIONS + 2 + 1];
+			int n = 0;
+			char nkeys[16];
+			snprintf(nkeys, sizeof(nkeys), "%d", LV_WQ_PARTITIONS + 2);
+			argv[n++] = "EVAL";
+			argv[n++] = STATS_LUA;
+			argv[n++] = nkeys;
+			for (int i = 0; i < LV_WQ_PARTITIONS + 2; i++)
+				argv[n++] = k[i];
+			argv[n++] = LV_WQ_GROUP;
+			ok = lv_redis_cmd(j->r, admin_reply_cb, j, n, argv, NULL);
+		} else if (j->op == LV_WQ_ADMIN_RETRY_DEAD) {
+			const char *argv[] = {"EVAL", RETRY_DEAD_LUA, "1", k[LV_WQ_PARTITIONS]};
+			ok = lv_redis_cmd(j->r, admin_reply_cb, j, 4, argv, NULL);
+		} else {
+			const char *argv[] = {"XDEL", k[LV_WQ_PARTITIONS], j->id};
+			ok = lv_redis_cmd(j->r, admin_reply_cb, j, 3, argv, NULL);
+		}
+		if (!ok) {
+			snprintf(j->error, sizeof(j->error), "levee: could not send to Redis");
+			j->n_replies++;
+			if (j->n_replies >= j->n_dbs)
+				admin_finish(j);
+		}
+	}
+}
+
+static void admin_state_cb(lv_redis_t *r, bool up, void *arg)
+{
+	admin_job_t *j = arg;
+	if (up && !j->is_sent && !j->is_done)
+		admin_send(j);
+}
+
+static void admin_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	admin_job_t *j = arg;
+	if (!j->error[0] && j->n_dbs > 0)
+		snprintf(j->error, sizeof(j->error), "levee: Redis did not answer in time");
+	admin_finish(j);
+}
+
+bool lv_wq_admin(lv_loop_t *loop, const lv_config_t *cfg, lv_wq_admin_op_t op, const char *id,
+		 lv_wq_admin_cb cb, void *arg)
+{
+	if (!cfg->levee.redis || !*cfg->levee.redis)
+		return false;
+	admin_job_t *j = lv_calloc(1, sizeof(*j));
+	if (!j)
+		return false;
+	j->loop = loop;
+	j->op = op;
+	j->cb = cb;
+	j->arg = arg;
+	snprintf(j->id, sizeof(j->id), "%s", id ? id : "");
+	j->n_dbs = cfg->n_dbs;
+	j->keys = lv_calloc(j->n_dbs ? j->n_dbs : 1, sizeof(*j->keys));
+	j->rows = lv_calloc(j->n_dbs ? j->n_dbs : 1, sizeof(*j->rows));
+	j->deferred.fn = admin_free_deferred;
+	j->timer = event_new(lv_loop_base(loop), -1, 0, admin_timeout_cb, j);
+	if (!j->keys || !j->rows || !j->timer)
+		goto fail;
+	for (size_t d = 0; d < j->n_dbs; d++) {
+		const char *db = cfg->dbs[d].name;
+		snprintf(j->rows[d].db, sizeof(j->rows[d].db), "%s", db);
+		for (unsigned p = 0; p < LV_WQ_PARTITIONS; p++)
+			stream_key(j->keys[d][p], cfg, db, p);
+		named_key(j->keys[d][LV_WQ_PARTITIONS], cfg, db, "dead");
+		named_key(j->keys[d][LV_WQ_PARTITIONS + 1], cfg, db, "stats");
+	}
+	lv_redis_opts_t o = {.url = cfg->levee.redis, .name = "queue admin", .timeout_ms = 5000,
+			     .on_state = admin_state_cb, .state_arg = j};
+	lv_err_t err = {0};
+	j->r = lv_redis_new(loop, &o, &err);
+	if (!j->r)
+		goto fail;
+	struct timeval tv = {5, 0};
+	(void)event_add(j->timer, &tv);
+	if (j->n_dbs == 0) {
+		/* Nothing to ask: answer from the loop, not from inside this call. */
+		struct timeval now = {0, 0};
+		(void)event_add(j->timer, &now);
+		j->is_sent = true;
+	} else if (lv_redis_is_up(j->r)) {
+		admin_send(j);
+	}
+	return true;
+fail:
+	if (j->timer)
+		event_free(j->timer);
+	lv_free(j->keys);
+	lv_free(j->rows);
+	lv_free(j);
+	return false;
+}

@@ -1,0 +1,415 @@
+# SPDX-License-Identifier: ISC
+"""The write queue (src/wq/wq.h states the contract these tests check).
+
+Consumer-side tests put messages into the streams directly (XADD of a payload
+built by encode() below, which matches src/wq/codec.c), so they do not
+depend on the producer path in the client state machine. Producer tests
+(levee:async hints through a client) are skipped until that path exists.
+"""
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from utils import REPO, stays_true, wait_until
+
+PARTITIONS = 8
+PREFIX = "levee:q"
+
+# Short timings so retries, leases and claims happen within a test.
+QUEUE = {"queue": {"claim_idle": "2s", "retry_backoff": "100ms", "retry_backoff_max": "400ms",
+                   "max_attempts": "3", "max_wait": "50ms", "batch_size": "100"}}
+
+# The producer is exercised in both pool modes: session mode defers at the
+# start of each request on the client's server, transaction mode before the
+# client gets a server at all.
+MODES = [pytest.param("session", marks=pytest.mark.levee_config(QUEUE)),
+         pytest.param("transaction", marks=pytest.mark.levee_config(
+             QUEUE, {"pool": {"pool_mode": "transaction"}}))]
+
+HAS_PRODUCER = any("lv_wq_enqueue" in f.read_text() for f in (REPO / "src" / "proxy").glob("*.c"))
+needs_producer = pytest.mark.skipif(not HAS_PRODUCER,
+                                    reason="the producer path (proxy/) is not wired yet")
+
+
+# ---------------------------------------------------------------------------
+# Helpers
+
+
+def fnv1a(key):
+    h = 2166136261
+    for b in key.encode():
+        h ^= b
+        h = (h * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def stream(db, key):
+    return f"{PREFIX}:{db}:{fnv1a(key) % PARTITIONS}"
+
+
+def encode(sql, params=(), db="app", user="app", key=None, table="t"):
+    """A payload as codec.c writes it. params: str (text), bytes (binary), None (NULL)."""
+    ps = []
+    for p in params:
+        if p is None:
+            ps.append({"t": 0, "f": 0, "n": True})
+        elif isinstance(p, bytes):
+            import base64
+            ps.append({"t": 0, "f": 1, "b": base64.b64encode(p).decode()})
+        else:
+            ps.append({"t": 0, "f": 0, "v": str(p)})
+    return json.dumps({"v": 1, "db": db, "user": user, "key": key or table, "table": table,
+                       "sql": sql, "params": ps})
+
+
+def xadd(r, sql, params=(), db="app", key=None, table="t", **kw):
+    k = key or table
+    return r.xadd(stream(db, k), {"m": encode(sql, params, db=db, key=k, table=table, **kw)})
+
+
+def db_sql(pg, query, dbname="app"):
+    return pg.sql(query, dbname=dbname)
+
+
+def count(pg, table, dbname="app"):
+    return db_sql(pg, f"SELECT count(*) FROM {table}", dbname)[0][0]
+
+
+def pending_total(r, db="app"):
+    n = 0
+    for p in range(PARTITIONS):
+        s = f"{PREFIX}:{db}:{p}"
+        if r.exists(s):
+            try:
+                n += r.xpending(s, "levee")["pending"]
+            except Exception:  # noqa: BLE001 - no group yet
+                pass
+    return n
+
+
+def queue_row(levee, db="app"):
+    rows = levee.admin("SHOW QUEUE")
+    return next(r for r in rows if r["database"] == db)
+
+
+@pytest.fixture
+def tables(pg):
+    for q in ("DROP TABLE IF EXISTS t, qlog, later_t, levee_applied",
+              "CREATE TABLE t (k text, v int, b bytea, n text)",
+              "CREATE TABLE qlog (id bigserial PRIMARY KEY, k text NOT NULL, seq int NOT NULL)",
+              "GRANT ALL ON t, qlog, qlog_id_seq TO app"):
+        db_sql(pg, q)
+    yield
+    db_sql(pg, "DROP TABLE IF EXISTS t, qlog, later_t, levee_applied")
+
+
+@pytest.fixture
+def rc(redis):
+    return redis.client(decode_responses=True)
+
+
+# ---------------------------------------------------------------------------
+# Consumers (messages XADDed directly)
+
+
+@pytest.mark.levee_config(QUEUE)
+def test_consumer_applies_messages_once(levee, pg, rc, tables):
+    ids = [xadd(rc, "INSERT INTO t (k, v) VALUES ($1, $2)", (f"k{i % 7}", i), key=f"k{i % 7}")
+           for i in range(300)]
+    wait_until(lambda: count(pg, "t") == 300, 20, message="300 rows applied")
+    rows = db_sql(pg, "SELECT count(DISTINCT v), min(v), max(v) FROM t")[0]
+    assert rows == (300, 0, 299)
+    applied = db_sql(pg, "SELECT count(*) FROM levee_applied")[0][0]
+    assert applied >= 1  # some may already be pruned below the trim point
+    wait_until(lambda: pending_total(rc) == 0, 10, message="everything acknowledged")
+    assert stays_true(lambda: count(pg, "t") == 300, 0.5)
+    # Acknowledged entries are trimmed away.
+    wait_until(lambda: sum(rc.xlen(f"{PREFIX}:app:{p}") for p in range(PARTITIONS)) == 0, 10,
+               message="streams trimmed")
+    m = levee.metrics()
+    assert m.sum("levee_queue_applied_total") == 300
+    assert m.sum("levee_queue_batches_total") >= 3
+    assert m.sum("levee_queue_batch_size_count") >= 3
+    assert len(ids) == 300
+
+
+@pytest.mark.levee_config(QUEUE)
+def test_parameters_text_binary_null(levee, pg, rc, tables):
+    xadd(rc, "INSERT INTO t (k, v, b, n) VALUES ($1, $2::int, $3, $4)",
+         ("it's", "42", b"\x00\x01\xff", None))
+    wait_until(lambda: count(pg, "t") == 1, 10)
+    assert db_sql(pg, "SELECT k, v, encode(b, 'hex'), n IS NULL FROM t") == [
+        ("it's", 42, "0001ff", True)]
+
+
+@pytest.mark.levee_config(QUEUE)
+def test_fifo_per_key(levee, pg, rc, tables):
+    keys = [f"user:{i}" for i in range(10)]
+    for seq in range(40):
+        for k in keys:
+            xadd(rc, "INSERT INTO qlog (k, seq) VALUES ($1, $2)", (k, seq), key=k, table="qlog")
+    wait_until(lambda: count(pg, "qlog") == 400, 20)
+    for k in keys:
+        seqs = [r[0] for r in db_sql(pg, f"SELECT seq FROM qlog WHERE k = '{k}' ORDER BY id")]
+        assert seqs == list(range(40)), k
+
+
+@pytest.mark.levee_config({"queue": {"max_attempts": "10", "retry_backoff_max": "200ms"}},
+                          QUEUE)
+def test_failing_message_holds_back_its_key_only(levee, pg, rc, tables):
+    # later_t does not exist yet: the first message of key A fails and is retried.
+    xadd(rc, "INSERT INTO later_t VALUES (1)", key="A", table="later_t")
+    xadd(rc, "INSERT INTO qlog (k, seq) VALUES ('A', 2)", key="A", table="qlog")
+    xadd(rc, "INSERT INTO qlog (k, seq) VALUES ('B', 1)", key="B", table="qlog")
+    wait_until(lambda: count(pg, "qlog") == 1, 10, message="key B applied")
+    # A's second message waits behind its failing first one.
+    assert stays_true(lambda: count(pg, "qlog") == 1, 1.0)
+    assert levee.metrics().sum("levee_queue_retried_total") >= 2
+    db_sql(pg, "CREATE TABLE later_t (x int)")
+    db_sql(pg, "GRANT ALL ON later_t TO app")
+    wait_until(lambda: count(pg, "qlog") == 2, 10, message="key A applied after the fix")
+    assert count(pg, "later_t") == 1
+
+
+@pytest.mark.levee_config(QUEUE)
+def test_poison_message_dead_lettered(levee, pg, rc, tables):
+    xadd(rc, "INSERT INTO later_t VALUES (1)", key="P", table="later_t")
+    for i in range(20):
+        xadd(rc, "INSERT INTO t (k, v) VALUES ('ok', $1)", (i,), key=f"o{i}")
+    wait_until(lambda: count(pg, "t") == 20, 10)
+    dead = f"{PREFIX}:app:dead"
+    wait_until(lambda: rc.xlen(dead) == 1, 15, message="dead letter")
+    (did, fields), = rc.xrange(dead)
+    assert fields["attempts"] == "3"
+    assert "later_t" in fields["error"] and fields["error"].startswith("42P01")
+    assert json.loads(fields["payload"])["sql"] == "INSERT INTO later_t VALUES (1)"
+    assert fields["stream"] == stream("app", "P")
+    wait_until(lambda: pending_total(rc) == 0, 10, message="the original acknowledged")
+    m = levee.metrics()
+    assert m.sum("levee_queue_dead_lettered_total") == 1
+    assert m.sum("levee_queue_applied_total") == 20
+    row = queue_row(levee)
+    assert row["dead"] == 1 and row["dead_lettered"] == 1 and row["pending"] == 0
+
+    # Fixed, then retried from the console: applied.
+    db_sql(pg, "CREATE TABLE later_t (x int)")
+    db_sql(pg, "GRANT ALL ON later_t TO app")
+    levee.admin("RETRY DEAD LETTERS")
+    wait_until(lambda: count(pg, "later_t") == 1, 10)
+    assert rc.xlen(dead) == 0
+
+    # DROP DEAD LETTER removes one by id.
+    xadd(rc, "INSERT INTO missing_t VALUES (1)", key="Q", table="missing_t")
+    wait_until(lambda: rc.xlen(dead) == 1, 15)
+    (did, _), = rc.xrange(dead)
+    levee.admin(f"DROP DEAD LETTER '{did}'")
+    assert rc.xlen(dead) == 0
+
+
+@pytest.mark.levee_config(QUEUE)
+def test_malformed_payload_dead_lettered(levee, pg, rc, tables):
+    rc.xadd(stream("app", "t"), {"m": "{not json"})
+    xadd(rc, "INSERT INTO t (k) VALUES ('fine')")
+    wait_until(lambda: count(pg, "t") == 1, 10)
+    wait_until(lambda: rc.xlen(f"{PREFIX}:app:dead") == 1, 10)
+    (_, fields), = rc.xrange(f"{PREFIX}:app:dead")
+    assert "malformed" in fields["error"]
+
+
+def test_crash_between_commit_and_ack(levee_factory, pg, rc, tables):
+    lv = levee_factory(QUEUE, start=False)
+    env = dict(lv.env())
+    env["LEVEE_TEST_CRASH_AFTER_COMMIT"] = "1"
+    lv.env = lambda: env
+    lv.start()
+    lv._expect_exit = True
+    pipe = rc.pipeline(transaction=True)  # all 50 arrive at once, so one batch has several
+    for i in range(50):
+        k = f"k{i % 5}"
+        pipe.xadd(stream("app", k), {"m": encode("INSERT INTO t (k, v) VALUES ($1, $2)",
+                                                 (k, i), key=k)})
+    pipe.execute()
+    lv.wait_exit(20)
+    assert lv.log_contains("aborting after COMMIT")
+    committed = count(pg, "t")
+    assert committed > 0
+    # The committed batch was never acknowledged.
+    assert pending_total(rc) >= committed
+
+    lv.env = lambda: {k: v for k, v in env.items() if k != "LEVEE_TEST_CRASH_AFTER_COMMIT"}
+    lv.start()
+    # The dead instance's lease expires after claim_idle; then everything lands once.
+    wait_until(lambda: count(pg, "t") == 50, 30, message="all 50 applied")
+    assert db_sql(pg, "SELECT count(DISTINCT v) FROM t")[0][0] == 50
+    wait_until(lambda: pending_total(rc) == 0, 10)
+    assert lv.metrics().sum("levee_queue_skipped_total") >= committed
+    assert stays_true(lambda: count(pg, "t") == 50, 0.5)
+
+
+@pytest.mark.levee_config({"queue": {"max_attempts": "1"}}, QUEUE)
+def test_primary_down_messages_wait(levee, pg, rc, tables):
+    xadd(rc, "INSERT INTO t (k, v) VALUES ('before', 0)")
+    wait_until(lambda: count(pg, "t") == 1, 10)
+    pg.stop()
+    try:
+        for i in range(1, 21):
+            xadd(rc, "INSERT INTO t (k, v) VALUES ($1, $2)", (f"k{i}", i), key=f"k{i}")
+        # Ten seconds without a primary: the batches fail whole and are retried.
+        wait_until(lambda: levee.metrics().sum("levee_queue_batch_failures_total") >= 2, 10)
+        time.sleep(10)  # the outage itself is the thing under test, not a readiness wait
+    finally:
+        pg.start()
+    wait_until(lambda: count(pg, "t") == 21, 30, message="applied after the primary is back")
+    # Connection failures are not attempts: with max_attempts = 1 nothing was dead-lettered.
+    assert rc.xlen(f"{PREFIX}:app:dead") == 0
+    assert levee.metrics().sum("levee_queue_dead_lettered_total") == 0
+    wait_until(lambda: pending_total(rc) == 0, 10)
+
+
+@pytest.mark.levee_config(QUEUE)
+def test_show_queue_counts(levee, pg, rc, tables):
+    levee.admin("SHOW QUEUE")  # answers even before any stream exists
+    levee.stop()
+    for i in range(5):
+        xadd(rc, "INSERT INTO t (k, v) VALUES ('x', $1)", (i,))
+    levee.start()
+    wait_until(lambda: count(pg, "t") == 5, 10)
+    wait_until(lambda: queue_row(levee)["applied"] == 5, 10)
+    row = queue_row(levee)
+    assert row["pending"] == 0
+    assert float(row["oldest_age_s"]) == 0.0
+    assert levee.admin("SHOW QUEUE")  # one row per database
+    assert {r["database"] for r in levee.admin("SHOW QUEUE")} == {"app", "app2"}
+
+
+# ---------------------------------------------------------------------------
+# Producer (/* levee:async */ through a client)
+
+
+def async_insert(conn, k, v):
+    notices = []
+    conn.add_notice_handler(lambda d: notices.append(d.message_primary))
+    cur = conn.execute("/* levee:async */ INSERT INTO t (k, v) VALUES (%s, %s)", (k, v))
+    return cur, notices
+
+
+@needs_producer
+@pytest.mark.parametrize("mode", MODES)
+def test_async_insert_acknowledged_with_notice_and_tag(levee, pg, tables, mode):
+    with levee.conn(autocommit=True) as conn:
+        cur, notices = async_insert(conn, "a", 1)
+        assert cur.statusmessage == "INSERT 0 0"
+        assert cur.rowcount == 0
+        assert any("queued" in n for n in notices), notices
+    wait_until(lambda: count(pg, "t") == 1, 10)
+
+
+@needs_producer
+@pytest.mark.parametrize("mode", MODES)
+def test_ten_thousand_inserts_from_32_clients(levee, pg, tables, mode):
+    errors = []
+
+    def client(n):
+        try:
+            with levee.conn(autocommit=True) as conn:
+                for i in range(n * 1000, n * 1000 + 313):
+                    conn.execute("/* levee:async */ INSERT INTO t (k, v) VALUES (%s, %s)",
+                                 (f"c{n}", i))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(32)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors[:3]
+    total = 32 * 313
+    wait_until(lambda: count(pg, "t") == total, 60, message=f"{total} rows")
+    assert db_sql(pg, "SELECT count(DISTINCT v) FROM t")[0][0] == total
+    assert stays_true(lambda: count(pg, "t") == total, 0.5)
+
+
+@needs_producer
+@pytest.mark.levee_config({"queue": {"consumers": "false", "max_length": "5"}}, QUEUE)
+def test_queue_full_53400(levee, pg, tables):
+    with levee.conn(autocommit=True) as conn:
+        for i in range(5):
+            conn.execute("/* levee:async */ INSERT INTO t (k, v) VALUES ('x', %s)", (i,))
+        with pytest.raises(psycopg.errors.ConfigurationLimitExceeded):
+            conn.execute("/* levee:async */ INSERT INTO t (k, v) VALUES ('x', 99)")
+    assert levee.metrics().sum("levee_queue_refused_total", reason="full") == 1
+
+
+@needs_producer
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("sql", [
+    "/* levee:async */ SELECT 1",
+    "/* levee:async */ INSERT INTO t (k) VALUES ('r') RETURNING k",
+])
+def test_async_refused_0A000(levee, tables, sql, mode):
+    with levee.conn(autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            conn.execute(sql)
+
+
+@needs_producer
+@pytest.mark.parametrize("mode", MODES)
+def test_async_inside_transaction_refused(levee, pg, tables, mode):
+    """Inside BEGIN ... COMMIT the write cannot be deferred: refused with 0A000,
+    the transaction fails as PostgreSQL would fail it, nothing is stored, and
+    the session goes on. Simple and extended protocol."""
+    stmt = "/* levee:async */ INSERT INTO t (k) VALUES ('in txn')"
+    for protocol in ("simple", "extended"):
+        with levee.conn(autocommit=False) as conn:
+            conn.execute("SELECT 1")  # psycopg opened a transaction
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+            if protocol == "simple":
+                res = conn.pgconn.exec_(stmt.encode())  # PQexec: the simple query protocol
+                assert res.status == psycopg.pq.ExecStatus.FATAL_ERROR
+                assert res.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"0A000"
+                assert b"inside an explicit transaction" in res.error_message
+            else:
+                with pytest.raises(psycopg.errors.FeatureNotSupported, match="inside an explicit transaction"):
+                    conn.execute(stmt)
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+            conn.rollback()
+            assert conn.execute("SELECT 2").fetchone() == (2,)
+            conn.commit()
+    assert pg.sql("SELECT count(*) FROM t WHERE k = 'in txn'", dbname="app") == [(0,)]
+
+
+@needs_producer
+@pytest.mark.levee_config(QUEUE)
+def test_redis_restart_with_appendonly_loses_nothing(levee, pg, redis, tables):
+    rc = redis.client()
+    redis.appendonly = True
+    try:
+        redis.stop()
+        redis.start()
+        rc.config_set("appendfsync", "always")
+        levee.stop()  # consumers off while we count what was acknowledged
+        levee.set_overrides({"queue": {"consumers": "false"}})
+        levee.start()
+        acked = 0
+        with levee.conn(autocommit=True) as conn:
+            for i in range(200):
+                conn.execute("/* levee:async */ INSERT INTO t (k, v) VALUES ('r', %s)", (i,))
+                acked += 1
+        redis.kill()
+        redis.start()
+        levee.stop()
+        levee.set_overrides({"queue": {"consumers": "true"}})
+        levee.start()
+        wait_until(lambda: count(pg, "t") == acked, 30, message="every acknowledged write")
+    finally:
+        redis.appendonly = False
+        redis.stop()
+        redis.start()
