@@ -77,6 +77,7 @@ struct lv_cfill {
 	bool background;         /* stale refresh: the client was answered already */
 	bool l2_pending;         /* Redis owes the L2 answer */
 	bool locked;             /* holds the L2 fill lock */
+	bool lock_asked;         /* the pending L2 lookup asked for the lock */
 	bool capturing;          /* the request went to a server */
 	bool capture_failed;     /* too big or out of memory: not cached */
 	bool extended;           /* the request's protocol */
@@ -411,6 +412,7 @@ static bool l2_lookup(lv_worker_t *w, struct lv_cfill *f, bool take_lock)
 	if (!ok)
 		return false;
 	f->l2_pending = true;
+	f->lock_asked = take_lock;
 	return true;
 }
 
@@ -445,6 +447,14 @@ static void wait_timer_cb(evutil_socket_t fd, short what, void *arg)
 		fill_go_to_server(c, f);
 	else
 		park(c);
+}
+
+/* Did the SET NX of the fill lock (if this lookup asked for it) succeed? */
+static bool got_lock(const struct lv_cfill *f, const lv_redis_reply_t *lock)
+{
+	size_t n;
+	const char *s = lv_redis_reply_str(lock, &n);
+	return f->lock_asked && lv_redis_reply_type(lock) == LV_REDIS_STATUS && s && n == 2 && memcmp(s, "OK", 2) == 0;
 }
 
 static void l2_reply(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
@@ -487,7 +497,7 @@ static void l2_reply(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 		if (lv_cache_entry_decode(val, n, &f->key, cache->gens, now, lv_time_wall_us(), &e) == 0 && e &&
 		    lv_cache_entry_is_current(e, cache->gens)) {
 			lv_metric_inc_l(LV_M_CACHE_L2_TOTAL, LV_ML_CACHE_L2_HIT);
-			f->locked = lv_redis_reply_type(lock) == LV_REDIS_STATUS;
+			f->locked = got_lock(f, lock);
 			release_l2_lock(w, f);
 			end_flight(w, f, e); /* L1 takes a reference of its own */
 			lv_request_t rq;
@@ -510,7 +520,7 @@ static void l2_reply(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 	} else {
 		lv_metric_inc_l(LV_M_CACHE_L2_TOTAL, LV_ML_CACHE_L2_MISS);
 	}
-	bool have_lock = lv_redis_reply_type(lock) == LV_REDIS_STATUS;
+	bool have_lock = got_lock(f, lock);
 	if (have_lock || now >= f->wait_until_us) {
 		f->locked = have_lock;
 		fill_go_to_server(c, f);
@@ -976,32 +986,15 @@ void lv_cached_janitor(lv_worker_t *w, lv_usec_t now)
 /* Could this text write? Statements that start with a plain read word cannot (functions aside). */
 static bool may_write(const char *sql, size_t n)
 {
-	size_t i = 0;
-	for (;;) {
-		while (i < n && isspace((unsigned char)sql[i]))
-			i++;
-		if (i + 1 < n && sql[i] == '-' && sql[i + 1] == '-') {
-			while (i < n && sql[i] != '\n')
-				i++;
-			continue;
-		}
-		if (i + 1 < n && sql[i] == '/' && sql[i + 1] == '*') {
-			const char *e = memmem(sql + i + 2, n - i - 2, "*/", 2);
-			i = e ? (size_t)(e - sql) + 2 : n;
-			continue;
-		}
-		break;
-	}
-	size_t w = i;
-	while (i < n && isalpha((unsigned char)sql[i]))
-		i++;
-	size_t wl = i - w;
+	size_t wl;
+	const char *word = lv_sql_first_word(sql, n, &wl);
+	size_t i = (size_t)(word - sql) + wl;
 	static const char *const reads[] = {"select", "show", "begin", "commit", "rollback", "end", "start",
 					    "savepoint", "release", "set", "reset", "values", "fetch", "close",
-					    "discard", "deallocate", "listen", "unlisten", "explain", "prepare",
-					    "execute", "declare", "move", "abort", "table"};
+					    "discard", "deallocate", "listen", "unlisten", "prepare",
+					    "declare", "move", "abort", "table"};
 	for (size_t k = 0; k < LV_ARRAY_LEN(reads); k++)
-		if (wl == strlen(reads[k]) && strncasecmp(sql + w, reads[k], wl) == 0) {
+		if (wl == strlen(reads[k]) && strncasecmp(word, reads[k], wl) == 0) {
 			/* A multi-statement string may hide a write after the first. */
 			const char *semi = memchr(sql + i, ';', n - i);
 			while (semi && semi + 1 < sql + n && isspace((unsigned char)semi[1]))
@@ -1046,6 +1039,11 @@ void lv_cached_note_statement(lv_client_t *c, const char *sql, size_t len)
 	 * classify cannot attribute (DROP SCHEMA ...) clears everything. */
 	if (info->kind == LV_SQL_DDL && info->n_written == 0)
 		c->written_all = true;
+	/* What these run is not in their text: a prepared statement, a procedure, a block. */
+	if (info->kind == LV_SQL_EXECUTE || info->kind == LV_SQL_CALL || info->kind == LV_SQL_DO)
+		c->written_all = true;
+	if (info->kind == LV_SQL_EXPLAIN && !info->is_read_only && info->n_written == 0)
+		c->written_all = true; /* EXPLAIN ANALYZE of a write runs it */
 }
 
 void lv_cached_note_large(lv_client_t *c, const char *head, size_t n)

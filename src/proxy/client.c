@@ -1037,9 +1037,9 @@ static lv_pool_t *route(lv_client_t *c)
  * including their Sync (as a server that failed would). Returns false when
  * the Sync has not arrived yet.
  */
-static bool refuse_request(lv_client_t *c, const char *sqlstate, const char *msg)
+/* The length of the request at the head of sb (through its Query or Sync); false if incomplete. */
+static bool request_len(lv_sbuf_t *sb, size_t *len)
 {
-	lv_sbuf_t *sb = &c->conn.sb;
 	size_t off = 0, avail = lv_sbuf_avail(sb);
 	uint8_t hdr[5];
 	for (;;) {
@@ -1052,6 +1052,16 @@ static bool refuse_request(lv_client_t *c, const char *sqlstate, const char *msg
 		if (hdr[0] == PqMsg_Query || hdr[0] == PqMsg_Sync)
 			break;
 	}
+	*len = off;
+	return true;
+}
+
+static bool refuse_request(lv_client_t *c, const char *sqlstate, const char *msg)
+{
+	lv_sbuf_t *sb = &c->conn.sb;
+	size_t off;
+	if (!request_len(sb, &off))
+		return false;
 	lv_sbuf_skip(sb, off);
 	lv_client_error(c, sqlstate, "%s", msg);
 	lv_client_ready(c, 'I');
@@ -1243,27 +1253,8 @@ static bool contains_ci(const char *s, size_t n, const char *needle)
  */
 static bool may_touch_session(const char *sql, size_t n)
 {
-	size_t i = 0;
-	for (;;) {
-		while (i < n && isspace((unsigned char)sql[i]))
-			i++;
-		if (i + 1 < n && sql[i] == '-' && sql[i + 1] == '-') {
-			while (i < n && sql[i] != '\n')
-				i++;
-			continue;
-		}
-		if (i + 1 < n && sql[i] == '/' && sql[i + 1] == '*') {
-			const char *e = memmem(sql + i + 2, n - i - 2, "*/", 2);
-			i = e ? (size_t)(e - sql) + 2 : n;
-			continue;
-		}
-		break;
-	}
-	size_t w = i;
-	while (i < n && isalpha((unsigned char)sql[i]))
-		i++;
-	const char *word = sql + w;
-	size_t wl = i - w;
+	size_t wl;
+	const char *word = lv_sql_first_word(sql, n, &wl);
 	if (word_is(word, wl, "set") || word_is(word, wl, "reset") || word_is(word, wl, "prepare") ||
 	    word_is(word, wl, "listen") || word_is(word, wl, "unlisten") || word_is(word, wl, "declare") ||
 	    word_is(word, wl, "discard") || word_is(word, wl, "deallocate") || word_is(word, wl, "load"))
@@ -1445,18 +1436,9 @@ static txn_result_t async_check(lv_client_t *c, uint8_t type, size_t off, size_t
 	if (sv->txn_status == 'I' || sv->unsynced)
 		return TXN_FORWARD; /* the deferral had its say (a syntax error, say): the server answers */
 	/* Consume the request (to its Query or Sync) and let the server refuse it. */
-	size_t end = 0, avail = lv_sbuf_avail(sb);
-	uint8_t hdr[5];
-	for (;;) {
-		if (!lv_sbuf_peek(sb, end, hdr, 5))
-			return TXN_WAIT;
-		size_t w = (size_t)lv_get_u32(hdr + 1) + 1;
-		if (end + w > avail)
-			return TXN_WAIT;
-		end += w;
-		if (hdr[0] == PqMsg_Query || hdr[0] == PqMsg_Sync)
-			break;
-	}
+	size_t end;
+	if (!request_len(sb, &end))
+		return TXN_WAIT;
 	lv_sbuf_skip(sb, end);
 	lv_buf_t b;
 	lv_buf_init(&b);

@@ -2200,3 +2200,28 @@ int lv_sql_cache_classify(lv_sql_cache_t *c, const char *sql, size_t len, const 
 	c->stats.bytes += bytes;
 	return LV_OK;
 }
+
+const char *lv_sql_first_word(const char *sql, size_t n, size_t *len)
+{
+	size_t i = 0;
+	for (;;) {
+		while (i < n && isspace((unsigned char)sql[i]))
+			i++;
+		if (i + 1 < n && sql[i] == '-' && sql[i + 1] == '-') {
+			while (i < n && sql[i] != '\n')
+				i++;
+			continue;
+		}
+		if (i + 1 < n && sql[i] == '/' && sql[i + 1] == '*') {
+			const char *e = memmem(sql + i + 2, n - i - 2, "*/", 2);
+			i = e ? (size_t)(e - sql) + 2 : n;
+			continue;
+		}
+		break;
+	}
+	size_t w = i;
+	while (i < n && isalpha((unsigned char)sql[i]))
+		i++;
+	*len = i - w;
+	return sql + w;
+}

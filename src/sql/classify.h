@@ -269,6 +269,13 @@ const char *lv_sql_session_name(lv_sql_session_t r);
 int lv_sql_classify(const char *sql, size_t len, const lv_sql_opts_t *opts,
 		    lv_sql_info_t *out) LV_MUSTCHECK;
 
+/*
+ * The first word of sql[0..n) after whitespace and comments (ASCII letters
+ * only, so "SELECT" of "SELECT(1)"); *len is 0 when there is none. No parse:
+ * for cheap checks before classifying.
+ */
+const char *lv_sql_first_word(const char *sql, size_t n, size_t *len);
+
 /* Extracts only the hints: no parse, no allocation. Returns 0, or LV_EINVAL. */
 int lv_sql_hints(const char *sql, size_t len, lv_sql_hints_t *out);
 

@@ -619,6 +619,75 @@ def test_miss_storm_runs_the_query_once(levee_factory, pg, workers):
 
 
 @pytest.mark.slow
+def test_miss_storm_across_two_instances_runs_the_query_once(levee_factory, pg, redis):
+    """100 clients on each of two instances sharing Redis miss the same cold key
+    at once: the Redis fill lock lets one instance fill; the other waits for the
+    shared entry (lock_wait) instead of running the statement too."""
+    table(pg, "c_storm2", rows=[(1, "both")])
+    over = cfg({"cache": {"lock_wait": "3s", "lock_timeout": "5s"}})
+    a = levee_factory(over, name="storm_a")
+    b = levee_factory(over, name="storm_b")
+    q = "/* levee:cache ttl=60s */ SELECT v FROM c_storm2, pg_sleep(0.5) WHERE id = 1"
+    conns = open_conns(a, 100) + open_conns(b, 100)
+    reset_stats(pg)
+    out, errors = run_together(conns, lambda c: val(c, q))
+    assert errors == [], errors[:5]
+    assert [r for r, _ in out] == ["both"] * 200
+    assert calls(pg, "%FROM c_storm2%") == 1
+    l2_hits = counter(a, "levee_cache_l2_total", result="hit") + counter(b, "levee_cache_l2_total",
+                                                                          result="hit")
+    assert l2_hits >= 1, "the second instance must have taken the first one's fill from Redis"
+
+
+def test_l2_fill_is_shared_by_a_new_instance(levee_factory, pg, redis):
+    """An entry filled through one instance is served by another from Redis
+    (no execution on PostgreSQL), and a write through either makes both miss."""
+    table(pg, "c_l2", rows=[(1, "a")])
+    a = levee_factory(cfg(rule("l2", tables="c_l2")), name="l2_a")
+    b = levee_factory(cfg(rule("l2", tables="c_l2")), name="l2_b")
+    ca, cb = a.conn(), b.conn()
+    q = "SELECT v FROM c_l2 WHERE id = 1"
+    reset_stats(pg)
+    assert val(ca, q) == "a"
+    assert val(cb, q) == "a"
+    assert calls(pg, "SELECT v FROM c_l2%") == 1
+    assert counter(b, "levee_cache_l2_total", result="hit") == 1
+    ca.execute("UPDATE c_l2 SET v = 'b' WHERE id = 1")
+    wait_until(lambda: val(cb, q) == "b", 5 * SLOW, message="instance b to see the write made through a")
+    assert val(ca, q) == "b"
+
+
+@pytest.mark.parametrize("write", [
+    "EXECUTE c_up_stmt",
+    "CALL c_up_proc()",
+    "DO $$BEGIN UPDATE c_inv_misc SET v = 'new' WHERE id = 1; END$$",
+    "EXPLAIN ANALYZE UPDATE c_inv_misc SET v = 'new' WHERE id = 1",
+    "COPY c_inv_misc FROM STDIN",
+])
+@pytest.mark.levee_config(cfg(rule("misc", tables="c_inv_misc"), {"pool": {"pool_mode": "session"}}))
+def test_writes_whose_tables_are_not_in_their_text_invalidate(levee, pg, write):
+    """EXECUTE of a prepared UPDATE, a procedure, a DO block, EXPLAIN ANALYZE of a
+    write and COPY FROM change rows too: the cache must not keep serving the old ones."""
+    table(pg, "c_inv_misc", rows=[(1, "old")])
+    direct(pg, "CREATE OR REPLACE PROCEDURE c_up_proc() LANGUAGE sql AS "
+               "$$UPDATE c_inv_misc SET v = 'new' WHERE id = 1$$")
+    direct(pg, "GRANT EXECUTE ON PROCEDURE c_up_proc() TO app")
+    c = levee.conn()
+    q = "SELECT string_agg(v, ',' ORDER BY id) FROM c_inv_misc"
+    assert val(c, q) == "old"
+    assert val(c, q) == "old"
+    if write.startswith("COPY"):
+        with c.cursor().copy(write) as cp:
+            cp.write_row((2, "new"))
+        assert val(c, q) == "old,new"
+        return
+    if write.startswith("EXECUTE"):
+        c.execute("PREPARE c_up_stmt AS UPDATE c_inv_misc SET v = 'new' WHERE id = 1")
+    c.execute(write)
+    assert val(c, q) == "new"
+
+
+@pytest.mark.slow
 def test_ttl_jitter_spreads_expiry_over_the_window(levee_factory, pg):
     """1,000 entries filled together with ttl=2s, jitter=20%: each must expire
     between 1.6 s and 2.4 s after its fill, and the expiries must be spread over
