@@ -64,6 +64,7 @@ PGPASSWORD=app psql -X -q -v ON_ERROR_STOP=1 \
 	"host=127.0.0.1 port=$pg_port dbname=app user=app" <<'EOF'
 CREATE TABLE demo (id serial PRIMARY KEY, name text NOT NULL, created_at timestamptz DEFAULT now());
 INSERT INTO demo (name) VALUES ('alpha'), ('beta'), ('gamma');
+CREATE TABLE events (id bigserial PRIMARY KEY, kind text NOT NULL, at timestamptz DEFAULT now());
 EOF
 
 cat >"$dir/users.txt" <<'EOF'
@@ -94,6 +95,15 @@ health_check_user = app
 [database app]
 primary = 127.0.0.1:$pg_port
 replicas = 127.0.0.1:$replica_port
+
+[cache]
+memory = 64MB
+
+; Reads of demo are cached for 30 s (then served stale for up to 60 s while one refresh runs).
+[cache.rule demo]
+tables = demo
+ttl = 30s
+swr = 60s
 EOF
 
 cat <<EOF
@@ -103,6 +113,9 @@ Levee: $dir/levee.ini
   admin:     psql -h 127.0.0.1 -p $levee_port -U admin levee      (password: admin)
   metrics:   http://127.0.0.1:$http_port/metrics
   routing:   reads outside transactions go to the replica; try SHOW BACKENDS in the admin console
+  cache:     SELECT * FROM demo is cached by the rule [cache.rule demo]; any query can opt in with
+             /* levee:cache ttl=30s */ ...; then SHOW CACHE and SHOW CACHE RULES
+  queue:     /* levee:async */ INSERT INTO events (kind) VALUES ('signup');  then SHOW QUEUE
   servers:   primary 127.0.0.1:$pg_port, replica 127.0.0.1:$replica_port, redis 127.0.0.1:$redis_port
              (superuser postgres, password postgres)
 Ctrl-C stops Levee, then the servers.

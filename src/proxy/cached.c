@@ -64,14 +64,9 @@
 #define ALL_TABLE "*"
 
 struct lv_cfill {
+	/* Scalars first: fill_put() clears everything before snap and keeps the buffers. */
 	lv_client_t *c;          /* NULL once the client left */
-	lv_cache_key_t key;
-	lv_cache_key_t plain_key; /* verbatim fills: the key of the same request without the Describe */
 	lv_cache_policy_t pol;
-	lv_cache_capture_t cap;
-	lv_cache_gen_snapshot_t snap;
-	char db[LV_NAME_LEN];
-	char tables[LV_SQL_MAX_TABLES][LV_NAME_LEN];
 	int n_tables;
 	bool leader;             /* holds the L1 flight */
 	bool background;         /* stale refresh: the client was answered already */
@@ -83,10 +78,18 @@ struct lv_cfill {
 	bool extended;           /* the request's protocol */
 	bool answered;           /* the server has begun its answer */
 	bool verbatim;           /* the request describes its statement: the answer is kept whole */
-	lv_buf_t replay_req;     /* background refresh: the request rebuilt for the server */
 	lv_usec_t start_us;
 	struct event *timer;     /* waiting for another instance's fill */
 	lv_usec_t wait_until_us;
+	/* Buffers, kept across reuse. */
+	lv_cache_key_t key;
+	lv_cache_key_t plain_key; /* verbatim fills: the key of the same request without the Describe */
+	lv_cache_capture_t cap;
+	lv_buf_t replay_req;     /* background refresh: the request rebuilt for the server */
+	/* Written whole before each use. */
+	lv_cache_gen_snapshot_t snap;
+	char db[LV_NAME_LEN];
+	char tables[LV_SQL_MAX_TABLES][LV_NAME_LEN];
 };
 
 static lv_cache_t *cache_of(lv_worker_t *w)
@@ -302,6 +305,47 @@ static void fill_free(struct lv_cfill *f)
 	lv_cache_capture_cleanup(&f->cap);
 	lv_buf_cleanup(&f->replay_req);
 	lv_free(f);
+}
+
+/* A fill object for a lookup: the worker's spare one when it has it (most lookups are hits). */
+static struct lv_cfill *fill_get(lv_worker_t *w)
+{
+	struct lv_cfill *f = w->cache_spare;
+	if (f) {
+		w->cache_spare = NULL;
+		return f;
+	}
+	f = lv_calloc(1, sizeof(*f));
+	if (!f)
+		return NULL;
+	lv_cache_key_init(&f->key);
+	lv_cache_key_init(&f->plain_key);
+	lv_buf_init(&f->replay_req);
+	lv_cache_capture_init(&f->cap, 0);
+	return f;
+}
+
+/* Gives back a fill that never left this call (no flight, no timer, no Redis call). */
+static void fill_put(lv_worker_t *w, struct lv_cfill *f)
+{
+	/* Keep the buffers of a small one; a big capture is not worth holding on to. */
+	if (w->cache_spare || f->timer || f->cap.buf.cap > 64 * 1024) {
+		fill_free(f);
+		return;
+	}
+	lv_cache_key_t key = f->key, plain = f->plain_key;
+	lv_buf_t replay_req = f->replay_req;
+	lv_cache_capture_t cap = f->cap;
+	lv_cache_key_reset(&key);
+	lv_cache_key_reset(&plain);
+	lv_buf_reset(&replay_req);
+	lv_cache_capture_reset(&cap);
+	memset(f, 0, offsetof(struct lv_cfill, snap));
+	f->key = key;
+	f->plain_key = plain;
+	f->replay_req = replay_req;
+	f->cap = cap;
+	w->cache_spare = f;
 }
 
 /* Ends f's flight (entry NULL: the fill failed) and wakes the waiters. */
@@ -588,16 +632,14 @@ lv_cached_result_t lv_cached_try(lv_client_t *c)
 			lv_metric_inc_l(LV_M_CACHE_REQUESTS_TOTAL, LV_ML_CACHE_RESULT_BYPASS);
 		return LV_CACHED_PASS;
 	}
-	struct lv_cfill *f = lv_calloc(1, sizeof(*f));
+	struct lv_cfill *f = fill_get(w);
 	if (!f)
 		return LV_CACHED_PASS;
 	f->c = c;
 	f->pol = pol;
 	f->extended = rq.extended;
 	f->verbatim = rq.has_describe_stmt;
-	lv_cache_key_init(&f->key);
-	lv_buf_init(&f->replay_req);
-	lv_cache_capture_init(&f->cap, (size_t)pol.max_entry_size);
+	f->cap.cap = (size_t)pol.max_entry_size;
 	if (!lv_strlcpy(f->db, c->database, sizeof(f->db)))
 		f->db[0] = 0;
 	for (unsigned i = 0; i < info->n_read && f->n_tables < LV_SQL_MAX_TABLES; i++) {
@@ -606,15 +648,14 @@ lv_cached_result_t lv_cached_try(lv_client_t *c)
 		if (lv_strlcpy(f->tables[f->n_tables], dot ? dot + 1 : t, LV_NAME_LEN))
 			f->n_tables++;
 	}
-	lv_cache_key_init(&f->plain_key);
 	if (!build_key(c, &rq, &pol, &f->key, false) ||
 	    (f->verbatim && !build_key(c, &rq, &pol, &f->plain_key, true))) {
-		fill_free(f);
+		fill_put(w, f);
 		return LV_CACHED_PASS;
 	}
 	lv_usec_t now = lv_time_now_us();
 	if (lv_cache_recently_failed(cache, f->key.hash, now, FAILED_WINDOW_US)) {
-		fill_free(f);
+		fill_put(w, f);
 		return LV_CACHED_PASS;
 	}
 
@@ -638,7 +679,7 @@ lv_cached_result_t lv_cached_try(lv_client_t *c)
 		if (!served) {
 			if (refresh)
 				wake_workers(w, lv_cache_store_end_fill(cache->store, &f->key, NULL));
-			fill_free(f);
+			fill_put(w, f);
 			return LV_CACHED_PASS;
 		}
 		/* A follower woken by the fill was counted as coalesced already. */
@@ -648,7 +689,7 @@ lv_cached_result_t lv_cached_try(lv_client_t *c)
 		c->cache_coalesced = false;
 		lv_metric_observe_us(LV_M_CACHE_HIT_SECONDS, 0, lv_time_update() - now);
 		if (!refresh) {
-			fill_free(f);
+			fill_put(w, f);
 			return LV_CACHED_ANSWERED;
 		}
 		/* This client runs the one refresh, after its answer went out. */
@@ -656,7 +697,7 @@ lv_cached_result_t lv_cached_try(lv_client_t *c)
 		f->background = true;
 		if (!snapshot(w, f)) {
 			end_flight(w, f, NULL);
-			fill_free(f);
+			fill_put(w, f);
 			return LV_CACHED_ANSWERED;
 		}
 		start_capture(c, f);
@@ -671,7 +712,7 @@ lv_cached_result_t lv_cached_try(lv_client_t *c)
 		if (!c->cache_coalesced)
 			count(cache, cfg, pol.rule, LV_ML_CACHE_RESULT_COALESCED);
 		c->cache_coalesced = true;
-		fill_free(f);
+		fill_put(w, f);
 		park(c);
 		return LV_CACHED_WAIT;
 	}
@@ -686,7 +727,7 @@ lv_cached_result_t lv_cached_try(lv_client_t *c)
 	}
 	if (!snapshot(w, f)) {
 		end_flight(w, f, NULL);
-		fill_free(f);
+		fill_put(w, f);
 		return LV_CACHED_PASS;
 	}
 	start_capture(c, f);
@@ -1165,6 +1206,9 @@ bool lv_cached_worker_init(lv_worker_t *w)
 
 void lv_cached_worker_cleanup(lv_worker_t *w)
 {
+	if (w->cache_spare)
+		fill_free(w->cache_spare);
+	w->cache_spare = NULL;
 	lv_redis_free(w->redis);
 	w->redis = NULL;
 }

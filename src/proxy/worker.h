@@ -64,6 +64,7 @@ struct lv_worker {
 	struct lv_redis *redis;    /* this worker's Redis connection (cache L2, invalidation, queue); or NULL */
 	lv_list_t cache_parked;    /* clients waiting for a cache fill (lv_client_t.park_node) */
 	uint64_t cache_rng;        /* TTL jitter and XFetch draws */
+	struct lv_cfill *cache_spare; /* one reusable cache lookup (proxy/cached.c), or NULL */
 	lv_usec_t shutdown_deadline_us;
 };
 
