@@ -102,7 +102,7 @@ def test_read_your_writes_while_replicas_lag(routed, pg, pg_replicas):
         r.alter_system(recovery_min_apply_delay="1s")
     try:
         with routed.conn(autocommit=True) as c:
-            for i in range(200):
+            for i in range(1000):
                 c.execute("INSERT INTO ryw VALUES (%s)", (i,))
                 assert c.execute("SELECT count(*) FROM ryw WHERE id = %s", (i,)).fetchone() == (1,), i
         assert routed.metrics().get("levee_routes_total", reason="read_your_writes") >= 1
@@ -192,3 +192,31 @@ def test_replica_killed_during_pgbench_the_run_goes_on(routed, pg, pg_replicas):
     assert res.get("failed", 0) == 0, out
     with routed.conn(autocommit=True) as c:
         assert port_of(c) in {survivor.port, victim.port}
+
+
+def test_session_mode_route_replicas_and_primary(levee_factory, pg, pg_replicas):
+    """In session mode a database entry decides for whole sessions: route =
+    replicas sends each session to a healthy replica (a read-only application,
+    whose writes fail as a hot standby fails them), route = primary (and auto)
+    keeps every session on the primary."""
+    for r in pg_replicas:
+        r.ensure_running()
+    replica_ports = {r.port for r in pg_replicas}
+    ro = levee_factory(utils.merge_overrides(ROUTING, {"pool": {"pool_mode": "session"},
+                                                       "database app": {"route": "replicas"}}),
+                       name="route_ro")
+    wait_until(backends_ready(ro, 3), 10)
+    seen = set()
+    for _ in range(6):
+        with ro.conn(autocommit=True) as c:
+            seen.add(port_of(c))
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                c.execute("CREATE TABLE route_ro_t (id int)")
+    assert seen and seen <= replica_ports, seen
+    for route in ("primary", "auto"):
+        rw = levee_factory(utils.merge_overrides(ROUTING, {"pool": {"pool_mode": "session"},
+                                                           "database app": {"route": route}}),
+                           name=f"route_{route}")
+        wait_until(backends_ready(rw, 3), 10)
+        with rw.conn(autocommit=True) as c:
+            assert {port_of(c) for _ in range(5)} == {pg.port}
