@@ -277,6 +277,50 @@ static void set_key(lv__load_t *ld, const char *key, const char *value)
 	}
 }
 
+bool lv__section_name_ok(lv__load_t *ld, const char *kind, const char *noun, const char *name)
+{
+	if (!*name) {
+		lv__load_error(ld, ld->path, ld->line, "missing name in [%s]; expected [%s NAME]",
+			       kind, kind);
+		return false;
+	}
+	if (strlen(name) >= LV_NAME_LEN) {
+		lv__load_error(ld, ld->path, ld->line, "%s name \"%s\" is longer than %d bytes",
+			       noun, name, LV_NAME_LEN - 1);
+		return false;
+	}
+	if (!lv__name_valid(name)) {
+		lv__load_error(ld, ld->path, ld->line,
+			       "invalid %s name \"%s\": use letters, digits and _ . - $ @", noun,
+			       name);
+		return false;
+	}
+	return true;
+}
+
+void *lv__section_append(void *arr, size_t *n, size_t *cap, size_t elem, int **lines, size_t n_keys,
+			 size_t *index)
+{
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 8;
+		arr = lv_xrealloc(arr, *cap * elem);
+		*lines = lv_xrealloc(*lines, *cap * n_keys * sizeof(int));
+	}
+	size_t i = (*n)++;
+	memset((char *)arr + i * elem, 0, elem);
+	memset(*lines + i * n_keys, 0, n_keys * sizeof(int));
+	*index = i;
+	return arr;
+}
+
+void lv__section_enter(lv__load_t *ld, lv__sect_t sect, size_t index, const char *kind,
+		       const char *name)
+{
+	ld->sect = sect;
+	ld->sect_index = index;
+	snprintf(ld->sect_label, sizeof(ld->sect_label), "%s %s", kind, name);
+}
+
 /* Handles the inside of a "[...]" header. */
 static void begin_section(lv__load_t *ld, char *inner)
 {

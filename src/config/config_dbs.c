@@ -306,39 +306,19 @@ void lv__dbs_section(lv__load_t *ld, const char *kind, const char *name)
 	bool is_db = strcmp(kind, "database") == 0;
 
 	ld->sect = LV__SECT_SKIP;
-	if (!*name) {
-		lv__load_error(ld, ld->path, ld->line, "missing name in [%s]; expected [%s NAME]",
-			       kind, kind);
+	if (!lv__section_name_ok(ld, kind, kind, name))
 		return;
-	}
-	if (strlen(name) >= LV_NAME_LEN) {
-		lv__load_error(ld, ld->path, ld->line, "%s name \"%s\" is longer than %d bytes",
-			       kind, name, LV_NAME_LEN - 1);
-		return;
-	}
-	if (!lv__name_valid(name)) {
-		lv__load_error(ld, ld->path, ld->line,
-			       "invalid %s name \"%s\": use letters, digits and _ . - $ @", kind,
-			       name);
-		return;
-	}
 	if (is_db && strcmp(name, "levee") == 0) {
 		lv__load_error(ld, ld->path, ld->line,
 			       "database name \"levee\" is reserved for the admin console");
 		return;
 	}
 
+	size_t i;
 	if (is_db) {
-		if (cfg->n_dbs == ld->cap_dbs) {
-			ld->cap_dbs = ld->cap_dbs ? ld->cap_dbs * 2 : 8;
-			cfg->dbs = lv_xrealloc(cfg->dbs, ld->cap_dbs * sizeof(*cfg->dbs));
-			ld->db_lines = lv_xrealloc(ld->db_lines,
-						   ld->cap_dbs * lv__n_db_keys * sizeof(int));
-		}
-		size_t i = cfg->n_dbs++;
+		cfg->dbs = lv__section_append(cfg->dbs, &cfg->n_dbs, &ld->cap_dbs,
+					      sizeof(*cfg->dbs), &ld->db_lines, lv__n_db_keys, &i);
 		lv_cfg_db_t *db = &cfg->dbs[i];
-		memset(db, 0, sizeof(*db));
-		memset(ld->db_lines + i * lv__n_db_keys, 0, lv__n_db_keys * sizeof(int));
 		memcpy(db->name, name, strlen(name) + 1);
 		db->pool_mode = -1;
 		db->pool_size = -1;
@@ -347,34 +327,18 @@ void lv__dbs_section(lv__load_t *ld, const char *kind, const char *name)
 		db->max_db_connections = -1;
 		db->route = LV_ROUTE_MODE_AUTO;
 		db->line = ld->line;
-		ld->sect = LV__SECT_DB;
-		ld->sect_index = i;
+		lv__section_enter(ld, LV__SECT_DB, i, kind, name);
 	} else {
-		if (cfg->n_users == ld->cap_users) {
-			ld->cap_users = ld->cap_users ? ld->cap_users * 2 : 8;
-			cfg->users = lv_xrealloc(cfg->users, ld->cap_users * sizeof(*cfg->users));
-			ld->user_lines = lv_xrealloc(ld->user_lines,
-						     ld->cap_users * lv__n_user_keys * sizeof(int));
-		}
-		size_t i = cfg->n_users++;
+		cfg->users = lv__section_append(cfg->users, &cfg->n_users, &ld->cap_users,
+						sizeof(*cfg->users), &ld->user_lines,
+						lv__n_user_keys, &i);
 		lv_cfg_user_t *u = &cfg->users[i];
-		memset(u, 0, sizeof(*u));
-		memset(ld->user_lines + i * lv__n_user_keys, 0, lv__n_user_keys * sizeof(int));
 		memcpy(u->name, name, strlen(name) + 1);
 		u->pool_mode = -1;
 		u->max_user_connections = -1;
 		u->line = ld->line;
-		ld->sect = LV__SECT_USER;
-		ld->sect_index = i;
+		lv__section_enter(ld, LV__SECT_USER, i, kind, name);
 	}
-	snprintf(ld->sect_label, sizeof(ld->sect_label), "%s %s", kind, name);
-}
-
-/* The line where row key of the table was set in entry i: 0 if not, negative if refused. */
-static int key_line(const int *lines, const lv__key_t *table, size_t n, size_t i, const char *key)
-{
-	const lv__key_t *k = lv__key_find(table, n, NULL, key);
-	return k ? lines[i * n + (size_t)(k - table)] : 0;
 }
 
 static void check_db(lv__load_t *ld, size_t i)
@@ -383,21 +347,22 @@ static void check_db(lv__load_t *ld, size_t i)
 	lv_cfg_db_t *db = &cfg->dbs[i];
 
 	const int *lines = ld->db_lines;
-	if (!db->primary.host[0] && key_line(lines, lv__db_keys, lv__n_db_keys, i, "primary") == 0)
+	if (!db->primary.host[0] &&
+	    lv__key_line(lines, lv__db_keys, lv__n_db_keys, i, "primary") == 0)
 		lv__load_error(ld, ld->path, db->line, "missing primary in [database %s]",
 			       db->name);
 	if (!db->dbname[0])
 		memcpy(db->dbname, db->name, sizeof(db->dbname));
 
-	int route_line = key_line(lines, lv__db_keys, lv__n_db_keys, i, "route");
-	int replicas_line = key_line(lines, lv__db_keys, lv__n_db_keys, i, "replicas");
+	int route_line = lv__key_line(lines, lv__db_keys, lv__n_db_keys, i, "route");
+	int replicas_line = lv__key_line(lines, lv__db_keys, lv__n_db_keys, i, "replicas");
 	if (db->route == LV_ROUTE_MODE_REPLICAS && db->n_replicas == 0 && replicas_line >= 0)
 		lv__load_error(ld, ld->path, route_line,
 			       "database %s has route = replicas but no replicas", db->name);
 
 	/* A refused value (negative line) was reported already. */
-	int min_line = key_line(lines, lv__db_keys, lv__n_db_keys, i, "min_pool_size");
-	int size_line = key_line(lines, lv__db_keys, lv__n_db_keys, i, "pool_size");
+	int min_line = lv__key_line(lines, lv__db_keys, lv__n_db_keys, i, "min_pool_size");
+	int size_line = lv__key_line(lines, lv__db_keys, lv__n_db_keys, i, "pool_size");
 	int min = db->min_pool_size >= 0 ? db->min_pool_size : cfg->pool.min_pool_size;
 	int size = db->pool_size >= 0 ? db->pool_size : cfg->pool.pool_size;
 	if ((min_line > 0 || size_line > 0) && min_line >= 0 && size_line >= 0 && min > size) {

@@ -130,6 +130,12 @@ void lv__values_free(const lv__key_t *keys, size_t n, void *base);
 /* Finds the row for (section, key); section NULL matches any. NULL when absent. */
 const lv__key_t *lv__key_find(const lv__key_t *keys, size_t n, const char *section,
 			      const char *key);
+/*
+ * For entry i of a named-section array whose key lines are lines[i * n ..]
+ * (n = rows of table): the line where key was set, 0 if it was not, negative
+ * if its value was refused.
+ */
+int lv__key_line(const int *lines, const lv__key_t *table, size_t n, size_t i, const char *key);
 /* Name of a type as written in docs ("integer", "duration"). */
 const char *lv__type_name(lv__type_t t);
 /* Counts rows whose field size does not match their type (a bug); for tests. */
@@ -190,6 +196,23 @@ typedef struct lv__load {
 /* Appends "file:line: message\n" to the load's errors (line 0 omits ":line"). */
 void lv__load_error(lv__load_t *ld, const char *file, int line, const char *fmt, ...)
 	LV_PRINTF(4, 5);
+
+/*
+ * Checks the NAME of a [kind NAME] header: present, shorter than
+ * LV_NAME_LEN, valid characters. noun names it in messages ("database",
+ * "rule"). False, with the error reported, when the section is to be skipped.
+ */
+bool lv__section_name_ok(lv__load_t *ld, const char *kind, const char *noun, const char *name);
+/*
+ * Appends a zeroed entry of elem bytes to arr (*n entries, room for *cap)
+ * and n_keys zeroed key lines for it to *lines, growing both; returns the
+ * array, perhaps moved, and sets *index. Aborts on OOM, as loading does.
+ */
+void *lv__section_append(void *arr, size_t *n, size_t *cap, size_t elem, int **lines, size_t n_keys,
+			 size_t *index) LV_MUSTCHECK;
+/* Makes entry index of a [kind name] section the one the following keys go to. */
+void lv__section_enter(lv__load_t *ld, lv__sect_t sect, size_t index, const char *kind,
+		       const char *name);
 
 /* Starts a [database NAME] or [user NAME] section (kind "database" or "user"). */
 void lv__dbs_section(lv__load_t *ld, const char *kind, const char *name);

@@ -1000,6 +1000,12 @@ const lv__key_t *lv__key_find(const lv__key_t *keys, size_t n, const char *secti
 	return NULL;
 }
 
+int lv__key_line(const int *lines, const lv__key_t *table, size_t n, size_t i, const char *key)
+{
+	const lv__key_t *k = lv__key_find(table, n, NULL, key);
+	return k ? lines[i * n + (size_t)(k - table)] : 0;
+}
+
 const char *lv__type_name(lv__type_t t)
 {
 	static const char *const names[] = {

@@ -169,71 +169,34 @@ void lv__rules_section(lv__load_t *ld, const char *kind, const char *name)
 	bool is_cache = strcmp(kind, "cache.rule") == 0;
 
 	ld->sect = LV__SECT_SKIP;
-	if (!*name) {
-		lv__load_error(ld, ld->path, ld->line, "missing name in [%s]; expected [%s NAME]",
-			       kind, kind);
+	if (!lv__section_name_ok(ld, kind, "rule", name))
 		return;
-	}
-	if (strlen(name) >= LV_NAME_LEN) {
-		lv__load_error(ld, ld->path, ld->line,
-			       "rule name \"%.*s...\" is longer than %d bytes", LV_NAME_LEN - 1,
-			       name, LV_NAME_LEN - 1);
-		return;
-	}
-	if (!lv__name_valid(name)) {
-		lv__load_error(ld, ld->path, ld->line,
-			       "invalid rule name \"%s\": use letters, digits and _ . - $ @", name);
-		return;
-	}
 
+	size_t i;
 	if (is_cache) {
-		size_t nk = lv__n_cache_rule_keys;
-		if (cfg->n_cache_rules == ld->cap_cache_rules) {
-			ld->cap_cache_rules = ld->cap_cache_rules ? ld->cap_cache_rules * 2 : 8;
-			cfg->cache_rules = lv_xrealloc(
-				cfg->cache_rules, ld->cap_cache_rules * sizeof(*cfg->cache_rules));
-			ld->cache_rule_lines = lv_xrealloc(ld->cache_rule_lines,
-							   ld->cap_cache_rules * nk * sizeof(int));
-		}
-		size_t i = cfg->n_cache_rules++;
+		cfg->cache_rules =
+			lv__section_append(cfg->cache_rules, &cfg->n_cache_rules,
+					   &ld->cap_cache_rules, sizeof(*cfg->cache_rules),
+					   &ld->cache_rule_lines, lv__n_cache_rule_keys, &i);
 		lv_cfg_cache_rule_t *r = &cfg->cache_rules[i];
-		memset(r, 0, sizeof(*r));
-		memset(ld->cache_rule_lines + i * nk, 0, nk * sizeof(int));
 		memcpy(r->name, name, strlen(name) + 1);
 		r->swr_ms = -1;
 		r->max_entry_size = -1;
 		r->jitter_pct = -1;
 		r->line = ld->line;
-		lv__values_default(lv__cache_rule_keys, nk, r, ld->dir);
-		ld->sect = LV__SECT_CACHE_RULE;
-		ld->sect_index = i;
+		lv__values_default(lv__cache_rule_keys, lv__n_cache_rule_keys, r, ld->dir);
+		lv__section_enter(ld, LV__SECT_CACHE_RULE, i, kind, name);
 	} else {
-		size_t nk = lv__n_queue_rule_keys;
-		if (cfg->n_queue_rules == ld->cap_queue_rules) {
-			ld->cap_queue_rules = ld->cap_queue_rules ? ld->cap_queue_rules * 2 : 8;
-			cfg->queue_rules = lv_xrealloc(
-				cfg->queue_rules, ld->cap_queue_rules * sizeof(*cfg->queue_rules));
-			ld->queue_rule_lines = lv_xrealloc(ld->queue_rule_lines,
-							   ld->cap_queue_rules * nk * sizeof(int));
-		}
-		size_t i = cfg->n_queue_rules++;
+		cfg->queue_rules =
+			lv__section_append(cfg->queue_rules, &cfg->n_queue_rules,
+					   &ld->cap_queue_rules, sizeof(*cfg->queue_rules),
+					   &ld->queue_rule_lines, lv__n_queue_rule_keys, &i);
 		lv_cfg_queue_rule_t *r = &cfg->queue_rules[i];
-		memset(r, 0, sizeof(*r));
-		memset(ld->queue_rule_lines + i * nk, 0, nk * sizeof(int));
 		memcpy(r->name, name, strlen(name) + 1);
 		r->line = ld->line;
-		lv__values_default(lv__queue_rule_keys, nk, r, ld->dir);
-		ld->sect = LV__SECT_QUEUE_RULE;
-		ld->sect_index = i;
+		lv__values_default(lv__queue_rule_keys, lv__n_queue_rule_keys, r, ld->dir);
+		lv__section_enter(ld, LV__SECT_QUEUE_RULE, i, kind, name);
 	}
-	snprintf(ld->sect_label, sizeof(ld->sect_label), "%s %s", kind, name);
-}
-
-/* The line where key was set in entry i: 0 if not, negative if its value was refused. */
-static int key_line(const int *lines, const lv__key_t *table, size_t n, size_t i, const char *key)
-{
-	const lv__key_t *k = lv__key_find(table, n, NULL, key);
-	return k ? lines[i * n + (size_t)(k - table)] : 0;
 }
 
 /* A rule's database must have a [database NAME] section, or the rule could never match. */
@@ -253,19 +216,19 @@ static void check_cache_rule(lv__load_t *ld, size_t i)
 	const lv__key_t *t = lv__cache_rule_keys;
 	size_t n = lv__n_cache_rule_keys;
 
-	if (key_line(lines, t, n, i, "ttl") == 0)
+	if (lv__key_line(lines, t, n, i, "ttl") == 0)
 		lv__load_error(ld, ld->path, r->line, "missing ttl in [cache.rule %s]", r->name);
 	/* A refused condition was reported; do not also say that none is set. */
-	bool refused = key_line(lines, t, n, i, "tables") < 0 ||
-		       key_line(lines, t, n, i, "fingerprint") < 0 ||
-		       key_line(lines, t, n, i, "match") < 0;
+	bool refused = lv__key_line(lines, t, n, i, "tables") < 0 ||
+		       lv__key_line(lines, t, n, i, "fingerprint") < 0 ||
+		       lv__key_line(lines, t, n, i, "match") < 0;
 	if (!r->n_tables && !r->fingerprint && !r->match && !refused)
 		lv__load_error(ld, ld->path, r->line,
 			       "[cache.rule %s] needs at least one of tables, fingerprint and "
 			       "match",
 			       r->name);
 	check_database(ld, "cache.rule", r->name, r->database,
-		       key_line(lines, t, n, i, "database"));
+		       lv__key_line(lines, t, n, i, "database"));
 	for (size_t j = 0; j < i; j++) {
 		if (strcmp(ld->cfg->cache_rules[j].name, r->name) == 0) {
 			lv__load_error(ld, ld->path, r->line,
@@ -283,10 +246,10 @@ static void check_queue_rule(lv__load_t *ld, size_t i)
 	const lv__key_t *t = lv__queue_rule_keys;
 	size_t n = lv__n_queue_rule_keys;
 
-	if (key_line(lines, t, n, i, "tables") == 0)
+	if (lv__key_line(lines, t, n, i, "tables") == 0)
 		lv__load_error(ld, ld->path, r->line, "missing tables in [queue.rule %s]", r->name);
 	check_database(ld, "queue.rule", r->name, r->database,
-		       key_line(lines, t, n, i, "database"));
+		       lv__key_line(lines, t, n, i, "database"));
 	for (size_t j = 0; j < i; j++) {
 		if (strcmp(ld->cfg->queue_rules[j].name, r->name) == 0) {
 			lv__load_error(ld, ld->path, r->line,

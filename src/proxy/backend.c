@@ -2,24 +2,26 @@
 /*
  * Backend health checks; see backend.h. Runs on the main thread only, except
  * for the atomic fields of lv_backend_t that workers read. Owns one check
- * connection per backend, kept open between checks and re-opened after any
- * failure; the backend table itself lives as long as the process (entries are
- * added, never removed, so workers may keep pointers to them).
+ * connection per backend (a proxy/pgconn.c handle, which connects and logs
+ * in), kept open between checks and re-opened after any failure; the backend
+ * table itself lives as long as the process (entries are added, never
+ * removed, so workers may keep pointers to them).
  *
- *   IDLE --period--> CONNECTING --> LOGIN (startup, auth) --> READY
+ *   IDLE --period--> LOGIN (connect, startup, auth: pgconn) --> READY
  *   READY --period--> QUERY (the check) --> READY ...
+ *   IDLE --period, no credentials--> PROBE (pgconn's SSLRequest probe) --> IDLE
  *   any failure: the connection is closed, the failure counted, IDLE.
  */
 #include "proxy/backend.h"
 #include "core/log.h"
 #include "core/mem.h"
-#include "net/sbuf.h"
+#include "proxy/pgconn.h"
 #include "wire/read.h"
-#include "wire/scram.h"
 #include "wire/wire.h"
-#include "wire/write.h"
 
 #include <event2/event.h>
+
+#define CHECK_MAX_MSG_LEN (64 * 1024) /* the check's replies are a few short rows */
 
 #define CHECK_SQL                                                                                        \
 	"SELECT pg_is_in_recovery(), "                                                                   \
@@ -31,26 +33,23 @@
 	"pg_postmaster_start_time())) * 1000000)::bigint END"
 
 typedef enum check_state {
-	CHECK_IDLE,       /* no connection */
-	CHECK_PROBE,      /* TCP + SSLRequest only (no credentials) */
-	CHECK_CONNECTING, /* TCP connect */
-	CHECK_LOGIN,      /* startup and auth */
-	CHECK_READY,      /* logged in, waiting for the next period */
-	CHECK_QUERY,      /* the check query runs */
+	CHECK_IDLE,  /* no connection */
+	CHECK_PROBE, /* TCP + SSLRequest only (no credentials) */
+	CHECK_LOGIN, /* TCP connect, startup and auth */
+	CHECK_READY, /* logged in, waiting for the next period */
+	CHECK_QUERY, /* the check query runs */
 } check_state_t;
 
 typedef struct check {
 	lv_health_t *h;
 	lv_backend_t *b;
 	check_state_t state;
-	lv_sbuf_t sb;
-	bool has_conn;
+	lv_pgconn_t *conn; /* NULL in IDLE */
 	lv_usec_t started_us;
 	char user[LV_NAME_LEN];
 	char dbname[LV_NAME_LEN];
 	char *password;  /* owned copy; NULL: probe only */
 	bool pw_is_md5;
-	lv_scram_client_t *scram;
 	/* Results of the running query. */
 	bool got_row;
 	int row_recovery;
@@ -171,19 +170,13 @@ static void update_byte_lags(lv_health_t *h)
 
 /* ------------------------------------------------------------ connections */
 
-static void check_sbuf_cb(lv_sbuf_t *sb, lv_sbuf_event_t ev, void *arg);
+static void check_conn_cb(void *arg, lv_pgconn_event_t ev, uint8_t type, const uint8_t *body,
+			  size_t len, const char *error);
 
 static void drop_conn(check_t *c)
 {
-	if (c->has_conn) {
-		lv_sbuf_cleanup(&c->sb);
-		c->has_conn = false;
-	}
-	if (c->scram) {
-		lv_scram_client_cleanup(c->scram);
-		lv_free(c->scram);
-		c->scram = NULL;
-	}
+	lv_pgconn_close(c->conn);
+	c->conn = NULL;
 	c->state = CHECK_IDLE;
 }
 
@@ -195,26 +188,16 @@ static void check_failed(check_t *c, const char *why)
 	publish(c->h, c->b, false);
 }
 
-static bool send_buf(check_t *c, lv_buf_t *b, bool ok)
-{
-	ok = ok && lv_sbuf_write(&c->sb, b->data, b->len);
-	lv_buf_cleanup(b);
-	return ok;
-}
-
 static bool send_query(check_t *c)
 {
-	lv_buf_t b;
-	lv_buf_init(&b);
 	c->got_row = false;
 	c->state = CHECK_QUERY;
 	c->started_us = lv_time_now_us();
-	return send_buf(c, &b, lv_wire_write_query(&b, CHECK_SQL));
+	return lv_pgconn_send_query(c->conn, CHECK_SQL);
 }
 
 static void start_check(check_t *c)
 {
-	lv_addr_t a;
 	lv_err_t err = {0};
 	if (c->state == CHECK_READY) {
 		if (!send_query(c))
@@ -226,74 +209,25 @@ static void start_check(check_t *c)
 		check_failed(c, "timed out");
 		return;
 	}
-	if (lv_addr_resolve(c->b->host, c->b->port, &a, &err) != 0 ||
-	    !lv_sbuf_connect(&c->sb, lv_loop_base(c->h->loop), &a, check_sbuf_cb, c, &err)) {
+	lv_pgconn_params_t p = {
+		.host = c->b->host,
+		.port = c->b->port,
+		.dbname = c->dbname,
+		.user = c->user,
+		.password = c->password,
+		.password_is_md5 = c->pw_is_md5,
+		.application_name = "levee health check",
+		.login_timeout_ms = -1, /* the next period is the deadline: start_check() */
+		.max_msg_len = CHECK_MAX_MSG_LEN,
+		.probe_only = !c->password,
+	};
+	c->conn = lv_pgconn_open(c->h->loop, &p, check_conn_cb, c, &err);
+	if (!c->conn) {
 		check_failed(c, err.msg);
 		return;
 	}
-	c->has_conn = true;
 	c->started_us = lv_time_now_us();
-	c->state = c->password ? CHECK_CONNECTING : CHECK_PROBE;
-}
-
-static void handle_auth(check_t *c, const uint8_t *body, size_t len)
-{
-	lv_wire_auth_t a;
-	lv_buf_t b;
-	lv_err_t err = {0};
-	lv_buf_init(&b);
-	if (lv_wire_parse_auth(body, len, &a) != 0) {
-		check_failed(c, "malformed authentication request");
-		return;
-	}
-	switch (a.code) {
-	case LV_AUTH_REQ_OK:
-		return;
-	case LV_AUTH_REQ_PASSWORD:
-		if (c->pw_is_md5 || !send_buf(c, &b, lv_wire_write_password(&b, c->password)))
-			check_failed(c, "cannot answer a cleartext password request");
-		return;
-	case LV_AUTH_REQ_MD5: {
-		char resp[36];
-		if (a.data_len != 4 || lv_md5_password(c->user, c->password, a.data, resp) != 0 ||
-		    !send_buf(c, &b, lv_wire_write_password(&b, resp)))
-			check_failed(c, "md5 exchange failed");
-		return;
-	}
-	case LV_AUTH_REQ_SASL: {
-		if (c->pw_is_md5 || !lv_wire_auth_has_mech(&a, "SCRAM-SHA-256")) {
-			check_failed(c, "no usable SASL mechanism or password");
-			return;
-		}
-		c->scram = lv_calloc(1, sizeof(*c->scram));
-		lv_buf_t first;
-		lv_buf_init(&first);
-		bool ok = c->scram && lv_scram_client_init(c->scram, c->password) == 0 &&
-			  lv_scram_client_first(c->scram, &first) == 0 &&
-			  lv_wire_write_sasl_initial(&b, "SCRAM-SHA-256", first.data, first.len);
-		lv_buf_cleanup(&first);
-		if (!send_buf(c, &b, ok))
-			check_failed(c, "SCRAM exchange failed");
-		return;
-	}
-	case LV_AUTH_REQ_SASL_CONT: {
-		lv_buf_t fin;
-		lv_buf_init(&fin);
-		bool ok = c->scram && lv_scram_client_continue(c->scram, a.data, a.data_len, &fin, &err) == 0 &&
-			  lv_wire_write_sasl_response(&b, fin.data, fin.len);
-		lv_buf_cleanup(&fin);
-		if (!send_buf(c, &b, ok))
-			check_failed(c, err.msg[0] ? err.msg : "SCRAM exchange failed");
-		return;
-	}
-	case LV_AUTH_REQ_SASL_FIN:
-		if (!c->scram || lv_scram_client_verify(c->scram, a.data, a.data_len, &err) != 0)
-			check_failed(c, "server's SCRAM signature did not verify");
-		return;
-	default:
-		check_failed(c, "unsupported authentication method");
-		return;
-	}
+	c->state = c->password ? CHECK_LOGIN : CHECK_PROBE;
 }
 
 /* The one DataRow of the check: three text columns. */
@@ -374,111 +308,54 @@ static void query_done(check_t *c)
 	publish(c->h, b, true);
 }
 
-static void handle_input(check_t *c)
+/* A message of the check connection after login. */
+static void handle_msg(check_t *c, uint8_t type, const uint8_t *body, size_t len)
 {
-	lv_sbuf_t *sb = &c->sb;
-	while (c->has_conn && (c->state == CHECK_LOGIN || c->state == CHECK_QUERY)) {
-		uint8_t hdr[5];
-		if (!lv_sbuf_peek(sb, 0, hdr, 5))
-			return;
-		uint8_t type;
-		uint32_t len;
-		if (lv_wire_read_header(hdr, 5, 64 * 1024, &type, &len) != 0) {
-			check_failed(c, "invalid message");
-			return;
-		}
-		const uint8_t *msg = lv_sbuf_pullup(sb, (size_t)len + 1);
-		if (!msg)
-			return;
-		const uint8_t *body = msg + 5;
-		size_t blen = len - 4;
-		bool ok = true;
-		switch (type) {
-		case PqMsg_AuthenticationRequest:
-			handle_auth(c, body, blen);
-			break;
-		case PqMsg_ErrorResponse: {
-			lv_wire_error_t e;
-			char why[200];
-			snprintf(why, sizeof(why), "%s",
-				 lv_wire_parse_error(body, blen, &e) == 0 && e.message ? e.message : "error");
-			check_failed(c, why);
-			return;
-		}
-		case PqMsg_DataRow:
-			ok = parse_row(c, body, blen);
-			break;
-		case PqMsg_ReadyForQuery:
-			lv_sbuf_skip(sb, (size_t)len + 1);
-			if (c->state == CHECK_LOGIN) {
-				if (c->scram) {
-					lv_scram_client_cleanup(c->scram);
-					lv_free(c->scram);
-					c->scram = NULL;
-				}
-				if (!send_query(c))
-					check_failed(c, "out of memory");
-			} else {
-				query_done(c);
-			}
-			continue;
-		default:
-			break; /* ParameterStatus, BackendKeyData, RowDescription, CommandComplete, notices */
-		}
-		if (!c->has_conn)
-			return;
-		if (!ok) {
+	if (type == PqMsg_ErrorResponse) {
+		lv_wire_error_t e;
+		char why[200];
+		snprintf(why, sizeof(why), "%s",
+			 lv_wire_parse_error(body, len, &e) == 0 && e.message ? e.message : "error");
+		check_failed(c, why);
+		return;
+	}
+	if (c->state != CHECK_QUERY)
+		return; /* notices and parameter changes between checks */
+	switch (type) {
+	case PqMsg_DataRow:
+		if (!parse_row(c, body, len))
 			check_failed(c, "unexpected check result");
-			return;
-		}
-		lv_sbuf_skip(sb, (size_t)len + 1);
+		return;
+	case PqMsg_ReadyForQuery:
+		query_done(c);
+		return;
+	default:
+		return; /* RowDescription, CommandComplete, notices */
 	}
 }
 
-static void check_sbuf_cb(lv_sbuf_t *sb, lv_sbuf_event_t ev, void *arg)
+static void check_conn_cb(void *arg, lv_pgconn_event_t ev, uint8_t type, const uint8_t *body,
+			  size_t len, const char *error)
 {
 	check_t *c = arg;
-	static const uint8_t ssl_request[8] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f};
 	switch (ev) {
-	case LV_SBUF_EV_CONNECTED:
+	case LV_PGCONN_READY:
 		if (c->state == CHECK_PROBE) {
-			if (!lv_sbuf_write(sb, ssl_request, sizeof(ssl_request)))
-				check_failed(c, "out of memory");
-			return;
-		}
-		{
-			const char *params[] = {"user", c->user, "database", c->dbname,
-						"application_name", "levee health check", NULL};
-			lv_buf_t b;
-			lv_buf_init(&b);
-			c->state = CHECK_LOGIN;
-			if (!send_buf(c, &b, lv_wire_write_startup(&b, params)))
-				check_failed(c, "out of memory");
-		}
-		return;
-	case LV_SBUF_EV_READ:
-		if (c->state == CHECK_PROBE) {
-			uint8_t a = 0;
-			(void)lv_sbuf_read(sb, &a, 1);
+			/* The server answered the SSLRequest: up, though nothing more is known. */
 			drop_conn(c);
-			if (a == 'S' || a == 'N') {
-				__atomic_store_n(&c->b->checked_us, lv_time_now_us(), __ATOMIC_RELEASE);
-				publish(c->h, c->b, true);
-			} else {
-				publish(c->h, c->b, false);
-			}
+			__atomic_store_n(&c->b->checked_us, lv_time_now_us(), __ATOMIC_RELEASE);
+			publish(c->h, c->b, true);
 			return;
 		}
-		handle_input(c);
+		if (!send_query(c))
+			check_failed(c, "out of memory");
 		return;
-	case LV_SBUF_EV_DRAINED:
+	case LV_PGCONN_MSG:
+		handle_msg(c, type, body, len);
 		return;
-	case LV_SBUF_EV_EOF:
-	case LV_SBUF_EV_ERROR: {
-		char buf[128];
-		check_failed(c, ev == LV_SBUF_EV_EOF ? "connection closed" : lv_sbuf_error(sb, buf, sizeof(buf)));
+	case LV_PGCONN_FAILED:
+		check_failed(c, error);
 		return;
-	}
 	}
 }
 

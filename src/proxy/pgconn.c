@@ -1,18 +1,19 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * An asynchronous PostgreSQL client connection for Levee's own work; see
- * pgconn.h. Runs on one loop (the main thread for the write queue).
+ * pgconn.h. Runs on one loop: the main thread, for the write-queue consumers
+ * (proxy/wq_glue.c) and the backend health checks (proxy/backend.c). This is
+ * Levee's one client-side login to PostgreSQL outside the pools.
  *
  *   CONNECTING --connected--> LOGIN (startup, auth, parameters)
  *   LOGIN --ReadyForQuery--> READY: every message goes to the owner
+ *   CONNECTING --connected, probe--> PROBE (SSLRequest) --'S' or 'N'--> PROBED
  *   any failure or the login timeout: FAILED once, then nothing
  *
  * Owns its socket (sbuf), a copy of the credentials, the SCRAM state during
  * login and a login timer. lv_pgconn_close() stops everything at once and
  * frees the memory from the loop's deferred list, so it is safe inside the
- * callback. The login steps mirror proxy/backend.c's health-check login;
- * backend.c keeps its own copy for now (see the report of the write-queue
- * work: factoring it out is left for a change that can rerun its tests).
+ * callback.
  */
 #include "proxy/pgconn.h"
 #include "core/log.h"
@@ -25,10 +26,13 @@
 
 #include <event2/event.h>
 
-#define MAX_MSG_LEN (64 * 1024 * 1024)
+#define DEFAULT_MAX_MSG_LEN (64 * 1024 * 1024)
+#define DEFAULT_LOGIN_TIMEOUT_MS 10000
 
 typedef enum pg_state {
 	PG_CONNECTING = 0, /* TCP connect in progress */
+	PG_PROBE,          /* probe: SSLRequest sent, waiting for its one-byte answer */
+	PG_PROBED,         /* probe: answered and READY reported; nothing more happens */
 	PG_LOGIN,          /* startup sent; authenticating, reading ParameterStatus */
 	PG_READY,          /* logged in; messages go to the owner */
 	PG_FAILED,         /* FAILED reported; waiting for close */
@@ -44,9 +48,11 @@ struct lv_pgconn {
 	void *arg;
 	char *user, *dbname, *password, *appname;
 	bool pw_is_md5;
+	bool is_probe;
+	size_t max_msg_len;
 	lv_scram_client_t *scram;
 	struct event *timer;
-	bool in_input;      /* handle_input() is on the stack */
+	char connect_error[LV_ERR_MSG_LEN]; /* why a connect was refused at once, for FAILED */
 	lv_deferred_t deferred;
 };
 
@@ -108,6 +114,15 @@ static bool send_buf(lv_pgconn_t *c, lv_buf_t *b, bool ok)
 	ok = ok && lv_sbuf_write(&c->sb, b->data, b->len);
 	lv_buf_cleanup(b);
 	return ok;
+}
+
+bool lv_pgconn_send_query(lv_pgconn_t *c, const char *sql)
+{
+	lv_buf_t b;
+	lv_buf_init(&b);
+	if (!c || c->state != PG_READY || !c->has_sb)
+		return false;
+	return send_buf(c, &b, lv_wire_write_query(&b, sql));
 }
 
 /* ------------------------------------------------------------------ login */
@@ -184,7 +199,7 @@ static void handle_input(lv_pgconn_t *c)
 			return;
 		uint8_t type;
 		uint32_t len;
-		if (lv_wire_read_header(hdr, 5, MAX_MSG_LEN, &type, &len) != 0) {
+		if (lv_wire_read_header(hdr, 5, c->max_msg_len, &type, &len) != 0) {
 			fail(c, "invalid message from the server");
 			return;
 		}
@@ -234,24 +249,49 @@ static void handle_input(lv_pgconn_t *c)
 	}
 }
 
+/* The probe's one-byte answer to SSLRequest: 'S' or 'N' means a PostgreSQL server. */
+static void handle_probe_answer(lv_pgconn_t *c)
+{
+	uint8_t a = 0;
+	if (!lv_sbuf_read(&c->sb, &a, 1))
+		return;
+	if (a != 'S' && a != 'N') {
+		fail(c, "the server did not answer the SSLRequest as PostgreSQL does");
+		return;
+	}
+	c->state = PG_PROBED;
+	event_del(c->timer);
+	lv_sbuf_pause(&c->sb);
+	c->cb(c->arg, LV_PGCONN_READY, 0, NULL, 0, NULL);
+}
+
 static void sbuf_cb(lv_sbuf_t *sb, lv_sbuf_event_t ev, void *arg)
 {
 	lv_pgconn_t *c = arg;
-	if (c->state == PG_CLOSED || c->state == PG_FAILED)
+	if (c->state == PG_CLOSED || c->state == PG_FAILED || c->state == PG_PROBED)
 		return;
 	switch (ev) {
 	case LV_SBUF_EV_CONNECTED: {
-		const char *params[] = {"user", c->user, "database", c->dbname, "application_name",
-					c->appname, NULL};
 		lv_buf_t b;
 		lv_buf_init(&b);
+		if (c->is_probe) {
+			c->state = PG_PROBE;
+			if (!send_buf(c, &b, lv_wire_write_ssl_request(&b)))
+				fail(c, "out of memory");
+			return;
+		}
+		const char *params[] = {"user", c->user, "database", c->dbname, "application_name",
+					c->appname, NULL};
 		c->state = PG_LOGIN;
 		if (!send_buf(c, &b, lv_wire_write_startup(&b, params)))
 			fail(c, "out of memory");
 		return;
 	}
 	case LV_SBUF_EV_READ:
-		handle_input(c);
+		if (c->state == PG_PROBE)
+			handle_probe_answer(c);
+		else
+			handle_input(c);
 		return;
 	case LV_SBUF_EV_DRAINED:
 		return;
@@ -268,7 +308,7 @@ static void sbuf_cb(lv_sbuf_t *sb, lv_sbuf_event_t ev, void *arg)
 static void timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	lv_pgconn_t *c = arg;
-	if (c->state == PG_CONNECTING || c->state == PG_LOGIN)
+	if (c->state == PG_CONNECTING || c->state == PG_PROBE || c->state == PG_LOGIN)
 		fail(c, "connect or login timed out");
 }
 
@@ -277,7 +317,7 @@ static void early_fail_cb(evutil_socket_t fd, short what, void *arg)
 {
 	lv_pgconn_t *c = arg;
 	if (c->state == PG_CONNECTING)
-		fail(c, "could not connect");
+		fail(c, c->connect_error[0] ? c->connect_error : "could not connect");
 }
 
 lv_pgconn_t *lv_pgconn_open(lv_loop_t *loop, const lv_pgconn_params_t *p, lv_pgconn_cb cb,
@@ -300,6 +340,8 @@ lv_pgconn_t *lv_pgconn_open(lv_loop_t *loop, const lv_pgconn_params_t *p, lv_pgc
 	c->appname = lv_strdup(p->application_name ? p->application_name : "levee");
 	c->password = p->password ? lv_strdup(p->password) : NULL;
 	c->pw_is_md5 = p->password_is_md5;
+	c->is_probe = p->probe_only;
+	c->max_msg_len = p->max_msg_len ? p->max_msg_len : DEFAULT_MAX_MSG_LEN;
 	c->timer = event_new(lv_loop_base(loop), -1, 0, timeout_cb, c);
 	if (!c->user || !c->dbname || !c->appname || (p->password && !c->password) || !c->timer) {
 		lv_err_set(err, LV_ENOMEM, "out of memory");
@@ -307,12 +349,13 @@ lv_pgconn_t *lv_pgconn_open(lv_loop_t *loop, const lv_pgconn_params_t *p, lv_pgc
 		free_deferred(&c->deferred);
 		return NULL;
 	}
-	int64_t ms = p->login_timeout_ms > 0 ? p->login_timeout_ms : 10000;
+	int64_t ms = p->login_timeout_ms ? p->login_timeout_ms : DEFAULT_LOGIN_TIMEOUT_MS;
 	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
 	c->state = PG_CONNECTING;
 	lv_err_t cerr = {0};
 	if (!lv_sbuf_connect(&c->sb, lv_loop_base(loop), &a, sbuf_cb, c, &cerr)) {
 		/* Refused at once: say so from the loop, never from inside open. */
+		snprintf(c->connect_error, sizeof(c->connect_error), "%s", cerr.msg);
 		event_free(c->timer);
 		c->timer = event_new(lv_loop_base(loop), -1, 0, early_fail_cb, c);
 		struct timeval now = {0, 0};
@@ -325,6 +368,7 @@ lv_pgconn_t *lv_pgconn_open(lv_loop_t *loop, const lv_pgconn_params_t *p, lv_pgc
 		return c;
 	}
 	c->has_sb = true;
-	(void)event_add(c->timer, &tv);
+	if (ms > 0)
+		(void)event_add(c->timer, &tv);
 	return c;
 }

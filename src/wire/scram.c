@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * wire/scram.c: SCRAM-SHA-256 (RFC 5802 / RFC 7677) for both ends of a
- * PostgreSQL SASL exchange, MD5 password hashing, and strict base64.
+ * PostgreSQL SASL exchange, MD5 password hashing, and the SCRAM-bounded
+ * wrappers of wire/base64.c.
  *
  * The SCRAM key schedule, for reference:
  *
@@ -35,6 +36,7 @@
 #include "wire/scram.h"
 
 #include "core/str.h"
+#include "wire/base64.h"
 
 #include <limits.h>
 #include <openssl/crypto.h>
@@ -96,70 +98,20 @@ static int derive_keys(const char *password, const uint8_t *salt, size_t salt_le
  * Base64
  * ======================================================================== */
 
+/* The SCRAM contract of the shared codec (wire/base64.c): an int length, inputs bounded. */
 int lv_scram_base64_encode(const uint8_t *in, size_t len, char *out, size_t cap)
 {
-	if (len > INT_MAX / 2)
+	size_t n;
+	if (len > INT_MAX / 2 || lv_base64_encode(in, len, out, cap, &n) != 0)
 		return LV_ETOOBIG;
-	size_t need = (len + 2) / 3 * 4;
-	if (cap < need + 1)
-		return LV_ETOOBIG;
-	if (len == 0) {
-		out[0] = '\0';
-		return 0;
-	}
-	return EVP_EncodeBlock((unsigned char *)out, in, (int)len);
-}
-
-/* Value of a base64 alphabet character, or -1. */
-static int b64_value(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
+	return (int)n;
 }
 
 int lv_scram_base64_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *out_len)
 {
 	if (len > B64_MAX_IN)
 		return LV_ETOOBIG;
-	if (len % 4 != 0)
-		return LV_EINVAL;
-	if (len == 0) {
-		*out_len = 0;
-		return 0;
-	}
-	size_t pad = 0;
-	if (in[len - 1] == '=')
-		pad = in[len - 2] == '=' ? 2 : 1;
-	/* Everything before the padding must be in the alphabet ('=' is not). */
-	for (size_t i = 0; i < len - pad; i++)
-		if (b64_value(in[i]) < 0)
-			return LV_EINVAL;
-	/* Canonical form: the bits the padding leaves unused must be zero. */
-	if ((pad == 2 && (b64_value(in[len - 3]) & 0x0f) != 0) ||
-	    (pad == 1 && (b64_value(in[len - 2]) & 0x03) != 0))
-		return LV_EINVAL;
-	size_t n = len / 4 * 3 - pad;
-	if (n > cap)
-		return LV_ETOOBIG;
-	uint8_t tmp[B64_MAX_IN / 4 * 3];
-	int got = EVP_DecodeBlock(tmp, (const unsigned char *)in, (int)len);
-	if (got != (int)(len / 4 * 3)) {
-		OPENSSL_cleanse(tmp, sizeof(tmp));
-		return LV_EINVAL;
-	}
-	memcpy(out, tmp, n);
-	OPENSSL_cleanse(tmp, (size_t)got);
-	*out_len = n;
-	return 0;
+	return lv_base64_decode(in, len, out, cap, out_len);
 }
 
 /* ========================================================================

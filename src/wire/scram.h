@@ -246,11 +246,13 @@ bool lv_md5_verify(const char *user, const char *secret, const uint8_t salt[4],
 /* Fills out with len cryptographically random bytes: 0, or LV_EIO. */
 int lv_scram_random(void *out, size_t len);
 /*
- * Standard base64 with padding into out[cap] (NUL-terminated). Returns the
- * encoded length, or LV_ETOOBIG when cap < 4 * ceil(len / 3) + 1.
+ * Standard base64 with padding into out[cap] (NUL-terminated), by
+ * wire/base64.c. Returns the encoded length, or LV_ETOOBIG when
+ * cap < 4 * ceil(len / 3) + 1.
  */
 int lv_scram_base64_encode(const uint8_t *in, size_t len, char *out, size_t cap);
 /*
+ * lv_base64_decode() bounded for SCRAM fields.
  * Strict base64 decode of len characters (no whitespace, length a multiple
  * of 4, '=' only as final padding, unused bits zero) into out[cap]; *out_len
  * gets the decoded size. LV_EINVAL when malformed, LV_ETOOBIG when the input

@@ -8,6 +8,7 @@
  */
 #include "wq/codec.h"
 #include "core/mem.h"
+#include "wire/base64.h"
 
 #include <cjson/cJSON.h>
 
@@ -125,75 +126,34 @@ bool lv_wq_parse_id(const char *id, uint64_t *ms, uint64_t *seq)
 
 /* ----------------------------------------------------------------- base64 */
 
-static const char b64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/* Base64 of n bytes into a new NUL-terminated string; NULL on OOM. */
+/* Base64 of n bytes into a new NUL-terminated string (wire/base64.c); NULL on OOM. */
 static char *b64_encode(const uint8_t *p, size_t n)
 {
-	char *out = lv_malloc((n + 2) / 3 * 4 + 1);
-	if (!out)
-		return NULL;
-	size_t o = 0;
-	for (size_t i = 0; i < n; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16;
-		if (i + 1 < n)
-			v |= (uint32_t)p[i + 1] << 8;
-		if (i + 2 < n)
-			v |= p[i + 2];
-		out[o++] = b64_chars[(v >> 18) & 63];
-		out[o++] = b64_chars[(v >> 12) & 63];
-		out[o++] = i + 1 < n ? b64_chars[(v >> 6) & 63] : '=';
-		out[o++] = i + 2 < n ? b64_chars[v & 63] : '=';
+	size_t cap = lv_base64_encoded_len(n) + 1, len;
+	char *out = lv_malloc(cap);
+	if (out && lv_base64_encode(p, n, out, cap, &len) != 0) {
+		lv_free(out);
+		out = NULL;
 	}
-	out[o] = '\0';
 	return out;
-}
-
-static int b64_value(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
 }
 
 /* Decodes strict padded base64 into a new buffer (plus a NUL); 0, LV_EPROTO or LV_ENOMEM. */
 static int b64_decode(const char *s, char **out, int32_t *out_len)
 {
-	size_t n = strlen(s);
-	if (n % 4 != 0)
+	size_t n = strlen(s), len;
+	if (n % 4 != 0 || lv_base64_decoded_max(n) > INT32_MAX)
 		return LV_EPROTO;
-	char *buf = lv_malloc(n / 4 * 3 + 1);
+	char *buf = lv_malloc(lv_base64_decoded_max(n) + 1);
 	if (!buf)
 		return LV_ENOMEM;
-	size_t o = 0;
-	for (size_t i = 0; i < n; i += 4) {
-		int v[4];
-		for (int k = 0; k < 4; k++) {
-			bool pad_ok = i + 4 == n && (k == 3 || (k == 2 && s[i + 3] == '='));
-			v[k] = s[i + k] == '=' && pad_ok ? 0 : b64_value(s[i + k]);
-			if (v[k] < 0) {
-				lv_free(buf);
-				return LV_EPROTO;
-			}
-		}
-		uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
-		buf[o++] = (char)(w >> 16);
-		if (s[i + 2] != '=')
-			buf[o++] = (char)(w >> 8);
-		if (s[i + 3] != '=')
-			buf[o++] = (char)w;
+	if (lv_base64_decode(s, n, (uint8_t *)buf, lv_base64_decoded_max(n), &len) != 0) {
+		lv_free(buf);
+		return LV_EPROTO;
 	}
-	buf[o] = '\0';
+	buf[len] = '\0';
 	*out = buf;
-	*out_len = (int32_t)o;
+	*out_len = (int32_t)len;
 	return 0;
 }
 

@@ -14,7 +14,7 @@
  * Not built by make. Build and run with:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -D_GNU_SOURCE \
  *       tests/fuzz/fuzz_wire_read.c src/wire/read.c src/wire/write.c \
- *       src/wire/scram.c src/core/buf.c src/core/mem.c src/core/status.c \
+ *       src/wire/scram.c src/wire/base64.c src/core/buf.c src/core/mem.c src/core/status.c \
  *       src/core/str.c -lcrypto -o build/fuzz_wire_read
  *   mkdir -p build/fuzz-corpus && build/fuzz_wire_read -max_len=4096 build/fuzz-corpus
  */

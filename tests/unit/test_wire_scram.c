@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: ISC */
+/* levee-test-deps: src/wire/base64.c */
 /*
  * Unit tests for wire/scram.c: the RFC 7677 test vector on both sides,
  * server against client round trips (password and keys modes), wrong

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: ISC */
-/* levee-test-deps: */
+/* levee-test-deps: src/wire/base64.c */
 /*
  * Queue payload codec and the queue's pure helpers: round trips of every
  * parameter form, malformed payloads refused, partition choice, backoff
