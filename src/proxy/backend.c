@@ -20,6 +20,7 @@
 #include "wire/wire.h"
 
 #include <event2/event.h>
+#include <event2/event_struct.h>
 
 #define CHECK_MAX_MSG_LEN (64 * 1024) /* the check's replies are a few short rows */
 
@@ -46,6 +47,8 @@ typedef struct check {
 	check_state_t state;
 	lv_pgconn_t *conn; /* NULL in IDLE */
 	lv_usec_t started_us;
+	struct event deadline; /* health_check_timeout of the running step (embedded; set up on first use) */
+	bool has_deadline;
 	char user[LV_NAME_LEN];
 	char dbname[LV_NAME_LEN];
 	char *password;  /* owned copy; NULL: probe only */
@@ -188,11 +191,42 @@ static void check_failed(check_t *c, const char *why)
 	publish(c->h, c->b, false);
 }
 
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	check_t *c = arg;
+	if (c->state == CHECK_IDLE || c->state == CHECK_READY)
+		return; /* that step finished in time */
+	lv_time_update();
+	char why[64];
+	snprintf(why, sizeof(why), "no answer within health_check_timeout (%lld ms)",
+		 (long long)c->h->cfg->routing.health_check_timeout_ms);
+	check_failed(c, why);
+}
+
+/* Starts the clock on the step just begun (connect and login, probe, or the query). */
+static void arm_deadline(check_t *c)
+{
+	int64_t ms = c->h->cfg ? c->h->cfg->routing.health_check_timeout_ms : 0;
+	if (ms <= 0)
+		return;
+	if (!c->has_deadline) {
+		if (evtimer_assign(&c->deadline, lv_loop_base(c->h->loop), deadline_cb, c) != 0)
+			return;
+		c->has_deadline = true;
+	}
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	if (evtimer_add(&c->deadline, &tv) != 0)
+		lv_log_warn("could not arm the health check timeout of %s:%d", c->b->host, c->b->port);
+}
+
 static bool send_query(check_t *c)
 {
 	c->got_row = false;
 	c->state = CHECK_QUERY;
 	c->started_us = lv_time_now_us();
+	arm_deadline(c);
 	return lv_pgconn_send_query(c->conn, CHECK_SQL);
 }
 
@@ -217,7 +251,7 @@ static void start_check(check_t *c)
 		.password = c->password,
 		.password_is_md5 = c->pw_is_md5,
 		.application_name = "levee health check",
-		.login_timeout_ms = -1, /* the next period is the deadline: start_check() */
+		.login_timeout_ms = -1, /* health_check_timeout is armed here: arm_deadline() */
 		.max_msg_len = CHECK_MAX_MSG_LEN,
 		.probe_only = !c->password,
 	};
@@ -228,6 +262,7 @@ static void start_check(check_t *c)
 	}
 	c->started_us = lv_time_now_us();
 	c->state = c->password ? CHECK_LOGIN : CHECK_PROBE;
+	arm_deadline(c);
 }
 
 /* The one DataRow of the check: three text columns. */
@@ -401,6 +436,8 @@ void lv_health_free(lv_health_t *h)
 		return;
 	for (int i = 0; i < h->n; i++) {
 		drop_conn(&h->checks[i]);
+		if (h->checks[i].has_deadline)
+			evtimer_del(&h->checks[i].deadline);
 		lv_free(h->checks[i].password);
 	}
 	event_free(h->timer);

@@ -5,6 +5,8 @@ the primary, READ ONLY transactions use a replica, read-your-writes holds while
 replicas lag, a lagging replica is dropped from reads and taken back, and reads
 keep working while the primary is down."""
 
+import os
+import signal
 import threading
 
 import psycopg
@@ -220,3 +222,27 @@ def test_session_mode_route_replicas_and_primary(levee_factory, pg, pg_replicas)
         wait_until(backends_ready(rw, 3), 10)
         with rw.conn(autocommit=True) as c:
             assert {port_of(c) for _ in range(5)} == {pg.port}
+
+
+def test_health_check_timeout_fails_a_check_that_hangs(levee_factory, pg, pg_replicas):
+    """A backend that stops answering mid-check (its check session is frozen
+    with SIGSTOP) fails that check after health_check_timeout, not at the next
+    period, and gets no reads until it answers again."""
+    replica = pg_replicas[0]
+    replica.ensure_running()
+    lv = levee_factory(utils.merge_overrides(ROUTING, {"routing": {
+        "health_check_period": "2s", "health_check_timeout": "300ms", "health_check_failures": "1"}}),
+        name="hc_timeout")
+    wait_until(backends_ready(lv, 3), 15)
+    rows = replica.sql("SELECT pid FROM pg_stat_activity WHERE application_name = 'levee health check'")
+    assert len(rows) == 1, rows
+    pid = rows[0][0]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        lv.wait_log("no answer within health_check_timeout (300 ms)", timeout=10)
+        addr = f"127.0.0.1:{replica.port}"
+        wait_until(lambda: any(r["backend"] == addr and r["usable"] == "no" for r in lv.admin("SHOW BACKENDS")),
+                   5, message="the frozen replica to be out of rotation")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_until(backends_ready(lv, 3), 15, message="the replica to rejoin")
