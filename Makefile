@@ -7,6 +7,8 @@
 #                        suite, then the integration suite on the sanitizer build
 #   make run             a throwaway PostgreSQL primary + replica + Redis and Levee
 #   make bench           benchmarks against PgBouncer and Pgpool-II (bench/)
+#   make bench-cache     result cache against Pgpool-II's query cache (bench/run-cache.sh)
+#   make bench-queue     write spike through the write queue (bench/run-queue.sh)
 
 PKG_CONFIG ?= pkg-config
 PKGS := libevent libevent_openssl libevent_pthreads openssl hiredis inih libcjson
@@ -47,7 +49,7 @@ UNIT_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%)
 .SECONDARY:
 
 .PHONY: all deps check check-unit check-layers check-config-docs check-integration \
-	check-san valgrind-unit run bench clean fmt
+	check-san valgrind-unit run bench bench-cache bench-queue clean fmt
 
 all: $(BUILD)/levee
 
@@ -114,6 +116,12 @@ run: deps all
 
 bench: deps all
 	@bench/run.sh $(abspath $(BUILD)/levee)
+
+bench-cache: deps all
+	@bench/run-cache.sh $(abspath $(BUILD)/levee)
+
+bench-queue: deps all
+	@bench/run-queue.sh $(abspath $(BUILD)/levee)
 
 fmt:
 	@tools/format.sh fix

@@ -205,20 +205,26 @@ PG_SETTINGS = {
 }
 
 
-def start_postgres(st):
+def start_postgres(st, overrides=None):
+    """Starts the tuned primary, creates role and database `bench`; returns (pg, settings).
+
+    overrides: {setting: value} applied over PG_SETTINGS (bench/queue.py turns
+    durability back on with it)."""
     pg = st.start_primary(max_connections=PG_MAX_CONNECTIONS, host_auth="scram-sha-256")
+    settings = dict(PG_SETTINGS, **(overrides or {}))
     # postgresql.auto.conf is read last, so these win over tools/stack.py's defaults.
     with open(os.path.join(pg.datadir, "postgresql.auto.conf"), "a") as f:
         f.write("# bench/bench.py\n")
-        for k, v in PG_SETTINGS.items():
+        for k, v in settings.items():
             f.write(f"{k} = '{v}'\n")
     pg.restart()
     pg.sql(f"CREATE ROLE {T.BENCH_USER} LOGIN PASSWORD '{T.BENCH_PASSWORD}'")
     pg.sql(f"CREATE DATABASE {T.BENCH_DB} OWNER {T.BENCH_USER}")
     got = pg.sql("SELECT current_setting('shared_buffers'), current_setting('max_connections'), "
-                 "current_setting('fsync')")[0]
+                 "current_setting('fsync'), current_setting('synchronous_commit'), "
+                 "current_setting('full_page_writes')")[0]
     return pg, {"shared_buffers": got[0], "max_connections": got[1], "fsync": got[2],
-                "synchronous_commit": "off", "full_page_writes": "off",
+                "synchronous_commit": got[3], "full_page_writes": got[4],
                 "auth": "scram-sha-256 on 127.0.0.1"}
 
 
@@ -260,9 +266,25 @@ class Run:
         self.cpu_us = None       # proxy CPU per transaction, steady window
         self.error = ""
         self.hung = False
+        self.lat_n = None        # per-transaction latencies read from pgbench -l
+        self.lat_p50_ms = None
+        self.lat_p99_ms = None
+        self.t_start = None      # time.monotonic() when pgbench started / exited
+        self.t_end = None
 
 
-def run_pgbench(target, workload, protocol, clients, seconds, nproc):
+def run_pgbench(target, workload, protocol, clients, seconds, nproc, *, scripts=None,
+                defines=None, log_dir=None, on_progress=None):
+    """Runs pgbench once against target; returns a Run (never raises for a failed run).
+
+    workload is "select-only", "tpcb-like", or a label for `scripts`: a list of
+    pgbench script files ("path" or "path@weight") run with -f. defines are
+    passed as -D name=value. With log_dir, pgbench writes per-transaction logs
+    there (-l) and the Run gets lat_n / lat_p50_ms / lat_p99_ms from them; the
+    log files are removed afterwards. on_progress(elapsed_s) is called at each of
+    pgbench's one-second progress reports (the queue benchmark samples the
+    primary's commit counter there).
+    """
     # pgbench prepares statements synchronously (PQprepare): with more clients
     # than a transaction pooler's pool_size, one blocked client stalls its
     # whole thread, whose other clients hold servers mid-transaction, and the
@@ -272,8 +294,19 @@ def run_pgbench(target, workload, protocol, clients, seconds, nproc):
     cmd = [PGBENCH, "-h", T.HOST, "-p", str(target.port), "-U", T.BENCH_USER, "-n",
            "-M", protocol, "-c", str(clients), "-j", str(threads),
            "-T", str(seconds), "-P", "1"]
-    if workload == "select-only":
+    if scripts:
+        for sc in scripts:
+            cmd += ["-f", sc]
+    elif workload == "select-only":
         cmd.append("-S")
+    for k, v in (defines or {}).items():
+        cmd += ["-D", f"{k}={v}"]
+    log_prefix = None
+    if log_dir is not None:
+        os.makedirs(log_dir, exist_ok=True)
+        _remove_logs(log_dir)
+        log_prefix = os.path.join(log_dir, "tx")
+        cmd += ["-l", f"--log-prefix={log_prefix}"]
     cmd.append(T.BENCH_DB)
     env = dict(os.environ, PGPASSWORD=T.BENCH_PASSWORD)
     r = Run()
@@ -281,6 +314,7 @@ def run_pgbench(target, workload, protocol, clients, seconds, nproc):
     errors = []
     out = []
     cpu_start = target.cpu_ticks()
+    r.t_start = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
     reader = threading.Thread(target=lambda: out.extend(proc.stdout), daemon=True)
@@ -297,9 +331,12 @@ def run_pgbench(target, workload, protocol, clients, seconds, nproc):
             m = PROGRESS_RE.match(line)
             if m:
                 samples.append((float(m.group(1)), float(m.group(2)), target.cpu_ticks()))
+                if on_progress is not None:
+                    on_progress(float(m.group(1)))
             elif line.strip():
                 errors.append(line.strip())
         proc.wait()
+        r.t_end = time.monotonic()
         cpu_end = target.cpu_ticks()
         reader.join(10)
     finally:
@@ -321,6 +358,13 @@ def run_pgbench(target, workload, protocol, clients, seconds, nproc):
     aborted = "aborted" in text or any("aborted" in e for e in errors)
     r.ok = (proc.returncode == 0 and r.tps is not None and not r.failed and not aborted
             and bool(r.txns))
+    if log_dir is not None:
+        lats = read_latency_logs(log_dir)
+        _remove_logs(log_dir)
+        if lats:
+            r.lat_n = len(lats)
+            r.lat_p50_ms = percentile(lats, 50) / 1000.0
+            r.lat_p99_ms = percentile(lats, 99) / 1000.0
     if not r.ok:
         # Most telling first: a hang, then pgbench's own error, then a run
         # that connected for its whole -T, then whatever it printed.
@@ -362,6 +406,42 @@ def _kill(proc):
         except ProcessLookupError:
             pass
         proc.wait()
+
+
+def _remove_logs(log_dir):
+    for n in os.listdir(log_dir):
+        if n.startswith("tx."):
+            os.unlink(os.path.join(log_dir, n))
+
+
+def read_latency_logs(log_dir, script=None):
+    """Latencies in µs of every completed transaction in pgbench -l files under log_dir.
+
+    A line is "client_id transaction_no time script_no time_epoch time_us [...]";
+    failed or skipped transactions (time not a number) are left out. script
+    keeps only that script number (0-based, in -f order)."""
+    out = []
+    for n in sorted(os.listdir(log_dir)):
+        if not n.startswith("tx."):
+            continue
+        with open(os.path.join(log_dir, n)) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) < 4 or not parts[2].isdigit():
+                    continue
+                if script is not None and parts[3] != str(script):
+                    continue
+                out.append(int(parts[2]))
+    return out
+
+
+def percentile(values, q):
+    """The q-th percentile (0-100) of values, nearest rank; None when empty."""
+    if not values:
+        return None
+    v = sorted(values)
+    k = max(0, min(len(v) - 1, int(-(-q * len(v) // 100)) - 1))
+    return v[k]
 
 
 # ---------------------------------------------------------------------------
@@ -496,6 +576,43 @@ def cell(runs, attr, digits=0):
     if len(ok) < len(runs):
         v += f" ({len(ok)}/{len(runs)} ok)"
     return v
+
+
+def target_note(value, target, op, fmt_value):
+    """'**met**' / 'not met' / 'not measured' for a printed target (a figure, not an assertion)."""
+    if value is None:
+        return "not measured"
+    met = value >= target if op == ">=" else value <= target if op == "<=" else value < target
+    return f"{fmt_value(value)} ({'met' if met else 'not met'})"
+
+
+def header_lines(ctx, title, started, extra_versions=("pgpool", "postgres")):
+    """The title and the machine / version lines every report starts with."""
+    m, v = ctx["machine"], ctx["versions"]
+    L = [f"# {title}, {started:%Y-%m-%d %H:%M:%S}", ""]
+    L.append(f"- Machine: {m['nproc']} CPUs, {m['cpu']}, {m['ram']} RAM, Linux {m['kernel']} "
+             f"(PostgreSQL, the proxies and pgbench share it)")
+    L.append(f"- Levee: {v['levee']}")
+    L.append("- " + "; ".join(v[k] for k in extra_versions if k in v))
+    return L
+
+
+def write_report(started, suffix, quick, report):
+    """Writes bench/results/<time>-<suffix>[-quick].md; returns its path."""
+    out_dir = os.path.join(HERE, "results")
+    os.makedirs(out_dir, exist_ok=True)
+    name = f"{started:%Y%m%d-%H%M%S}" + (f"-{suffix}" if suffix else "") + \
+        ("-quick" if quick else "")
+    path = os.path.join(out_dir, name + ".md")
+    with open(path, "w") as f:
+        f.write(report + "\n")
+    return path
+
+
+def command_line(script, binary):
+    """How the run was started, with the BENCH_* settings, for the report."""
+    return " ".join([f"{k}={os.environ[k]}" for k in sorted(os.environ)
+                     if k.startswith("BENCH_")] + [script, binary])
 
 
 def render(cfg, ctx, results, idle, started, finished):

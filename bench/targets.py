@@ -12,6 +12,11 @@ A Target owns its work directory (inside the Stack's directory, removed with
 it), its config files and its process, from start() until stop(). stop() is
 idempotent and never raises.
 
+Extra config: Levee takes extra [levee] lines and extra sections (placed
+before [database bench], which stays last so that routing.py can append to
+it); Pgpool takes extra lines appended to pgpool.conf (later lines win).
+Levee.metrics() reads its /metrics; Pgpool.pool_cache() its SHOW POOL_CACHE.
+
 CPU accounting: cpu_ticks() sums utime+stime+cutime+cstime over the process
 and all its descendants (/proc/<pid>/stat), so Pgpool-II's pre-forked
 children count, and a child reaped mid-run still counts (in its parent's
@@ -19,8 +24,10 @@ cutime).
 """
 
 import os
+import re
 import signal
 import subprocess
+import urllib.request
 
 import stack as stk
 
@@ -132,6 +139,75 @@ def _write(path, text, mode=0o600):
     with open(path, "w") as f:
         f.write(text)
     os.chmod(path, mode)
+
+
+_METRIC_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
+_LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_prometheus(text):
+    """{(name, ((label, value), ...sorted)): float} from Prometheus text exposition."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _METRIC_RE.match(line)
+        if not m:
+            continue
+        labels = tuple(sorted(_LABEL_RE.findall(m.group(2) or "")))
+        try:
+            out[(m.group(1), labels)] = float(m.group(3))
+        except ValueError:
+            continue
+    return out
+
+
+def metric(snap, name, **labels):
+    """Sum of the series of name whose labels include labels; None when there is none."""
+    total, seen = 0.0, False
+    for (n, lab), v in snap.items():
+        if n != name:
+            continue
+        d = dict(lab)
+        if all(d.get(k) == want for k, want in labels.items()):
+            total += v
+            seen = True
+    return total if seen else None
+
+
+def metric_delta(before, after, name, **labels):
+    a, b = metric(after, name, **labels), metric(before, name, **labels)
+    if a is None:
+        return None
+    return a - (b or 0.0)
+
+
+def histogram_quantile(before, after, name, q):
+    """(lower, upper) bounds in seconds of the bucket holding the q-quantile (0-1)
+    of the observations made between two snapshots; None without observations."""
+    buckets = {}
+    for (n, lab), v in after.items():
+        if n != name + "_bucket":
+            continue
+        d = dict(lab)
+        le = d.pop("le", None)
+        if le is None:
+            continue
+        prev = before.get((n, lab), 0.0)
+        bound = float("inf") if le == "+Inf" else float(le)
+        buckets[bound] = buckets.get(bound, 0.0) + v - prev
+    if not buckets:
+        return None
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]]
+    if total <= 0:
+        return None
+    lower = 0.0
+    for b in bounds:
+        if buckets[b] >= q * total:
+            return (lower, b)
+        lower = b
+    return (lower, bounds[-1])
 
 
 # ---------------------------------------------------------------------------
@@ -252,7 +328,7 @@ class Levee(Target):
     label = "Levee"
 
     def __init__(self, st, pg, binary, pool_mode, pool_size, workers=0, tag="levee",
-                 auth_type="md5"):
+                 auth_type="md5", levee_lines="", sections="", label=None):
         super().__init__(st)
         self.pg = pg
         self.binary = binary
@@ -261,6 +337,11 @@ class Levee(Target):
         self.workers = workers
         self.tag = tag
         self.auth_type = auth_type
+        self.levee_lines = levee_lines  # extra "key = value" lines for [levee]
+        self.sections = sections        # extra sections, before [database bench]
+        if label is not None:
+            self.name = tag
+            self.label = label
 
     def start(self):
         d = os.path.join(self.st.dir, self.tag)
@@ -280,17 +361,47 @@ auth_type = {self.auth_type}
 admin_users = {ADMIN_USER}
 log_level = warning
 max_client_conn = 20000
-
+{self.levee_lines}
 [pool]
 pool_mode = {self.pool_mode}
 pool_size = {self.pool_size}
 
+{self.sections}
 [database {BENCH_DB}]
 primary = {HOST}:{self.pg.port}
 """)
+        self.conf = conf
+        if self.levee_lines or self.sections:
+            # A Levee that does not know a section fails here with its own
+            # message (file:line), not with a timeout.
+            p = subprocess.run([self.binary, "--check-config", "-c", conf], cwd=d,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, timeout=30)
+            if p.returncode != 0:
+                self.release_ports()
+                raise TargetError(f"{self.label}: levee --check-config refused the config: "
+                                  + " | ".join(p.stdout.strip().splitlines()[:3]))
         self._spawn([self.binary, "-c", conf], d, as_server=False)
         self._wait_ready(lambda: psql(port, "SHOW VERSION", ADMIN_USER, ADMIN_PASSWORD, "levee"))
         return self
+
+    @property
+    def http_port(self):
+        lock = getattr(self, "http_lock", None)
+        return lock.port if lock is not None else None
+
+    def metrics(self, timeout=10):
+        """A parse_prometheus() snapshot of Levee's /metrics."""
+        with urllib.request.urlopen(f"http://{HOST}:{self.http_port}/metrics",
+                                    timeout=timeout) as resp:
+            return parse_prometheus(resp.read().decode("utf-8", "replace"))
+
+    def release_ports(self):
+        for attr in ("port_lock", "http_lock"):
+            lock = getattr(self, attr, None)
+            if lock is not None:
+                lock.release()
+                setattr(self, attr, None)
 
     def stop(self, timeout=20):
         super().stop(timeout)
@@ -347,11 +458,15 @@ class Pgpool(Target):
     name = "pgpool"
     label = "Pgpool-II"
 
-    def __init__(self, st, pg, children, tag="pgpool"):
+    def __init__(self, st, pg, children, tag="pgpool", extra_conf="", label=None):
         super().__init__(st)
         self.pg = pg
         self.children = children
         self.tag = tag
+        self.extra_conf = extra_conf  # appended to pgpool.conf; later lines win
+        if label is not None:
+            self.name = tag
+            self.label = label
 
     def stop_signal(self):
         return signal.SIGINT  # fast shutdown; SIGTERM waits for clients
@@ -404,12 +519,32 @@ log_destination = 'stderr'
 log_min_messages = warning
 log_connections = off
 listen_backlog_multiplier = 2
-""")
+{self.extra_conf}""")
         _chown_tree(d)
         self._spawn([PGPOOL, "-n", "-D", "-f", conf, "-F", os.path.join(d, "pcp.conf"),
                      "-a", os.path.join(d, "pool_hba.conf")], d, as_server=True)
         self._wait_ready(lambda: psql(port, "SELECT 1"))
         return self
+
+    def pool_cache(self):
+        """SHOW POOL_CACHE as {column: value} (numbers where they parse), {} when it fails."""
+        import psycopg
+        try:
+            with psycopg.connect(host=HOST, port=self.port, user=BENCH_USER,
+                                 password=BENCH_PASSWORD, dbname=BENCH_DB, autocommit=True,
+                                 connect_timeout=10) as c:
+                cur = c.execute("SHOW POOL_CACHE")
+                row = cur.fetchone()
+                cols = [d.name for d in cur.description]
+        except Exception:  # noqa: BLE001 - a figure, not an assertion
+            return {}
+        out = {}
+        for k, v in zip(cols, row or []):
+            try:
+                out[k] = float(v)
+            except (TypeError, ValueError):
+                out[k] = v
+        return out
 
     def stop(self, timeout=20):
         super().stop(timeout)
@@ -418,3 +553,18 @@ listen_backlog_multiplier = 2
             lock.release()
             self.pcp_lock = None
 
+
+
+def pgpool_memqcache_conf(total_size="256MB", expire=60, max_num_cache=1000000,
+                          block_size="1MB", maxcache="400kB"):
+    """pgpool.conf lines that turn on the in-memory query cache (shared memory)."""
+    return f"""# bench: in-memory query cache
+memory_cache_enabled = on
+memqcache_method = 'shmem'
+memqcache_total_size = {total_size}
+memqcache_max_num_cache = {max_num_cache}
+memqcache_expire = {expire}
+memqcache_auto_cache_invalidation = on
+memqcache_maxcache = {maxcache}
+memqcache_cache_block_size = {block_size}
+"""
