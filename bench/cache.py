@@ -13,7 +13,7 @@ What it does, in order:
   2. starts four targets over the same server:
        levee-cache    Levee, transaction mode, `redis = <the Redis>`, [cache]
                       memory = 256MB, [cache.rule items] tables = bench_items,
-                      ttl = 60s;
+                      key = id, ttl = 60s;
        levee-nocache  the same Levee without [cache] and the rule;
        pgpool-cache   Pgpool-II as in bench.py plus memory_cache_enabled = on,
                       memqcache_method = shmem, memqcache_expire = 60,
@@ -148,7 +148,7 @@ def make_levee(st, pg, cfg, rd, with_cache):
     sections = ""
     if with_cache:
         sections = (f"[cache]\nmemory = {CACHE_MEMORY}\n\n"
-                    f"[cache.rule items]\ntables = bench_items\nttl = {CACHE_TTL}\n")
+                    f"[cache.rule items]\ntables = bench_items\nkey = id\nttl = {CACHE_TTL}\n")
     tag = "levee-cache" if with_cache else "levee-nocache"
     return T.Levee(st, pg, cfg.levee_binary, "transaction", cfg.pool_size, cfg.levee_workers,
                    tag=tag, levee_lines=f"redis = {rd.url}\n", sections=sections,
@@ -354,7 +354,7 @@ def render(cfg, ctx, mixed, lat, checks, started, finished):
              f"bench_counters(id, n), {cfg.rows:,} rows (target of mixed-other's writes)")
     L.append(f"- Levee: pool_mode transaction, pool_size {cfg.pool_size}, workers "
              f"{cfg.levee_workers or 'auto'}, `redis = <the Redis>`; cache: `[cache] memory = "
-             f"{CACHE_MEMORY}`, `[cache.rule items] tables = bench_items, ttl = {CACHE_TTL}`; "
+             f"{CACHE_MEMORY}`, `[cache.rule items] tables = bench_items, key = id, ttl = {CACHE_TTL}`; "
              f"no cache: the same without [cache] and the rule")
     L.append(f"- Pgpool-II: as in bench.py (raw mode, connection_cache, max_pool 1, "
              f"num_init_children {ctx['pgpool_children']}) plus memory_cache_enabled = on, "

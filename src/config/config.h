@@ -136,6 +136,7 @@ typedef struct lv_cfg_cache_rule {
 	int jitter_pct;       /* -1 = [cache] jitter */
 	int scope;            /* lv_cache_scope_t */
 	bool allow_volatile;  /* cache statements calling volatile functions (now(), random()) */
+	char key[LV_NAME_LEN]; /* lower-case column for row invalidation (WHERE key = value); "" = by table */
 	int line;
 } lv_cfg_cache_rule_t;
 

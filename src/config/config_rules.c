@@ -145,6 +145,8 @@ const lv__key_t lv__cache_rule_keys[] = {
 		    .names = cache_scopes),
 	LV_CRULEKEY(allow_volatile, BOOL, "false", 0, 0, RELOAD,
 		    "Cache statements that call volatile functions such as now() or random()."),
+	LV_CRULEKEY(key, NAME, "", 0, 0, RELOAD,
+		    "Column of the rule's tables that point reads and writes use (id): invalidate by row."),
 };
 
 const size_t lv__n_cache_rule_keys = LV_ARRAY_LEN(lv__cache_rule_keys);

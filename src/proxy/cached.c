@@ -35,6 +35,7 @@
 #include "cache/cache.h"
 #include "cache/capture.h"
 #include "cache/key.h"
+#include "cache/point.h"
 #include "cache/policy.h"
 #include "core/log.h"
 #include "core/mem.h"
@@ -67,7 +68,7 @@ struct lv_cfill {
 	/* Scalars first: fill_put() clears everything before snap and keeps the buffers. */
 	lv_client_t *c;          /* NULL once the client left */
 	lv_cache_policy_t pol;
-	int n_tables;
+	int n_deps;
 	bool leader;             /* holds the L1 flight */
 	bool background;         /* stale refresh: the client was answered already */
 	bool l2_pending;         /* Redis owes the L2 answer */
@@ -88,8 +89,12 @@ struct lv_cfill {
 	lv_buf_t replay_req;     /* background refresh: the request rebuilt for the server */
 	/* Written whole before each use. */
 	lv_cache_gen_snapshot_t snap;
-	char db[LV_NAME_LEN];
-	char tables[LV_SQL_MAX_TABLES][LV_NAME_LEN];
+	/* The generations the entry depends on besides "everything": (database, name) pairs,
+	 * the tables it reads, or for a point read its table's wide generation and its row bucket. */
+	struct {
+		char db[LV_NAME_LEN];
+		char name[LV_NAME_LEN];
+	} deps[LV_SQL_MAX_TABLES];
 };
 
 static lv_cache_t *cache_of(lv_worker_t *w)
@@ -379,8 +384,8 @@ static bool snapshot(lv_worker_t *w, struct lv_cfill *f)
 	lv_cache_gen_snapshot_init(&f->snap, cache->gens);
 	if (!lv_cache_gen_snapshot_add(&f->snap, cache->gens, ALL_DB, ALL_TABLE))
 		return false;
-	for (int i = 0; i < f->n_tables; i++)
-		if (!lv_cache_gen_snapshot_add(&f->snap, cache->gens, f->db, f->tables[i]))
+	for (int i = 0; i < f->n_deps; i++)
+		if (!lv_cache_gen_snapshot_add(&f->snap, cache->gens, f->deps[i].db, f->deps[i].name))
 			return false;
 	return true;
 }
@@ -442,8 +447,8 @@ static bool l2_lookup(lv_worker_t *w, struct lv_cfill *f, bool take_lock)
 	char allkey[32];
 	snprintf(allkey, sizeof(allkey), "levee:gen:%s:%s", ALL_DB, ALL_TABLE);
 	argv[argc++] = allkey;
-	for (int i = 0; i < f->n_tables; i++) {
-		snprintf(gkeys[i], sizeof(gkeys[i]), "levee:gen:%s:%s", f->db, f->tables[i]);
+	for (int i = 0; i < f->n_deps; i++) {
+		snprintf(gkeys[i], sizeof(gkeys[i]), "levee:gen:%s:%s", f->deps[i].db, f->deps[i].name);
 		argv[argc++] = gkeys[i];
 	}
 	ok = ok && lv_redis_cmd(w->redis, NULL, NULL, argc, argv, NULL);
@@ -524,13 +529,13 @@ static void l2_reply(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 	const lv_redis_reply_t *gens = lv_redis_reply_at(reply, 1);
 	const lv_redis_reply_t *lock = lv_redis_reply_at(reply, 2);
 	/* Redis's generations are the shared truth: raise ours to them first. */
-	for (int i = 0; i <= f->n_tables && i < (int)lv_redis_reply_len(gens); i++) {
+	for (int i = 0; i <= f->n_deps && i < (int)lv_redis_reply_len(gens); i++) {
 		size_t n;
 		const char *s = lv_redis_reply_str(lv_redis_reply_at(gens, (size_t)i), &n);
 		if (!s)
 			continue;
 		lv_cache_gen_t *slot = i == 0 ? lv_cache_gens_slot(cache->gens, ALL_DB, ALL_TABLE)
-					      : lv_cache_gens_slot(cache->gens, f->db, f->tables[i - 1]);
+					      : lv_cache_gens_slot(cache->gens, f->deps[i - 1].db, f->deps[i - 1].name);
 		if (slot)
 			lv_cache_gen_raise(slot, strtoull(s, NULL, 10));
 	}
@@ -604,6 +609,128 @@ static void count(lv_cache_t *cache, lv_config_t *cfg, int rule, unsigned label)
 	}
 }
 
+/* ------------------------------------------------------ row invalidation */
+
+/* The key column a [cache.rule] names for table t of database db, or NULL. */
+static const char *point_key(const lv_config_t *cfg, const char *db, const char *t)
+{
+	const char *dot = strrchr(t, '.');
+	t = dot ? dot + 1 : t;
+	for (size_t i = 0; i < cfg->n_cache_rules; i++) {
+		const lv_cfg_cache_rule_t *r = &cfg->cache_rules[i];
+		if (!r->key[0] || (r->database[0] && strcmp(r->database, db) != 0))
+			continue;
+		for (int k = 0; k < r->n_tables; k++)
+			if (strcasecmp(r->tables[k], t) == 0)
+				return r->key;
+	}
+	return NULL;
+}
+
+/* Parameter i (0-based) of a Bind: its bytes (NULL for SQL NULL), length and format. */
+static bool bind_param(const lv_wire_bind_t *b, uint16_t i, const uint8_t **v, int32_t *len)
+{
+	lv_wire_reader_t r;
+	lv_wire_reader_init(&r, b->params, b->params_len);
+	for (uint16_t k = 0; k <= i; k++)
+		if (!lv_wire_bind_next_param(&r, v, len))
+			return false;
+	return true;
+}
+
+/* Types of the statement a Bind executes, to read binary parameters. */
+typedef struct point_params {
+	const lv_wire_bind_t *bind; /* NULL: a simple Query, no parameters */
+	uint16_t n_types;
+	const uint8_t *types_be;    /* or */
+	const uint32_t *types;
+} point_params_t;
+
+/* The canonical form of a value the statement pins its key column to. */
+static bool value_canon(const lv_sql_info_t *info, const lv_sql_value_t *v, const point_params_t *pp, char *out,
+			size_t *n)
+{
+	if (!lv_cache_point_cast_ok(v->cast))
+		return false;
+	switch (v->kind) {
+	case LV_SQL_VALUE_INT:
+	case LV_SQL_VALUE_FLOAT:
+	case LV_SQL_VALUE_STRING:
+		if ((size_t)v->off + v->len > info->point_values_len)
+			return false;
+		return lv_cache_point_canon_text(info->point_values + v->off, v->len, out, n);
+	case LV_SQL_VALUE_PARAM: {
+		if (!pp || !pp->bind || v->param < 1 || v->param > pp->bind->n_params)
+			return false;
+		uint16_t i = (uint16_t)(v->param - 1);
+		const uint8_t *val;
+		int32_t len;
+		if (!bind_param(pp->bind, i, &val, &len) || len < 0)
+			return false;
+		if (lv_wire_bind_param_format(pp->bind, i) == 0)
+			return lv_cache_point_canon_text((const char *)val, (size_t)len, out, n);
+		uint32_t oid = i < pp->n_types ? (pp->types_be ? lv_get_u32(pp->types_be + 4 * (size_t)i) : pp->types[i])
+					       : 0;
+		return lv_cache_point_canon_binary(oid, val, (size_t)len, out, n);
+	}
+	default:
+		return false;
+	}
+}
+
+/* The row bucket slot of (db, table, col = value). */
+static lv_cache_gen_t *row_slot(lv_cache_t *cache, const char *db, const char *t, const char *col,
+				const char *canon, size_t n)
+{
+	char name[24];
+	snprintf(name, sizeof(name), "#r%u", (unsigned)lv_cache_point_bucket(db, t, col, canon, n));
+	return lv_cache_gens_slot(cache->gens, ALL_DB, name);
+}
+
+static int point_col(const lv_sql_point_t *p, const char *key)
+{
+	for (int i = 0; i < p->n_cols; i++)
+		if (strcmp(p->cols[i], key) == 0)
+			return i;
+	return -1;
+}
+
+/* What the entry of this lookup depends on: the tables it reads, or (point read) a row bucket. */
+static void set_deps(lv_client_t *c, struct lv_cfill *f, const lv_config_t *cfg, const lv_request_t *rq,
+		     const lv_sql_info_t *info)
+{
+	f->n_deps = 0;
+	const char *db = c->database;
+	if (info->n_read == 1 && info->point.is_point && !info->read_overflow) {
+		const char *t = lv_sql_table_read(info, 0);
+		const char *dot = strrchr(t, '.');
+		t = dot ? dot + 1 : t;
+		const char *key = point_key(cfg, db, t);
+		int ci = key ? point_col(&info->point, key) : -1;
+		char canon[LV_CACHE_POINT_MAX];
+		size_t n;
+		point_params_t pp = {.bind = rq->extended ? &rq->bind : NULL, .n_types = rq->n_types,
+				     .types_be = rq->types_be, .types = rq->types};
+		char bucket[24];
+		if (ci >= 0 && strlen(t) + 2 < LV_NAME_LEN && value_canon(info, &info->point.values[0][ci], &pp, canon, &n)) {
+			snprintf(bucket, sizeof(bucket), "#r%u", (unsigned)lv_cache_point_bucket(db, t, key, canon, n));
+			snprintf(f->deps[0].db, LV_NAME_LEN, "%s", db);
+			snprintf(f->deps[0].name, LV_NAME_LEN, "%s#w", t);
+			snprintf(f->deps[1].db, LV_NAME_LEN, "%s", ALL_DB);
+			snprintf(f->deps[1].name, LV_NAME_LEN, "%s", bucket);
+			f->n_deps = 2;
+			return;
+		}
+	}
+	for (unsigned i = 0; i < info->n_read && f->n_deps < LV_SQL_MAX_TABLES; i++) {
+		const char *t = lv_sql_table_read(info, i);
+		const char *dot = strrchr(t, '.');
+		if (lv_strlcpy(f->deps[f->n_deps].db, db, LV_NAME_LEN) &&
+		    lv_strlcpy(f->deps[f->n_deps].name, dot ? dot + 1 : t, LV_NAME_LEN))
+			f->n_deps++;
+	}
+}
+
 lv_cached_result_t lv_cached_try(lv_client_t *c)
 {
 	lv_worker_t *w = c->conn.worker;
@@ -640,14 +767,7 @@ lv_cached_result_t lv_cached_try(lv_client_t *c)
 	f->extended = rq.extended;
 	f->verbatim = rq.has_describe_stmt;
 	f->cap.cap = (size_t)pol.max_entry_size;
-	if (!lv_strlcpy(f->db, c->database, sizeof(f->db)))
-		f->db[0] = 0;
-	for (unsigned i = 0; i < info->n_read && f->n_tables < LV_SQL_MAX_TABLES; i++) {
-		const char *t = lv_sql_table_read(info, i);
-		const char *dot = strrchr(t, '.');
-		if (lv_strlcpy(f->tables[f->n_tables], dot ? dot + 1 : t, LV_NAME_LEN))
-			f->n_tables++;
-	}
+	set_deps(c, f, cfg, &rq, info);
 	if (!build_key(c, &rq, &pol, &f->key, false) ||
 	    (f->verbatim && !build_key(c, &rq, &pol, &f->plain_key, true))) {
 		fill_put(w, f);
@@ -1045,10 +1165,9 @@ static bool may_write(const char *sql, size_t n)
 	return true;
 }
 
-static void note_table(lv_client_t *c, lv_cache_t *cache, const char *t)
+/* Remembers a generation the client's transaction must bump when it ends. */
+static void note_slot(lv_client_t *c, lv_cache_gen_t *slot)
 {
-	const char *dot = strrchr(t, '.');
-	lv_cache_gen_t *slot = lv_cache_gens_slot(cache->gens, c->database, dot ? dot + 1 : t);
 	if (!slot) {
 		c->written_all = true;
 		return;
@@ -1062,18 +1181,79 @@ static void note_table(lv_client_t *c, lv_cache_t *cache, const char *t)
 		c->written_all = true;
 }
 
-void lv_cached_note_statement(lv_client_t *c, const char *sql, size_t len)
+/*
+ * A point write touches only the rows whose key it names: UPDATE or DELETE
+ * through `key = value` (an UPDATE that does not assign the key), INSERT ...
+ * VALUES with the key's values and no ON CONFLICT (whose DO UPDATE may hit
+ * another key). Notes their buckets and returns true; false when the write
+ * is not one, so the whole table must go.
+ */
+static bool note_point_write(lv_client_t *c, lv_cache_t *cache, const lv_sql_info_t *info, const char *t,
+			     const char *key, const point_params_t *pp)
+{
+	const lv_sql_point_t *p = &info->point;
+	if (!p->is_point || info->n_written != 1 || info->written_overflow || info->has_writing_cte)
+		return false;
+	if (info->kind != LV_SQL_UPDATE && info->kind != LV_SQL_DELETE && info->kind != LV_SQL_INSERT)
+		return false;
+	if (info->kind == LV_SQL_INSERT && p->on_conflict)
+		return false; /* DO UPDATE changes the row that conflicts, whatever its key */
+	if (info->kind == LV_SQL_UPDATE) {
+		if (p->set_overflow)
+			return false;
+		for (int i = 0; i < p->n_set; i++)
+			if (strcmp(p->set_cols[i], key) == 0)
+				return false;
+	}
+	int ci = point_col(p, key);
+	int rows = info->kind == LV_SQL_INSERT ? p->n_rows : 1;
+	if (ci < 0 || rows < 1)
+		return false;
+	lv_cache_gen_t *slots[LV_SQL_MAX_POINT_ROWS];
+	for (int r = 0; r < rows; r++) {
+		char canon[LV_CACHE_POINT_MAX];
+		size_t n;
+		if (!value_canon(info, &p->values[r][ci], pp, canon, &n))
+			return false;
+		slots[r] = row_slot(cache, c->database, t, key, canon, n);
+		if (!slots[r])
+			return false;
+	}
+	if (c->n_written + rows + 1 > (int)LV_ARRAY_LEN(c->written))
+		return false;
+	for (int r = 0; r < rows; r++)
+		note_slot(c, slots[r]);
+	return true;
+}
+
+/* The writes of one executed statement: its tables, rows or everything. */
+static void note_write(lv_client_t *c, const char *sql, size_t len, const point_params_t *pp)
 {
 	lv_worker_t *w = c->conn.worker;
 	lv_cache_t *cache = cache_of(w);
-	if (!cache || !may_write(sql, len))
-		return;
-	lv_sql_opts_t opts = {.skip_fingerprint = true, .write_functions_list = w->cfg->routing.write_functions};
+	lv_config_t *cfg = w->cfg;
+	lv_sql_opts_t opts = {.skip_fingerprint = true, .write_functions_list = cfg->routing.write_functions};
 	lv_sql_info_t *info = w->sql_info;
 	if (lv_sql_cache_classify(w->sql_cache, sql, len, &opts, info) != 0 || info->kind == LV_SQL_UNPARSABLE)
 		return;
-	for (unsigned i = 0; i < info->n_written; i++)
-		note_table(c, cache, lv_sql_table_written(info, i));
+	for (unsigned i = 0; i < info->n_written; i++) {
+		const char *t = lv_sql_table_written(info, i);
+		const char *dot = strrchr(t, '.');
+		t = dot ? dot + 1 : t;
+		/* Entries that depend on the whole table go whatever the write. */
+		note_slot(c, lv_cache_gens_slot(cache->gens, c->database, t));
+		const char *key = point_key(cfg, c->database, t);
+		if (key && note_point_write(c, cache, info, t, key, pp))
+			continue;
+		/* Not a point write: point entries of the table go too (their wide generation
+		 * exists once one was filled, also under a rule a reload has since changed). */
+		char wide[LV_NAME_LEN + 2];
+		snprintf(wide, sizeof(wide), "%s#w", t);
+		lv_cache_gen_t *ws = key ? lv_cache_gens_slot(cache->gens, c->database, wide)
+					 : lv_cache_gens_find(cache->gens, c->database, wide);
+		if (ws)
+			note_slot(c, ws);
+	}
 	if (info->written_overflow)
 		c->written_all = true;
 	/* DDL, TRUNCATE and COPY FROM name their table as written too; a DDL
@@ -1085,6 +1265,124 @@ void lv_cached_note_statement(lv_client_t *c, const char *sql, size_t len)
 		c->written_all = true;
 	if (info->kind == LV_SQL_EXPLAIN && !info->is_read_only && info->n_written == 0)
 		c->written_all = true; /* EXPLAIN ANALYZE of a write runs it */
+}
+
+void lv_cached_note_statement(lv_client_t *c, const char *sql, size_t len)
+{
+	if (c->conn.worker->proxy->cache && may_write(sql, len))
+		note_write(c, sql, len, NULL);
+}
+
+/*
+ * Parse: nothing runs yet. A statement that may write is remembered (the
+ * unnamed one on the client; named ones in session mode, since transaction
+ * mode keeps them in its prepared-statement map) so that each Bind of it
+ * notes what that execution writes, with its parameter values.
+ */
+void lv_cached_note_parse(lv_client_t *c, const char *name, const char *sql, size_t len, uint16_t n_types,
+			  const uint8_t *types_be)
+{
+	if (!c->conn.worker->proxy->cache)
+		return;
+	bool writes = may_write(sql, len);
+	lv_buf_t *slot = &c->unnamed_write;
+	if (name[0]) {
+		if (c->pool && c->pool->pool_mode == LV_POOL_TRANSACTION)
+			return;
+		if (c->named_writes.len + len > 64 * 1024) {
+			c->named_writes_full = true; /* from now on any unknown name counts as writing */
+			return;
+		}
+		/* "name\0" writes-flag types text records, appended; a later Parse of a name wins. */
+		if (!lv_buf_append_cstr(&c->named_writes, name) || !lv_buf_put_u8(&c->named_writes, writes) ||
+		    !lv_buf_put_u16(&c->named_writes, n_types) ||
+		    !lv_buf_append(&c->named_writes, types_be, (size_t)n_types * 4) ||
+		    !lv_buf_put_u32(&c->named_writes, (uint32_t)len) || !lv_buf_append(&c->named_writes, sql, len))
+			c->written_all = true; /* cannot remember it: the next transaction end clears all */
+		return;
+	}
+	lv_buf_reset(slot);
+	if (writes && (!lv_buf_put_u16(slot, n_types) || !lv_buf_append(slot, types_be, (size_t)n_types * 4) ||
+		       !lv_buf_put_u32(slot, (uint32_t)len) || !lv_buf_append(slot, sql, len))) {
+		lv_buf_reset(slot);
+		c->written_all = true;
+	}
+}
+
+/* Reads one remembered statement at p: types, text. Returns the byte after it. */
+static const uint8_t *read_stmt(const uint8_t *p, uint16_t *n_types, const uint8_t **types_be, const char **sql,
+				size_t *len)
+{
+	*n_types = lv_get_u16(p);
+	*types_be = p + 2;
+	p += 2 + (size_t)*n_types * 4;
+	*len = lv_get_u32(p);
+	*sql = (const char *)p + 4;
+	return p + 4 + *len;
+}
+
+/* The last record of session-mode statement name: the byte after its name, or NULL. */
+static const uint8_t *find_named(const lv_client_t *c, const char *name)
+{
+	const uint8_t *found = NULL;
+	const uint8_t *p = c->named_writes.data, *e = p + c->named_writes.len;
+	while (p && p < e) {
+		size_t nl = strlen((const char *)p);
+		uint16_t nt;
+		const uint8_t *tb;
+		const char *q;
+		size_t ql;
+		const uint8_t *rec = p + nl + 1;
+		if (strcmp((const char *)p, name) == 0)
+			found = rec;
+		p = read_stmt(rec + 1, &nt, &tb, &q, &ql);
+	}
+	return found;
+}
+
+bool lv_cached_session_stmt(const lv_client_t *c, const char *name, const char **sql, size_t *len,
+			    uint16_t *n_types, const uint8_t **types_be)
+{
+	const uint8_t *rec = name[0] ? find_named(c, name) : NULL;
+	if (!rec)
+		return false;
+	(void)read_stmt(rec + 1, n_types, types_be, sql, len);
+	return true;
+}
+
+void lv_cached_note_bind(lv_client_t *c, const lv_wire_bind_t *b, const lv_pstmt_t *ps)
+{
+	if (!c->conn.worker->proxy->cache)
+		return;
+	point_params_t pp = {.bind = b};
+	if (ps) {
+		pp.n_types = ps->n_oids;
+		pp.types = ps->oids;
+		if (may_write(ps->query, ps->query_len))
+			note_write(c, ps->query, ps->query_len, &pp);
+		return;
+	}
+	const uint8_t *found = NULL, *end = NULL;
+	if (!b->stmt[0]) {
+		if (!c->unnamed_write.len)
+			return;
+		found = c->unnamed_write.data;
+	} else {
+		const uint8_t *rec = find_named(c, b->stmt);
+		if (!rec) {
+			if (c->named_writes_full)
+				c->written_all = true;
+			return;
+		}
+		if (!rec[0])
+			return; /* a read */
+		found = rec + 1;
+	}
+	(void)end;
+	const char *sql;
+	size_t len;
+	found = read_stmt(found, &pp.n_types, &pp.types_be, &sql, &len);
+	note_write(c, sql, len, &pp);
 }
 
 void lv_cached_note_large(lv_client_t *c, const char *head, size_t n)

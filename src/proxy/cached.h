@@ -44,8 +44,19 @@ void lv_cached_server_done(lv_server_t *sv);
 void lv_cached_server_gone(lv_server_t *sv);
 /* c goes away: abandon its fill, leave the parking list. */
 void lv_cached_client_gone(lv_client_t *c);
-/* A statement c sends: remember the tables it writes, to bump their generations at commit. */
+/* A simple Query c sends: remember what it writes, to bump its generations when the transaction ends. */
 void lv_cached_note_statement(lv_client_t *c, const char *sql, size_t len);
+/* A Parse: remember a statement that may write, for its Binds (name "" for the unnamed one). */
+void lv_cached_note_parse(lv_client_t *c, const char *name, const char *sql, size_t len, uint16_t n_types,
+			  const uint8_t *types_be);
+/* A Bind: note what this execution writes (rows, with its parameters). ps: the statement in
+ * transaction mode's map, else NULL (looked up among what lv_cached_note_parse() kept). */
+struct lv_wire_bind;
+struct lv_pstmt;
+/* Session mode: the text and parameter types of c's named statement, as its Parse sent them. */
+bool lv_cached_session_stmt(const lv_client_t *c, const char *name, const char **sql, size_t *len,
+			    uint16_t *n_types, const uint8_t **types_be);
+void lv_cached_note_bind(lv_client_t *c, const struct lv_wire_bind *b, const struct lv_pstmt *ps);
 /* The first n bytes of a statement too large to hold: anything that may write invalidates all. */
 void lv_cached_note_large(lv_client_t *c, const char *head, size_t n);
 /* The request a background refresh sends to its server; NULL when c's fill is not one. */

@@ -145,6 +145,8 @@ static void client_free(lv_deferred_t *d)
 	lv_sbuf_cleanup(&c->conn.sb);
 	lv_buf_cleanup(&c->params);
 	lv_buf_cleanup(&c->desired);
+	lv_buf_cleanup(&c->unnamed_write);
+	lv_buf_cleanup(&c->named_writes);
 	lv_free(c->names);
 	lv_pstmt_map_clear(&c->conn.worker->pstmts, &c->pstmts);
 	lv_auth_cleanup(c);
@@ -1468,15 +1470,21 @@ static void note_message(lv_client_t *c, uint8_t type, const uint8_t *msg, size_
 	const char *sql = NULL;
 	size_t n = 0;
 	lv_wire_parse_t p;
-	if (type == PqMsg_Query && lv_wire_parse_query(msg + 5, whole - 5, &sql, &n) != 0)
-		sql = NULL;
-	else if (type == PqMsg_Parse && lv_wire_parse_parse(msg + 5, whole - 5, &p) == 0) {
+	if (type == PqMsg_Bind) {
+		lv_wire_bind_t b;
+		if (lv_wire_parse_bind(msg + 5, whole - 5, &b) == 0)
+			lv_cached_note_bind(c, &b, NULL);
+		return;
+	}
+	if (type == PqMsg_Query && lv_wire_parse_query(msg + 5, whole - 5, &sql, &n) == 0) {
+		lv_cached_note_statement(c, sql, n);
+	} else if (type == PqMsg_Parse && lv_wire_parse_parse(msg + 5, whole - 5, &p) == 0) {
 		sql = p.query;
 		n = p.query_len;
+		lv_cached_note_parse(c, p.name, sql, n, p.n_param_types, p.param_types);
 	}
 	if (!sql)
 		return;
-	lv_cached_note_statement(c, sql, n);
 	/* Session mode: settings Levee does not track would change results behind the cache's back. */
 	if (c->pool && c->pool->pool_mode != LV_POOL_TRANSACTION && may_touch_session(sql, n))
 		c->cache_untrusted = true;
@@ -1529,8 +1537,10 @@ static txn_result_t txn_message(lv_client_t *c, uint8_t type, uint32_t len, size
 		} else {
 			const uint8_t *portal_end = memchr(head + 5, 0, n - 5);
 			const uint8_t *stmt = portal_end ? portal_end + 1 : NULL;
-			if (!stmt || stmt >= head + n || *stmt == 0 || !memchr(stmt, 0, (size_t)(head + n - stmt)) ||
-			    !lv_pstmt_map_get(&c->pstmts, (const char *)stmt)) {
+			bool unnamed_writes = stmt && stmt < head + n && *stmt == 0 && c->unnamed_write.len > 0;
+			if (!unnamed_writes &&
+			    (!stmt || stmt >= head + n || *stmt == 0 || !memchr(stmt, 0, (size_t)(head + n - stmt)) ||
+			     !lv_pstmt_map_get(&c->pstmts, (const char *)stmt))) {
 				/* Unnamed, or a name this client never prepared: the server answers. */
 				return lv_respq_push(&sv->respq, type, LV_RESP_PASS, NULL) ? TXN_FORWARD : TXN_CLOSED;
 			}
@@ -1582,7 +1592,7 @@ static txn_result_t txn_message(lv_client_t *c, uint8_t type, uint32_t len, size
 		if (p.name_len > 0 && off > 0)
 			return TXN_AT_HEAD;
 		(void)inspect_statement(c, p.query, p.query_len, false);
-		lv_cached_note_statement(c, p.query, p.query_len);
+		lv_cached_note_parse(c, p.name, p.query, p.query_len, p.n_param_types, p.param_types);
 		if (p.name_len == 0)
 			break;
 		if (lv_pstmt_map_get(&c->pstmts, p.name)) {
@@ -1619,9 +1629,12 @@ static txn_result_t txn_message(lv_client_t *c, uint8_t type, uint32_t len, size
 		if (lv_wire_parse_bind(body, blen, &b) != 0)
 			break;
 		lv_pstmt_t *ps = lv_pstmt_map_get(&c->pstmts, b.stmt);
-		if (!ps)
+		if (!ps) {
+			if (!b.stmt[0])
+				lv_cached_note_bind(c, &b, NULL); /* the unnamed statement, if it writes */
 			break;
-		lv_cached_note_statement(c, ps->query, ps->query_len);
+		}
+		lv_cached_note_bind(c, &b, ps);
 		bool there;
 		if (!ensure_prepared(c, ps, &there))
 			return TXN_CLOSED;
@@ -1789,7 +1802,9 @@ static void forward_to_server(lv_client_t *c)
 					break;
 				}
 			}
-			if (!txn && (type == PqMsg_Query || type == PqMsg_Parse))
+			if (!txn && (type == PqMsg_Query || type == PqMsg_Parse ||
+				     (type == PqMsg_Bind && (c->unnamed_write.len || c->named_writes.len ||
+							     c->named_writes_full))))
 				note_input(c, type, batch, (size_t)len + 1);
 			switch (type) {
 			case PqMsg_Query:

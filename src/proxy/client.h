@@ -103,7 +103,11 @@ struct lv_client {
 	int n_written;
 	lv_list_t park_node;
 	lv_usec_t parked_since_us;
-	struct lv_cache_gen *written[8]; /* tables its transaction wrote, bumped when it ends */
+	bool named_writes_full;    /* named_writes stopped growing: unknown names may write */
+	struct lv_cache_gen *written[12]; /* generations its transaction wrote (tables, row buckets),
+					     bumped when it ends */
+	lv_buf_t unnamed_write;    /* its unnamed statement, when it may write: types and text */
+	lv_buf_t named_writes;     /* session mode: its named statements (text, types, whether they write) */
 };
 
 /* Accepts fd on worker w (takes ownership of fd). */

@@ -8,7 +8,9 @@
  * transaction options), plus the `levee:` hints from comments and, unless
  * skipped, pg_query_fingerprint(). lv_sql_hints() scans comments only,
  * lv_sql_normalize() wraps pg_query_normalize(), and lv_sql_cache_t is a
- * per-thread LRU of results keyed by statement text.
+ * per-thread LRU of results keyed by statement text. For a single statement
+ * on one table, point_extract() then reads the `column = value` keys that
+ * row-level cache invalidation needs (lv_sql_point_t), from the same tree.
  *
  * How the tree is read. libpg_query offers the tree as JSON text or as
  * protobuf. The protobuf-c structs need <protobuf-c/protobuf-c.h>, which
@@ -83,6 +85,9 @@ static const char *const session_names[] = {
 LV_STATIC_ASSERT(LV_ARRAY_LEN(kind_names) == LV_SQL_KIND_COUNT, "kind names");
 LV_STATIC_ASSERT(LV_SQL_SESSION_COUNT <= 32, "session reasons fit a mask");
 LV_STATIC_ASSERT(LV_SQL_NAMES_LEN <= UINT16_MAX, "name offsets fit uint16_t");
+LV_STATIC_ASSERT(LV_SQL_POINT_VALUES_LEN <= UINT16_MAX, "value offsets fit uint16_t");
+LV_STATIC_ASSERT(LV_SQL_MAX_POINT_ROWS <= UINT8_MAX && LV_SQL_MAX_POINT_COLS <= UINT8_MAX,
+		 "point counts fit uint8_t");
 
 const char *lv_sql_kind_name(lv_sql_kind_t k)
 {
@@ -929,7 +934,8 @@ typedef struct cls {
 	/* The statement being classified. */
 	long stmt_loc;
 	size_t stmt_end;
-	bool blocks_ro; /* something executed writes or locks */
+	bool blocks_ro;      /* something executed writes or locks */
+	uint32_t n_sublinks; /* SubLinks walked so far (any one rules out a point) */
 } cls_t;
 
 /* ---------------------------------------------------------------- tables */
@@ -1414,6 +1420,8 @@ static void visit_typed(cls_t *c, const char *name, size_t nl, uint32_t o, const
 		push(c, jget(d, o, "relation"), read_flags | WF_WRITE, 0);
 		push_members(c, o, read_flags, scope, dml_skip);
 	} else {
+		if (name_is(name, nl, "SubLink"))
+			c->n_sublinks++;
 		push_members(c, o, f->flags, f->scope, NULL);
 	}
 }
@@ -1868,7 +1876,586 @@ static lv_sql_kind_t classify_stmt(cls_t *c, uint32_t stmt, bool nested, uint8_t
 	return is_ddl_name(n, l) ? LV_SQL_DDL : LV_SQL_OTHER;
 }
 
+/* ---------------------------------------------------------------- point keys */
+
+/*
+ * Row-level keys of a single SELECT/UPDATE/DELETE/INSERT (see lv_sql_point_t).
+ * Runs after the walk, on the one statement of the string, and reads only the
+ * fields it needs: the statement's own keys are checked against a list of the
+ * ones allowed (so a new or rare clause rules a point out rather than being
+ * missed), and the walk has already counted the SubLinks. No allocation.
+ */
+
+/* The typed node's inner object if node is {"<name>": {...}}, else 0. */
+static uint32_t jtyped_as(const jdoc_t *d, uint32_t node, const char *name)
+{
+	const char *tn;
+	size_t tl;
+	uint32_t o = jtyped(d, node, &tn, &tl);
+	return o && name_is(tn, tl, name) ? o : 0;
+}
+
+/* Children of an array node (0 for anything else). */
+static unsigned jcount(const jdoc_t *d, uint32_t arr)
+{
+	unsigned n = 0;
+	if (!arr || jnode(d, arr)->type != J_ARR)
+		return 0;
+	for (uint32_t it = jnode(d, arr)->child; it; it = jnode(d, it)->next)
+		n++;
+	return n;
+}
+
+/* Does obj have only members named in allowed (NULL-terminated)? */
+static bool only_keys(const jdoc_t *d, uint32_t obj, const char *const *allowed)
+{
+	for (uint32_t m = jnode(d, obj)->child; m; m = jnode(d, m)->next) {
+		bool ok = false;
+		for (const char *const *a = allowed; *a && !ok; a++)
+			ok = jkey_is(d, m, *a);
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
+/* The sval of a {"String": {"sval": ...}} node ("" when omitted as empty). */
+static bool jstring_node(const jdoc_t *d, uint32_t node, const char **s, size_t *n)
+{
+	uint32_t o = jtyped_as(d, node, "String");
+	if (!o)
+		return false;
+	if (!jget_str(d, o, "sval", s, n)) {
+		*s = "";
+		*n = 0;
+	}
+	return true;
+}
+
+/* The target table: its name and the name its columns are qualified with. */
+typedef struct point_rel {
+	const char *schema, *rel, *alias; /* schema and alias may be NULL */
+	size_t schema_len, rel_len, alias_len;
+} point_rel_t;
+
+/* Reads an inline RangeVar object; false if it has column aliases or is not one. */
+static bool point_rel(const jdoc_t *d, uint32_t rv, point_rel_t *r)
+{
+	memset(r, 0, sizeof(*r));
+	if (!rv || !jget_str(d, rv, "relname", &r->rel, &r->rel_len) || r->rel_len == 0)
+		return false;
+	if (!jget_str(d, rv, "schemaname", &r->schema, &r->schema_len))
+		r->schema = NULL;
+	uint32_t alias = jget(d, rv, "alias");
+	if (alias) {
+		if (jget(d, alias, "colnames"))
+			return false; /* FROM t AS x(a, b) renames columns */
+		if (!jget_str(d, alias, "aliasname", &r->alias, &r->alias_len))
+			return false;
+	}
+	return true;
+}
+
+static bool span_is(const char *a, size_t an, const char *b, size_t bn)
+{
+	return a && an == bn && memcmp(a, b, an) == 0;
+}
+
+/* If node is a ColumnRef naming a column of r, copies the column name to out. */
+static bool point_column(const jdoc_t *d, uint32_t node, const point_rel_t *r,
+			 char out[LV_SQL_NAME_LEN])
+{
+	uint32_t cr = jtyped_as(d, node, "ColumnRef");
+	uint32_t fields = jget(d, cr, "fields");
+	const char *part[3];
+	size_t plen[3];
+	unsigned n = 0;
+	if (!fields || jnode(d, fields)->type != J_ARR)
+		return false;
+	for (uint32_t it = jnode(d, fields)->child; it; it = jnode(d, it)->next) {
+		if (n == 3 || !jstring_node(d, it, &part[n], &plen[n]))
+			return false; /* too many parts, or A_Star */
+		n++;
+	}
+	if (n == 0)
+		return false;
+	const char *col = part[n - 1];
+	size_t cl = plen[n - 1];
+	if (cl == 0 || cl >= LV_SQL_NAME_LEN)
+		return false;
+	if (n == 1) {
+		/* A bare table name or alias that is not a column is a whole-row reference. */
+		if (span_is(r->alias, r->alias_len, col, cl) ||
+		    (!r->alias && span_is(r->rel, r->rel_len, col, cl)))
+			return false;
+	} else if (r->alias) {
+		/* An alias hides the table's own name. */
+		if (n != 2 || !span_is(r->alias, r->alias_len, part[0], plen[0]))
+			return false;
+	} else {
+		if (!span_is(r->rel, r->rel_len, part[n - 2], plen[n - 2]))
+			return false;
+		if (n == 3 && !span_is(r->schema, r->schema_len, part[0], plen[0]))
+			return false;
+	}
+	memcpy(out, col, cl);
+	out[cl] = '\0';
+	return true;
+}
+
+/* Appends text to point_values; false (and values_overflow) if it does not fit. */
+static bool point_text(cls_t *c, const char *s, size_t n, lv_sql_value_t *v)
+{
+	lv_sql_info_t *in = c->info;
+	size_t at = in->point_values_len ? in->point_values_len : 1; /* [0] is "" */
+	if (at + n + 1 > LV_SQL_POINT_VALUES_LEN) {
+		in->point.values_overflow = true;
+		return false;
+	}
+	in->point_values[0] = '\0';
+	memcpy(in->point_values + at, s, n);
+	in->point_values[at + n] = '\0';
+	v->off = (uint16_t)at;
+	v->len = (uint16_t)n;
+	in->point_values_len = (uint16_t)(at + n + 1);
+	return true;
+}
+
+/* Canonical integer text of digits s[0..n) with a sign: no leading zeros, "0" unsigned. */
+static size_t int_text(bool neg, const char *s, size_t n, char *buf, size_t cap)
+{
+	while (n > 1 && s[0] == '0') {
+		s++;
+		n--;
+	}
+	if (n == 1 && s[0] == '0')
+		neg = false;
+	if (n + 2 > cap)
+		return 0;
+	size_t k = 0;
+	if (neg)
+		buf[k++] = '-';
+	memcpy(buf + k, s, n);
+	return k + n;
+}
+
+static bool all_digits(const char *s, size_t n)
+{
+	if (n == 0)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isdigit((unsigned char)s[i]))
+			return false;
+	return true;
+}
+
+/*
+ * libpg_query 15's JSON writes an Integer only when it is positive, so -5 and
+ * 0 both come out as {"ival": {}}. For those, read the literal from the text
+ * at its location: signs, parentheses, spaces and comments, then digits. The
+ * parser folds the signs into the constant, so the result must be 0 or
+ * negative; anything else is a shape this does not understand.
+ */
+static size_t int_from_source(const cls_t *c, long loc, char *buf, size_t cap)
+{
+	const char *s = c->sql;
+	size_t i, n = c->sql_len;
+	bool neg = false;
+	if (loc < 0 || (size_t)loc >= n)
+		return 0;
+	for (i = (size_t)loc; i < n;) {
+		if (s[i] == '-' && i + 1 < n && s[i + 1] == '-') {
+			while (i < n && s[i] != '\n' && s[i] != '\r')
+				i++;
+		} else if (s[i] == '/' && i + 1 < n && s[i + 1] == '*') {
+			int depth = 1;
+			for (i += 2; i < n && depth > 0;) {
+				if (s[i] == '/' && i + 1 < n && s[i + 1] == '*') {
+					depth++;
+					i += 2;
+				} else if (s[i] == '*' && i + 1 < n && s[i + 1] == '/') {
+					depth--;
+					i += 2;
+				} else {
+					i++;
+				}
+			}
+		} else if (s[i] == '-') {
+			neg = !neg;
+			i++;
+		} else if (s[i] == '(' || isspace((unsigned char)s[i])) {
+			i++;
+		} else {
+			break;
+		}
+	}
+	size_t start = i;
+	while (i < n && isdigit((unsigned char)s[i]))
+		i++;
+	if (i == start || (i < n && (s[i] == '.' || is_ident_char((unsigned char)s[i]))))
+		return 0;
+	size_t k = int_text(neg, s + start, i - start, buf, cap);
+	if (k == 0)
+		return 0;
+	buf[k] = '\0';
+	/* Positive values are in the JSON: seeing one here means a misreading. */
+	if (buf[0] != '-' && !(k == 1 && buf[0] == '0'))
+		return 0;
+	/* An int4 constant: anything longer was an fval. */
+	if (k > 11 || (k == 11 && strcmp(buf, "-2147483647") > 0))
+		return 0;
+	return k;
+}
+
+/* Fills v from an A_Const's inner object. */
+static void point_const(cls_t *c, uint32_t ac, bool negate, lv_sql_value_t *v)
+{
+	const jdoc_t *d = &c->doc;
+	const char *s;
+	size_t n;
+	char buf[48];
+	uint32_t x;
+
+	v->kind = LV_SQL_VALUE_NONE;
+	if ((x = jget(d, ac, "ival"))) {
+		uint32_t num = jget(d, x, "ival");
+		size_t k;
+		if (num && jnode(d, num)->type == J_NUM) {
+			s = d->text + jnode(d, num)->val;
+			n = jnode(d, num)->val_len;
+			bool neg = n > 0 && s[0] == '-';
+			if (neg) {
+				s++;
+				n--;
+			}
+			if (!all_digits(s, n))
+				return;
+			k = int_text(neg, s, n, buf, sizeof(buf));
+		} else {
+			k = int_from_source(c, jget_num(d, ac, "location", -1), buf, sizeof(buf));
+		}
+		if (k == 0)
+			return;
+		if (negate) {
+			if (buf[0] == '-') {
+				memmove(buf, buf + 1, k - 1);
+				k--;
+			} else if (!(k == 1 && buf[0] == '0')) {
+				memmove(buf + 1, buf, k);
+				buf[0] = '-';
+				k++;
+			}
+		}
+		if (point_text(c, buf, k, v))
+			v->kind = LV_SQL_VALUE_INT;
+	} else if ((x = jget(d, ac, "fval"))) {
+		if (!jget_str(d, x, "fval", &s, &n) || n == 0 || n + 2 > sizeof(buf))
+			return;
+		bool neg = s[0] == '-';
+		if (neg) {
+			s++;
+			n--;
+		}
+		if (negate)
+			neg = !neg;
+		size_t k;
+		lv_sql_value_kind_t kind;
+		if (all_digits(s, n)) {
+			k = int_text(neg, s, n, buf, sizeof(buf));
+			kind = LV_SQL_VALUE_INT;
+		} else {
+			k = 0;
+			if (neg)
+				buf[k++] = '-';
+			memcpy(buf + k, s, n);
+			k += n;
+			kind = LV_SQL_VALUE_FLOAT;
+		}
+		if (k > 0 && point_text(c, buf, k, v))
+			v->kind = (uint8_t)kind;
+	} else if (negate) {
+		return; /* -'5', -true: an expression */
+	} else if ((x = jget(d, ac, "sval"))) {
+		if (!jget_str(d, x, "sval", &s, &n)) {
+			s = "";
+			n = 0;
+		}
+		if (point_text(c, s, n, v))
+			v->kind = LV_SQL_VALUE_STRING;
+	} else if ((x = jget(d, ac, "boolval"))) {
+		bool b = jget_bool(d, x, "boolval");
+		if (point_text(c, b ? "true" : "false", b ? 4 : 5, v))
+			v->kind = LV_SQL_VALUE_BOOL;
+	} else if (jget_bool(d, ac, "isnull")) {
+		v->kind = LV_SQL_VALUE_NULL;
+	}
+	/* bsval (B'..', X'..') and anything new: NONE. */
+}
+
+/* A plain type name: name or pg_catalog.name, no typmod, array bounds, SETOF or %TYPE. */
+static bool plain_type(const jdoc_t *d, uint32_t tn, char cast[LV_SQL_POINT_CAST_LEN])
+{
+	static const char *const allowed[] = {"names", "typemod", "location", NULL};
+	uint32_t names = jget(d, tn, "names");
+	unsigned k = jcount(d, names);
+	const char *s[2];
+	size_t n[2];
+	if (!tn || !only_keys(d, tn, allowed) || k == 0 || k > 2 ||
+	    jget_num(d, tn, "typemod", -1) != -1)
+		return false;
+	uint32_t it = jnode(d, names)->child;
+	for (unsigned i = 0; i < k; i++, it = jnode(d, it)->next)
+		if (!jstring_node(d, it, &s[i], &n[i]))
+			return false;
+	if (k == 2 && !span_eq(s[0], n[0], "pg_catalog"))
+		return false;
+	if (n[k - 1] == 0 || n[k - 1] >= LV_SQL_POINT_CAST_LEN)
+		return false;
+	memcpy(cast, s[k - 1], n[k - 1]);
+	cast[n[k - 1]] = '\0';
+	return true;
+}
+
+/* Classifies an expression as a point value (kind NONE if it is not one). */
+static void point_value(cls_t *c, uint32_t node, lv_sql_value_t *v)
+{
+	const jdoc_t *d = &c->doc;
+	uint32_t o;
+	memset(v, 0, sizeof(*v));
+	if ((o = jtyped_as(d, node, "TypeCast"))) {
+		if (!plain_type(d, jget(d, o, "typeName"), v->cast)) {
+			v->cast[0] = '\0';
+			return;
+		}
+		node = jget(d, o, "arg");
+	}
+	if ((o = jtyped_as(d, node, "ParamRef"))) {
+		long p = jget_num(d, o, "number", 0);
+		if (p >= 1 && p <= UINT16_MAX) {
+			v->kind = LV_SQL_VALUE_PARAM;
+			v->param = (uint16_t)p;
+		}
+	} else if ((o = jtyped_as(d, node, "A_Const"))) {
+		point_const(c, o, false, v);
+	} else if ((o = jtyped_as(d, node, "A_Expr"))) {
+		/* Unary minus on a number (the parser usually folds it already). */
+		const char *op;
+		size_t ol;
+		uint32_t name = jget(d, o, "name");
+		uint32_t ac = jtyped_as(d, jget(d, o, "rexpr"), "A_Const");
+		if (ac && !jget(d, o, "lexpr") && jstr_is(d, jget(d, o, "kind"), "AEXPR_OP") &&
+		    jcount(d, name) == 1 && jstring_node(d, jnode(d, name)->child, &op, &ol) &&
+		    span_eq(op, ol, "-"))
+			point_const(c, ac, true, v);
+	}
+	if (v->kind == LV_SQL_VALUE_NONE)
+		v->cast[0] = '\0';
+}
+
+/* Is node `a = b` with the bare operator "="? Sets the operands. */
+static bool is_equality(const jdoc_t *d, uint32_t node, uint32_t *l, uint32_t *r)
+{
+	uint32_t o = jtyped_as(d, node, "A_Expr");
+	uint32_t name = jget(d, o, "name");
+	const char *op;
+	size_t ol;
+	if (!o || !jstr_is(d, jget(d, o, "kind"), "AEXPR_OP") || jcount(d, name) != 1 ||
+	    !jstring_node(d, jnode(d, name)->child, &op, &ol) || !span_eq(op, ol, "="))
+		return false;
+	*l = jget(d, o, "lexpr");
+	*r = jget(d, o, "rexpr");
+	return *l && *r;
+}
+
+/* Records every `col = v` conjunct of the WHERE expression node (ANDs flattened). */
+static void point_where(cls_t *c, uint32_t node, const point_rel_t *r, int depth)
+{
+	const jdoc_t *d = &c->doc;
+	lv_sql_point_t *pt = &c->info->point;
+	uint32_t o, l, rr;
+	if ((o = jtyped_as(d, node, "BoolExpr"))) {
+		uint32_t args = jget(d, o, "args");
+		if (depth > 16 || !jstr_is(d, jget(d, o, "boolop"), "AND_EXPR") || !args ||
+		    jnode(d, args)->type != J_ARR)
+			return; /* OR and NOT say nothing; a very deep AND is just ignored */
+		for (uint32_t it = jnode(d, args)->child; it; it = jnode(d, it)->next)
+			point_where(c, it, r, depth + 1);
+		return;
+	}
+	if (!is_equality(d, node, &l, &rr))
+		return;
+	char col[LV_SQL_NAME_LEN];
+	lv_sql_value_t v;
+	if (point_column(d, l, r, col))
+		point_value(c, rr, &v);
+	else if (point_column(d, rr, r, col))
+		point_value(c, l, &v);
+	else
+		return;
+	if (v.kind == LV_SQL_VALUE_NONE)
+		return;
+	if (pt->n_cols == LV_SQL_MAX_POINT_COLS) {
+		pt->cols_overflow = true;
+		return;
+	}
+	memcpy(pt->cols[pt->n_cols], col, strlen(col) + 1);
+	pt->values[0][pt->n_cols] = v;
+	pt->n_cols++;
+	pt->n_rows = 1;
+}
+
+/* Adds the column names of a ResTarget list (UPDATE SET, ON CONFLICT DO UPDATE SET). */
+static void point_set_cols(cls_t *c, uint32_t list)
+{
+	const jdoc_t *d = &c->doc;
+	lv_sql_point_t *pt = &c->info->point;
+	const char *nm;
+	size_t nl;
+	if (!list || jnode(d, list)->type != J_ARR)
+		return;
+	for (uint32_t it = jnode(d, list)->child; it; it = jnode(d, it)->next) {
+		uint32_t rt = jtyped_as(d, it, "ResTarget");
+		if (!rt || !jget_str(d, rt, "name", &nm, &nl) || nl == 0 || nl >= LV_SQL_NAME_LEN) {
+			pt->set_overflow = true;
+			continue;
+		}
+		bool dup = false;
+		for (unsigned i = 0; i < pt->n_set && !dup; i++)
+			dup = strlen(pt->set_cols[i]) == nl && memcmp(pt->set_cols[i], nm, nl) == 0;
+		if (dup)
+			continue;
+		if (pt->n_set == LV_SQL_MAX_POINT_COLS) {
+			pt->set_overflow = true;
+			continue;
+		}
+		memcpy(pt->set_cols[pt->n_set], nm, nl);
+		pt->set_cols[pt->n_set][nl] = '\0';
+		pt->n_set++;
+	}
+}
+
+/* INSERT ... (cols) VALUES (...), ...: one value per column per row. */
+static bool point_insert(cls_t *c, uint32_t o)
+{
+	static const char *const values_keys[] = {"valuesLists", "limitOption", "op", NULL};
+	const jdoc_t *d = &c->doc;
+	lv_sql_point_t *pt = &c->info->point;
+	uint32_t cols = jget(d, o, "cols");
+	unsigned n_cols = jcount(d, cols), n_rows = 0;
+	const char *nm;
+	size_t nl;
+
+	if (n_cols == 0)
+		return false; /* no column list: Levee does not know the column order */
+	if (n_cols > LV_SQL_MAX_POINT_COLS) {
+		pt->cols_overflow = true;
+		return false;
+	}
+	unsigned i = 0;
+	for (uint32_t it = jnode(d, cols)->child; it; it = jnode(d, it)->next, i++) {
+		uint32_t rt = jtyped_as(d, it, "ResTarget");
+		if (!rt || jget(d, rt, "indirection") || !jget_str(d, rt, "name", &nm, &nl) ||
+		    nl == 0 || nl >= LV_SQL_NAME_LEN)
+			return false; /* INSERT INTO t (a[1], b.c): only part of a column */
+		memcpy(pt->cols[i], nm, nl);
+		pt->cols[i][nl] = '\0';
+	}
+
+	uint32_t sel = jtyped_as(d, jget(d, o, "selectStmt"), "SelectStmt");
+	uint32_t lists = jget(d, sel, "valuesLists");
+	if (!sel || !lists || !only_keys(d, sel, values_keys) ||
+	    !(jget(d, sel, "op") == 0 || jstr_is(d, jget(d, sel, "op"), "SETOP_NONE")) ||
+	    !(jget(d, sel, "limitOption") == 0 ||
+	      jstr_is(d, jget(d, sel, "limitOption"), "LIMIT_OPTION_DEFAULT")))
+		return false; /* DEFAULT VALUES, INSERT ... SELECT */
+	if (jcount(d, lists) == 0 || jcount(d, lists) > LV_SQL_MAX_POINT_ROWS)
+		return false;
+	for (uint32_t it = jnode(d, lists)->child; it; it = jnode(d, it)->next, n_rows++) {
+		uint32_t row = jget(d, jtyped_as(d, it, "List"), "items");
+		if (jcount(d, row) != n_cols)
+			return false;
+		unsigned k = 0;
+		for (uint32_t v = jnode(d, row)->child; v; v = jnode(d, v)->next, k++)
+			point_value(c, v, &pt->values[n_rows][k]);
+	}
+	pt->n_cols = (uint8_t)n_cols;
+	pt->n_rows = (uint8_t)n_rows;
+	return true;
+}
+
+/* Decides c->info->point for the single statement stmt. */
+static void point_extract(cls_t *c, uint32_t stmt)
+{
+	static const char *const select_keys[] = {
+		"targetList",   "fromClause",    "whereClause",    "groupClause", "groupDistinct",
+		"havingClause", "windowClause",  "sortClause",     "limitOffset", "limitCount",
+		"limitOption",  "lockingClause", "distinctClause", "op",          NULL};
+	static const char *const update_keys[] = {"relation", "targetList", "whereClause",
+						  "returningList", NULL};
+	static const char *const delete_keys[] = {"relation", "whereClause", "returningList", NULL};
+	static const char *const insert_keys[] = {
+		"relation",      "cols",     "selectStmt", "onConflictClause",
+		"returningList", "override", NULL};
+	const jdoc_t *d = &c->doc;
+	lv_sql_info_t *in = c->info;
+	lv_sql_point_t *pt = &in->point;
+	point_rel_t r;
+	uint32_t o, where = 0;
+	bool ok = false;
+
+	if ((o = jtyped_as(d, stmt, "SelectStmt"))) {
+		uint32_t from = jget(d, o, "fromClause");
+		uint32_t op = jget(d, o, "op");
+		ok = only_keys(d, o, select_keys) && (!op || jstr_is(d, op, "SETOP_NONE")) &&
+		     jcount(d, from) == 1 &&
+		     point_rel(d, jtyped_as(d, jnode(d, from)->child, "RangeVar"), &r) &&
+		     in->n_read == 1 && in->n_written == 0;
+		where = jget(d, o, "whereClause");
+	} else if ((o = jtyped_as(d, stmt, "UpdateStmt"))) {
+		point_set_cols(c, jget(d, o, "targetList"));
+		ok = only_keys(d, o, update_keys) && point_rel(d, jget(d, o, "relation"), &r) &&
+		     in->n_written == 1 && in->n_read == 0;
+		where = jget(d, o, "whereClause");
+	} else if ((o = jtyped_as(d, stmt, "DeleteStmt"))) {
+		ok = only_keys(d, o, delete_keys) && point_rel(d, jget(d, o, "relation"), &r) &&
+		     in->n_written == 1 && in->n_read == 0;
+		where = jget(d, o, "whereClause");
+	} else if ((o = jtyped_as(d, stmt, "InsertStmt"))) {
+		uint32_t occ = jget(d, o, "onConflictClause");
+		if (occ) {
+			pt->on_conflict = true;
+			if (jstr_is(d, jget(d, occ, "action"), "ONCONFLICT_UPDATE")) {
+				pt->on_conflict_update = true;
+				point_set_cols(c, jget(d, occ, "targetList"));
+			}
+		}
+		ok = only_keys(d, o, insert_keys) && point_rel(d, jget(d, o, "relation"), &r) &&
+		     in->n_written == 1 && in->n_read == 0 && point_insert(c, o);
+	} else {
+		return;
+	}
+	if (ok && where)
+		point_where(c, where, &r, 0);
+	pt->is_point = ok && c->n_sublinks == 0 && pt->n_cols > 0 && pt->n_rows > 0;
+	if (!pt->is_point) {
+		pt->n_cols = 0;
+		pt->n_rows = 0;
+		in->point_values_len = 0;
+	}
+}
+
 /* ---------------------------------------------------------------- entry points */
+
+/* Bytes of lv_sql_info_t before the point values: zeroed on every classification. */
+#define INFO_HEAD_LEN offsetof(lv_sql_info_t, point.values)
+
+/* Clears out to "nothing found" without touching the unused tails of the arrays. */
+static void info_reset(lv_sql_info_t *out)
+{
+	memset(out, 0, INFO_HEAD_LEN);
+	out->point_values[0] = '\0';
+	out->names[0] = '\0';
+}
 
 static void set_unparsable(lv_sql_info_t *out, const char *msg, int pos)
 {
@@ -1893,10 +2480,13 @@ static int classify_tree(cls_t *c)
 	lv_sql_info_t *in = c->info;
 	uint32_t stmts = jget(d, 1, "stmts");
 	bool all_ro = true;
+	uint32_t first = 0;
 
 	if (!stmts || jnode(d, stmts)->type != J_ARR)
 		return LV_EPROTO;
 	for (uint32_t it = jnode(d, stmts)->child; it; it = jnode(d, it)->next) {
+		if (!first)
+			first = jget(d, it, "stmt");
 		long loc = jget_num(d, it, "stmt_location", 0);
 		long len = jget_num(d, it, "stmt_len", 0);
 		bool ro;
@@ -1920,6 +2510,8 @@ static int classify_tree(cls_t *c)
 		in->kind = LV_SQL_EMPTY;
 	in->is_multi = in->n_statements > 1;
 	in->is_read_only = all_ro;
+	if (in->n_statements == 1)
+		point_extract(c, first);
 	return LV_OK;
 }
 
@@ -1927,8 +2519,7 @@ int lv_sql_classify(const char *sql, size_t len, const lv_sql_opts_t *opts, lv_s
 {
 	if (!sql || !out)
 		return LV_EINVAL;
-	memset(out, 0, offsetof(lv_sql_info_t, names));
-	out->names[0] = '\0';
+	info_reset(out);
 
 	const char *nul = memchr(sql, '\0', len);
 	if (nul)
@@ -1962,7 +2553,7 @@ int lv_sql_classify(const char *sql, size_t len, const lv_sql_opts_t *opts, lv_s
 	cls_cleanup(&c);
 	if (rc != LV_OK) {
 		lv_sql_hints_t hints = out->hints;
-		memset(out, 0, offsetof(lv_sql_info_t, names));
+		info_reset(out);
 		out->hints = hints;
 		set_unparsable(out, rc == LV_ENOMEM ? "out of memory" : "unreadable parse tree", 0);
 		if (rc != LV_ENOMEM)
@@ -2025,7 +2616,7 @@ void lv_sql_thread_cleanup(void)
 /*
  * A hash table of singly linked chains (buckets >= capacity, a power of two)
  * plus an LRU list, most recent first. An entry is one allocation: header,
- * the info up to its used names, then the text. Entries also record a hash
+ * the packed info (info_pack()), then the text. Entries also record a hash
  * of the options they were classified with; a different option set misses.
  */
 typedef struct cache_entry {
@@ -2087,6 +2678,47 @@ static uint64_t opts_hash(const lv_sql_opts_t *o)
 	if (o->write_functions_list)
 		h = hash_bytes(o->write_functions_list, strlen(o->write_functions_list), h ^ 1);
 	return h;
+}
+
+/*
+ * An lv_sql_info_t is mostly empty arrays (point values, value texts, names),
+ * so entries hold only the used parts: the head up to point.values, the
+ * point.n_rows value rows in use, then the used bytes of point_values and
+ * names. info_pack(NULL) gives the size.
+ */
+static size_t info_pack(const lv_sql_info_t *in, void *dst)
+{
+	size_t rows = (size_t)in->point.n_rows * sizeof(in->point.values[0]);
+	size_t parts[4][2] = {
+		{0, INFO_HEAD_LEN},
+		{offsetof(lv_sql_info_t, point.values), rows},
+		{offsetof(lv_sql_info_t, point_values), in->point_values_len},
+		{offsetof(lv_sql_info_t, names), in->names_len},
+	};
+	size_t n = 0;
+	for (size_t i = 0; i < 4; i++) {
+		if (dst)
+			memcpy((char *)dst + n, (const char *)in + parts[i][0], parts[i][1]);
+		n += parts[i][1];
+	}
+	return n;
+}
+
+/* The reverse of info_pack(); returns the bytes read. */
+static size_t info_unpack(const void *src, lv_sql_info_t *out)
+{
+	const char *s = src;
+	memcpy(out, s, INFO_HEAD_LEN);
+	size_t n = INFO_HEAD_LEN;
+	size_t rows = (size_t)out->point.n_rows * sizeof(out->point.values[0]);
+	memcpy(out->point.values, s + n, rows);
+	n += rows;
+	out->point_values[0] = '\0';
+	memcpy(out->point_values, s + n, out->point_values_len);
+	n += out->point_values_len;
+	out->names[0] = '\0';
+	memcpy(out->names, s + n, out->names_len);
+	return n + out->names_len;
 }
 
 lv_sql_cache_t *lv_sql_cache_new(size_t capacity)
@@ -2163,7 +2795,7 @@ int lv_sql_cache_classify(lv_sql_cache_t *c, const char *sql, size_t len, const 
 		const char *text = (const char *)e->data + e->info_len;
 		if (memcmp(text, sql, len) != 0)
 			continue;
-		memcpy(out, e->data, e->info_len);
+		info_unpack(e->data, out);
 		lv_list_unlink(&e->lru);
 		lv_list_insert_head(&c->lru, &e->lru);
 		c->stats.hits++;
@@ -2175,7 +2807,7 @@ int lv_sql_cache_classify(lv_sql_cache_t *c, const char *sql, size_t len, const 
 	if (rc != LV_OK)
 		return rc;
 
-	size_t info_len = offsetof(lv_sql_info_t, names) + out->names_len;
+	size_t info_len = info_pack(out, NULL);
 	size_t bytes = sizeof(cache_entry_t) + info_len + len;
 	cache_entry_t *e = lv_malloc(bytes);
 	if (!e)
@@ -2191,7 +2823,7 @@ int lv_sql_cache_classify(lv_sql_cache_t *c, const char *sql, size_t len, const 
 	e->text_len = len;
 	e->info_len = info_len;
 	e->bytes = bytes;
-	memcpy(e->data, out, info_len);
+	info_pack(out, e->data);
 	memcpy((char *)e->data + info_len, sql, len);
 	e->chain = c->buckets[h & c->mask];
 	c->buckets[h & c->mask] = e;

@@ -165,6 +165,92 @@ typedef struct lv_sql_set {
 					       dropped at the end: "a, \"B\"", "'UTC'" */
 } lv_sql_set_t;
 
+/*
+ * Row-level ("point") keys: for a single SELECT, UPDATE, DELETE or INSERT on
+ * one table, the columns pinned by equality to constants or parameters, so a
+ * cache can key entries and invalidations by (table, column, value) instead
+ * of by table. Conservative: is_point is set only when every row the
+ * statement reads or writes satisfies every reported `column = value`.
+ *
+ * is_point holds for exactly these shapes (any SubLink anywhere, a WITH, or a
+ * second statement rules it out):
+ *  - SELECT: no set operation, INTO or VALUES; FROM is one plain table (a
+ *    RangeVar, optionally with an alias but without column aliases); WHERE is
+ *    a conjunction (ANDs at the top, nested ANDs flattened) with at least one
+ *    `col = v` or `v = col`. GROUP BY, HAVING, DISTINCT [ON], ORDER BY,
+ *    LIMIT, window clauses and FOR UPDATE are fine.
+ *  - UPDATE without FROM, DELETE without USING: WHERE as for SELECT (WHERE
+ *    CURRENT OF never qualifies).
+ *  - INSERT with an explicit column list (at most LV_SQL_MAX_POINT_COLS plain
+ *    columns) and a plain VALUES list of at most LV_SQL_MAX_POINT_ROWS rows;
+ *    each value is classified (DEFAULT or an expression is kind NONE). ON
+ *    CONFLICT is allowed and flagged.
+ * col is a ColumnRef naming a column, unqualified or qualified by the alias
+ * (or, without an alias, by the table name, optionally schema-qualified); a
+ * bare name equal to the table name or alias (a whole-row reference) does not
+ * count. v is a constant or $n, optionally inside one cast to a plain type
+ * name (name or pg_catalog.name, no typmod, no array bounds). The operator is
+ * exactly "=" (OPERATOR(pg_catalog.=) does not count). Other conjuncts are
+ * ignored: they only narrow the rows further.
+ *
+ * What the values mean: the text is the literal, not the column's value. The
+ * comparison is the column type's "=" (citext, numeric scales, casts that
+ * round, collations), so two different texts may match the same row; a
+ * consumer must not treat differing texts as different rows unless it knows
+ * the type. Triggers, rules, cascading foreign keys, views and inheritance are
+ * invisible here, as they are for the table lists.
+ */
+#define LV_SQL_MAX_POINT_COLS 8      /* equality columns of one statement */
+#define LV_SQL_MAX_POINT_ROWS 64     /* INSERT ... VALUES rows */
+#define LV_SQL_POINT_VALUES_LEN 2048 /* bytes for the text of all values */
+#define LV_SQL_POINT_CAST_LEN 24
+
+typedef enum lv_sql_value_kind {
+	LV_SQL_VALUE_NONE = 0, /* not a constant or parameter (an expression, DEFAULT,
+				  a bit string, a cast to a non-plain type, or a text that
+				  did not fit point_values) */
+	LV_SQL_VALUE_PARAM,    /* $n: param is n (1-based); no text */
+	LV_SQL_VALUE_INT,      /* integer constant: decimal digits with '-' if negative,
+				  no leading zeros ("-5", "0", "99999999999") */
+	LV_SQL_VALUE_FLOAT,    /* numeric constant with '.' or exponent: text as written,
+				  with '-' if negated ("1.5", "-1.5e3", ".5") */
+	LV_SQL_VALUE_STRING,   /* string constant, unescaped ('', E'', U&'', $$$$) */
+	LV_SQL_VALUE_BOOL,     /* TRUE or FALSE: text "true" or "false" */
+	LV_SQL_VALUE_NULL,     /* NULL: empty text */
+} lv_sql_value_kind_t;
+
+typedef struct lv_sql_value {
+	uint8_t kind;                     /* lv_sql_value_kind_t */
+	uint16_t param;                   /* LV_SQL_VALUE_PARAM */
+	uint16_t off, len;                /* the text in info->point_values; 0, 0 for none */
+	char cast[LV_SQL_POINT_CAST_LEN]; /* an explicit cast's type ("int4", "text",
+					      "uuid", "MyType"), "" if none */
+} lv_sql_value_t;
+
+typedef struct lv_sql_point {
+	bool is_point;           /* the statement qualifies (see above) */
+	bool on_conflict;        /* INSERT ... ON CONFLICT */
+	bool on_conflict_update; /* ... DO UPDATE: existing rows that conflict are updated
+				    too (set_cols are its SET columns) */
+	bool cols_overflow;      /* SELECT/UPDATE/DELETE: more than LV_SQL_MAX_POINT_COLS
+				    equality conjuncts (the first ones are kept); INSERT:
+				    more columns than that (then not a point) */
+	bool values_overflow;    /* point_values filled up: some values became NONE */
+	bool set_overflow;       /* more SET columns than listed: assume all changed */
+	uint8_t n_cols;          /* 0 unless is_point */
+	uint8_t n_rows;          /* 1 for SELECT/UPDATE/DELETE, the VALUES rows for
+				    INSERT; 0 unless is_point */
+	uint8_t n_set;           /* columns assigned by UPDATE or ON CONFLICT DO UPDATE
+				    (filled for any single such statement, point or not) */
+	/* Column names as PostgreSQL resolves them (unquoted names folded to
+	 * lower case, quoted ones as written). May repeat (a = 1 AND a = 2). */
+	char cols[LV_SQL_MAX_POINT_COLS][LV_SQL_NAME_LEN];
+	char set_cols[LV_SQL_MAX_POINT_COLS][LV_SQL_NAME_LEN];
+	/* values[row][col] for row < n_rows, col < n_cols; other rows are
+	 * unspecified (a cache hit does not write them). Keep this member last. */
+	lv_sql_value_t values[LV_SQL_MAX_POINT_ROWS][LV_SQL_MAX_POINT_COLS];
+} lv_sql_point_t;
+
 /* Options for one classification. A zeroed struct (or NULL) is the default. */
 typedef struct lv_sql_opts {
 	/* Extra functions that write (config `write_functions`): NULL-terminated
@@ -237,8 +323,15 @@ typedef struct lv_sql_info {
 	uint8_t n_written;
 	uint16_t read_off[LV_SQL_MAX_TABLES]; /* offsets into names */
 	uint16_t written_off[LV_SQL_MAX_TABLES];
-	uint16_t names_len;           /* bytes of names in use; must stay before names */
-	char names[LV_SQL_NAMES_LEN]; /* NUL-terminated names; keep this field last */
+	uint16_t names_len;        /* bytes of names in use; must stay before point */
+	uint16_t point_values_len; /* bytes of point_values in use; must stay before point */
+
+	/* Row-level keys (see lv_sql_point_t). The lv_sql_point_* accessors read them.
+	 * point, point_values and names must stay last, in this order: the
+	 * classification cache stores only their used parts. */
+	lv_sql_point_t point;
+	char point_values[LV_SQL_POINT_VALUES_LEN]; /* NUL-terminated value texts */
+	char names[LV_SQL_NAMES_LEN];               /* NUL-terminated names; keep this field last */
 } lv_sql_info_t;
 
 /* The i-th table read (i < n_read); borrowed from info. */
@@ -251,6 +344,25 @@ static inline const char *lv_sql_table_read(const lv_sql_info_t *info, unsigned 
 static inline const char *lv_sql_table_written(const lv_sql_info_t *info, unsigned i)
 {
 	return info->names + info->written_off[i];
+}
+
+/* The table of a point statement (point.is_point): the one read or written; borrowed. */
+static inline const char *lv_sql_point_table(const lv_sql_info_t *info)
+{
+	return info->n_written ? lv_sql_table_written(info, 0) : lv_sql_table_read(info, 0);
+}
+
+/* Value (row, col) of a point statement; row < point.n_rows, col < point.n_cols. */
+static inline const lv_sql_value_t *lv_sql_point_value(const lv_sql_info_t *info, unsigned row,
+						       unsigned col)
+{
+	return &info->point.values[row][col];
+}
+
+/* The NUL-terminated text of a value (v->len bytes; "" for PARAM, NULL, NONE); borrowed. */
+static inline const char *lv_sql_point_text(const lv_sql_info_t *info, const lv_sql_value_t *v)
+{
+	return info->point_values + v->off;
 }
 
 /* Upper-case name of a kind ("SELECT", "COPY_FROM"); "UNKNOWN" out of range. */

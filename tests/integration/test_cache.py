@@ -985,3 +985,96 @@ def test_session_mode_hits_invalidates_and_stops_after_untracked_set(levee, pg):
     assert val(c, q) == "z"  # still the cached row: no Levee saw that write
     c.execute("SET search_path = public")
     assert val(c, q) == "y"  # untracked SET: straight to the server from now on
+
+
+# ---------------------------------------------------------------------------
+# Row invalidation ([cache.rule] key)
+
+PT_RULE = rule("pt", tables="c_pt", key="id")
+
+
+def pt_setup(pg, n=20):
+    table(pg, "c_pt", rows=[(i, f"v{i}") for i in range(1, n + 1)])
+
+
+def pt_fill(c, ids, binary=False):
+    for i in ids:
+        c.execute("SELECT v FROM c_pt WHERE id = %s", (i,), binary=binary).fetchall()
+
+
+def pt_vals(c, ids):
+    return {i: (c.execute("SELECT v FROM c_pt WHERE id = %s", (i,)).fetchone() or (None,))[0] for i in ids}
+
+
+@pytest.mark.parametrize("mode", ["transaction", "session"])
+def test_point_write_invalidates_only_its_rows(levee_factory, pg, mode):
+    """With key = id, UPDATE/DELETE/INSERT through `id = value` drop only the
+    entries of the rows they name; the rest stay cached (proved by changing
+    every row straight on PostgreSQL first: a cached entry still shows the old
+    value). Values in any spelling (literal, text parameter, binary int8,
+    '007') reach the same row."""
+    pt_setup(pg)
+    lv = levee_factory(cfg(PT_RULE, {"pool": {"pool_mode": mode}}), name=f"pt_{mode}")
+    c = lv.conn()
+    pt_fill(c, range(1, 21))
+    assert val(c, "SELECT v FROM c_pt WHERE id = 7") == "v7"  # a literal, simple protocol
+    direct(pg, "UPDATE c_pt SET v = 'direct' || id")
+    c.execute("UPDATE c_pt SET v = 'lv3' WHERE id = %s", (3,))
+    c.execute("UPDATE c_pt SET v = 'lv4' WHERE id = %s", ("004",))
+    c.execute("UPDATE c_pt SET v = 'lv5' WHERE id = %s", (5,), binary=True)
+    c.execute("DELETE FROM c_pt WHERE id = 6")
+    c.execute("UPDATE c_pt SET v = 'lv7' WHERE id = '07'")
+    c.execute("INSERT INTO c_pt (id, v) VALUES (%s, 'new21')", (21,))
+    got = pt_vals(c, range(1, 22))
+    assert got[3] == "lv3" and got[4] == "lv4" and got[5] == "lv5" and got[6] is None, got
+    assert val(c, "SELECT v FROM c_pt WHERE id = 7") == "lv7"
+    assert got[7] == "lv7"
+    assert got[21] == "new21"
+    # Rows no write named are still served from the cache.
+    assert all(got[i] == f"v{i}" for i in (1, 2, 8, 9, 10, 15, 20)), got
+
+
+@pytest.mark.parametrize("write", [
+    "UPDATE c_pt SET v = 'wide' WHERE id > 0",
+    "UPDATE c_pt SET v = 'wide' WHERE v LIKE 'v%%'",
+    "UPDATE c_pt SET id = id + 100, v = 'wide' WHERE id = 1",
+    "INSERT INTO c_pt VALUES (1, 'wide') ON CONFLICT (id) DO UPDATE SET v = 'wide'",
+    "DELETE FROM c_pt WHERE id IN (1, 2)",
+    "TRUNCATE c_pt",
+])
+def test_writes_that_are_not_point_writes_invalidate_the_whole_table(levee_factory, pg, write):
+    pt_setup(pg)
+    lv = levee_factory(cfg(PT_RULE), name="pt_wide")
+    c = lv.conn()
+    pt_fill(c, range(1, 11))
+    direct(pg, "UPDATE c_pt SET v = 'direct' || id")
+    c.execute(write)
+    got = pt_vals(c, range(3, 11))
+    assert all(v != f"v{i}" for i, v in got.items()), f"{write}: a cached row survived: {got}"
+
+
+def test_named_statements_invalidate_each_execution_in_session_mode(levee_factory, pg):
+    """A statement prepared once and executed with different keys (what ORMs and
+    pgbench -M prepared do) invalidates each row it is executed for."""
+    pt_setup(pg)
+    lv = levee_factory(cfg(PT_RULE, {"pool": {"pool_mode": "session"}}), name="pt_named")
+    c = lv.conn(prepare_threshold=0)
+    pt_fill(c, range(1, 11))
+    direct(pg, "UPDATE c_pt SET v = 'direct' || id")
+    for i in (2, 9):
+        c.execute("UPDATE c_pt SET v = %s WHERE id = %s", (f"named{i}", i))
+    got = pt_vals(c, range(1, 11))
+    assert got[2] == "named2" and got[9] == "named9", got
+    assert got[1] == "v1" and got[5] == "v5", got
+
+
+def test_point_write_through_one_instance_invalidates_the_other(levee_factory, pg, redis):
+    pt_setup(pg)
+    a = levee_factory(cfg(PT_RULE), name="pt_a")
+    b = levee_factory(cfg(PT_RULE), name="pt_b")
+    ca, cb = a.conn(), b.conn()
+    pt_fill(cb, range(1, 6))
+    direct(pg, "UPDATE c_pt SET v = 'direct' || id")
+    ca.execute("UPDATE c_pt SET v = 'from_a' WHERE id = %s", (2,))
+    wait_until(lambda: pt_vals(cb, [2])[2] == "from_a", 5 * SLOW, message="b to drop row 2")
+    assert pt_vals(cb, [1, 3])[1] == "v1"

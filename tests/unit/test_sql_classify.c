@@ -5,7 +5,8 @@
  * (tests/unit/fixtures/sql/corpus.tsv), then focused tests for hints, SET
  * details, session state, transaction options, fingerprints, normalisation,
  * the classification cache, table-list overflow, deep nesting and
- * allocation failures.
+ * allocation failures; then row-level ("point") keys
+ * (tests/unit/fixtures/sql/point.tsv) and their limits.
  */
 #include "core/lv.h"
 
@@ -898,7 +899,8 @@ static void test_cache(void **state)
 	/* A hit returns the same classification as a direct call. */
 	assert_int_equal(cache_get(c, "select * from a", NULL, &in), LV_OK);
 	classify("select * from a", &direct);
-	assert_memory_equal(&in, &direct, offsetof(lv_sql_info_t, names) + direct.names_len);
+	assert_memory_equal(&in, &direct, offsetof(lv_sql_info_t, point.values));
+	assert_memory_equal(in.names, direct.names, direct.names_len);
 	assert_string_equal(lv_sql_table_read(&in, 0), "a");
 	s = lv_sql_cache_stats(c);
 	assert_int_equal(s.hits, 1);
@@ -994,6 +996,247 @@ static void test_cache_churn(void **state)
 	lv_sql_cache_free(c);
 }
 
+/* ---------------------------------------------------------------- point keys */
+
+#define POINT_FIXTURE "tests/unit/fixtures/sql/point.tsv"
+
+static void point_value_str(const lv_sql_info_t *in, const lv_sql_value_t *v, char *buf, size_t cap)
+{
+	const char *text = lv_sql_point_text(in, v);
+	assert_int_equal(strlen(text), v->len);
+	assert_true((size_t)v->off + v->len < LV_SQL_POINT_VALUES_LEN);
+	switch (v->kind) {
+	case LV_SQL_VALUE_NONE:
+		snprintf(buf, cap, "?");
+		assert_string_equal(v->cast, "");
+		break;
+	case LV_SQL_VALUE_PARAM:
+		snprintf(buf, cap, "$%u", (unsigned)v->param);
+		assert_int_equal(v->len, 0);
+		break;
+	case LV_SQL_VALUE_INT:
+		snprintf(buf, cap, "%s", text);
+		break;
+	case LV_SQL_VALUE_FLOAT:
+		snprintf(buf, cap, "f:%s", text);
+		break;
+	case LV_SQL_VALUE_STRING:
+		snprintf(buf, cap, "'%s'", text);
+		break;
+	case LV_SQL_VALUE_BOOL:
+		snprintf(buf, cap, "%s", text);
+		break;
+	case LV_SQL_VALUE_NULL:
+		snprintf(buf, cap, "null");
+		assert_int_equal(v->len, 0);
+		break;
+	default:
+		snprintf(buf, cap, "BADKIND%u", (unsigned)v->kind);
+		break;
+	}
+	if (v->cast[0]) {
+		size_t n = strlen(buf);
+		snprintf(buf + n, cap - n, "::%s", v->cast);
+	}
+}
+
+static void cat(char *buf, size_t cap, const char *s)
+{
+	size_t n = strlen(buf);
+	snprintf(buf + n, cap - n, "%s", s);
+}
+
+/* The point fields in the fixture's notation. */
+static void point_str(const lv_sql_info_t *in, char *buf, size_t cap)
+{
+	const lv_sql_point_t *p = &in->point;
+	char v[256];
+	buf[0] = '\0';
+	if (!p->is_point) {
+		cat(buf, cap, "-");
+		assert_int_equal(p->n_cols, 0);
+		assert_int_equal(p->n_rows, 0);
+	} else {
+		assert_true(p->n_cols > 0 && p->n_cols <= LV_SQL_MAX_POINT_COLS);
+		assert_true(p->n_rows > 0 && p->n_rows <= LV_SQL_MAX_POINT_ROWS);
+		assert_false(in->is_multi);
+		cat(buf, cap, lv_sql_point_table(in));
+		cat(buf, cap, ":");
+		if (in->kind == LV_SQL_INSERT) {
+			cat(buf, cap, " (");
+			for (unsigned c = 0; c < p->n_cols; c++) {
+				cat(buf, cap, c ? "," : "");
+				cat(buf, cap, p->cols[c]);
+			}
+			cat(buf, cap, ")");
+			for (unsigned r = 0; r < p->n_rows; r++) {
+				cat(buf, cap, r ? "; " : " ");
+				for (unsigned c = 0; c < p->n_cols; c++) {
+					point_value_str(in, lv_sql_point_value(in, r, c), v,
+							sizeof(v));
+					cat(buf, cap, c ? "," : "");
+					cat(buf, cap, v);
+				}
+			}
+		} else {
+			assert_int_equal(p->n_rows, 1);
+			for (unsigned c = 0; c < p->n_cols; c++) {
+				point_value_str(in, lv_sql_point_value(in, 0, c), v, sizeof(v));
+				cat(buf, cap, " ");
+				cat(buf, cap, p->cols[c]);
+				cat(buf, cap, "=");
+				cat(buf, cap, v);
+			}
+		}
+	}
+	if (p->n_set) {
+		cat(buf, cap, " set=");
+		for (unsigned i = 0; i < p->n_set; i++) {
+			cat(buf, cap, i ? "," : "");
+			cat(buf, cap, p->set_cols[i]);
+		}
+	}
+	if (p->set_overflow)
+		cat(buf, cap, " setovf");
+	if (p->on_conflict)
+		cat(buf, cap, " oc");
+	if (p->on_conflict_update)
+		cat(buf, cap, " ocu");
+	if (p->cols_overflow)
+		cat(buf, cap, " colovf");
+	if (p->values_overflow)
+		cat(buf, cap, " valovf");
+}
+
+/* Every fixture line directly, through a cache miss and through a cache hit. */
+static void test_point_fixture(void **state)
+{
+	const char *dir = getenv("LV_TEST_SRCDIR");
+	char path[512], line[2048], sql[2048], got[1024];
+	static lv_sql_info_t in;
+	int n = 0, bad = 0, lineno = 0;
+	lv_sql_cache_t *cache = lv_sql_cache_new(4096);
+	assert_non_null(cache);
+	snprintf(path, sizeof(path), "%s/%s", dir ? dir : ".", POINT_FIXTURE);
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		lineno++;
+		line[strcspn(line, "\r\n")] = '\0';
+		if (line[0] == '#' || line[0] == '\0')
+			continue;
+		char *tab = strchr(line, '\t');
+		if (!tab || strchr(tab + 1, '\t')) {
+			fprintf(stderr, "%s:%d: want 2 tab-separated columns\n", POINT_FIXTURE,
+				lineno);
+			bad++;
+			continue;
+		}
+		*tab = '\0';
+		unescape(line, sql, sizeof(sql));
+		for (int pass = 0; pass < 3; pass++) {
+			int rc = pass == 0 ? lv_sql_classify(sql, strlen(sql), NULL, &in)
+					   : lv_sql_cache_classify(cache, sql, strlen(sql), NULL,
+								   &in);
+			assert_int_equal(rc, LV_OK);
+			point_str(&in, got, sizeof(got));
+			if (strcmp(got, tab + 1) != 0) {
+				fprintf(stderr, "%s:%d: pass %d: want '%s' got '%s'   [%s]\n",
+					POINT_FIXTURE, lineno, pass, tab + 1, got, sql);
+				bad++;
+			}
+			/* Scribble over the unused tails: a hit must not depend on them. */
+			memset(in.point.values, 0xA5, sizeof(in.point.values));
+			memset(in.point_values, 0x5A, sizeof(in.point_values));
+		}
+		n++;
+	}
+	fclose(f);
+	lv_sql_cache_stats_t s = lv_sql_cache_stats(cache);
+	assert_int_equal(s.hits, (uint64_t)n);
+	lv_sql_cache_free(cache);
+	fprintf(stderr, "point: %d statements, %d mismatches\n", n, bad);
+	assert_true(n >= 100);
+	assert_int_equal(bad, 0);
+}
+
+/* Limits: VALUES rows, the value text pool, and the cache's packed size. */
+static void test_point_limits(void **state)
+{
+	static lv_sql_info_t in, hit;
+	static char sql[8192];
+	size_t len;
+
+	/* 64 rows are a point; 65 are not. */
+	for (int rows = LV_SQL_MAX_POINT_ROWS; rows <= LV_SQL_MAX_POINT_ROWS + 1; rows++) {
+		len = (size_t)snprintf(sql, sizeof(sql), "insert into t (id, v) values");
+		for (int r = 0; r < rows; r++)
+			len += (size_t)snprintf(sql + len, sizeof(sql) - len, "%s(%d, $%d)",
+						r ? ", " : " ", -r, r + 1);
+		classify(sql, &in);
+		if (rows > LV_SQL_MAX_POINT_ROWS) {
+			assert_false(in.point.is_point);
+			continue;
+		}
+		assert_true(in.point.is_point);
+		assert_int_equal(in.point.n_rows, rows);
+		assert_int_equal(in.point.n_cols, 2);
+		const lv_sql_value_t *v = lv_sql_point_value(&in, 63, 0);
+		assert_int_equal(v->kind, LV_SQL_VALUE_INT);
+		assert_string_equal(lv_sql_point_text(&in, v), "-63");
+		assert_int_equal(lv_sql_point_value(&in, 63, 1)->param, 64);
+		assert_int_equal(lv_sql_point_value(&in, 0, 0)->kind, LV_SQL_VALUE_INT);
+		assert_string_equal(lv_sql_point_text(&in, lv_sql_point_value(&in, 0, 0)), "0");
+	}
+
+	/* A long string that does not fit the pool is NONE; the others stay. */
+	char *big = repeat("", "x", LV_SQL_POINT_VALUES_LEN, "");
+	len = (size_t)snprintf(sql, sizeof(sql),
+			       "insert into t (a, b, c) values ('short', '%s', 7)", big);
+	assert_true(len < sizeof(sql));
+	classify(sql, &in);
+	assert_true(in.point.is_point);
+	assert_true(in.point.values_overflow);
+	assert_int_equal(lv_sql_point_value(&in, 0, 0)->kind, LV_SQL_VALUE_STRING);
+	assert_int_equal(lv_sql_point_value(&in, 0, 1)->kind, LV_SQL_VALUE_NONE);
+	assert_int_equal(lv_sql_point_value(&in, 0, 2)->kind, LV_SQL_VALUE_INT);
+	assert_string_equal(lv_sql_point_text(&in, lv_sql_point_value(&in, 0, 2)), "7");
+
+	/* In a WHERE, such a value drops its conjunct only. */
+	snprintf(sql, sizeof(sql), "select * from t where name = '%s' and id = 3", big);
+	classify(sql, &in);
+	assert_true(in.point.is_point);
+	assert_int_equal(in.point.n_cols, 1);
+	assert_string_equal(in.point.cols[0], "id");
+	snprintf(sql, sizeof(sql), "select * from t where name = '%s'", big);
+	classify(sql, &in);
+	assert_false(in.point.is_point);
+	free(big);
+
+	/* The cache stores only the used parts, and a hit gives them all back. */
+	lv_sql_cache_t *c = lv_sql_cache_new(8);
+	assert_non_null(c);
+	const char *q = "select * from users where id = $1 and org = 'acme'";
+	assert_int_equal(lv_sql_cache_classify(c, q, strlen(q), NULL, &in), LV_OK);
+	assert_true(lv_sql_cache_stats(c).bytes < sizeof(lv_sql_info_t) / 4);
+	memset(&hit, 0xEE, sizeof(hit));
+	assert_int_equal(lv_sql_cache_classify(c, q, strlen(q), NULL, &hit), LV_OK);
+	assert_int_equal(lv_sql_cache_stats(c).hits, 1);
+	assert_memory_equal(&hit, &in, offsetof(lv_sql_info_t, point.values));
+	assert_memory_equal(hit.point.values[0], in.point.values[0], sizeof(in.point.values[0]));
+	assert_memory_equal(hit.point_values, in.point_values, in.point_values_len);
+	assert_memory_equal(hit.names, in.names, in.names_len);
+	assert_string_equal(lv_sql_point_table(&hit), "users");
+	assert_string_equal(lv_sql_point_text(&hit, lv_sql_point_value(&hit, 0, 1)), "acme");
+	/* "" for values without text, also after a hit that wrote no text. */
+	q = "select * from users where id = $1";
+	assert_int_equal(lv_sql_cache_classify(c, q, strlen(q), NULL, &in), LV_OK);
+	memset(&hit, 0xEE, sizeof(hit));
+	assert_int_equal(lv_sql_cache_classify(c, q, strlen(q), NULL, &hit), LV_OK);
+	assert_string_equal(lv_sql_point_text(&hit, lv_sql_point_value(&hit, 0, 0)), "");
+	lv_sql_cache_free(c);
+}
+
 static int teardown_all(void **state)
 {
 	lv_sql_thread_cleanup();
@@ -1023,6 +1266,8 @@ int main(void)
 		cmocka_unit_test(test_oom),
 		cmocka_unit_test(test_cache),
 		cmocka_unit_test(test_cache_churn),
+		cmocka_unit_test(test_point_fixture),
+		cmocka_unit_test(test_point_limits),
 	};
 	return cmocka_run_group_tests(tests, NULL, teardown_all);
 }
