@@ -6,6 +6,7 @@
  * be canonicalised safely is refused.
  */
 #include "core/lv.h"
+#include "cache/key.h"
 #include "cache/point.h"
 
 #include <setjmp.h>
