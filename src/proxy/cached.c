@@ -54,6 +54,8 @@
 #include "wire/write.h"
 
 #include <ctype.h>
+#include <openssl/sha.h>
+#include <pthread.h>
 #include <event2/event.h>
 #include <strings.h>
 
@@ -425,6 +427,57 @@ static bool build_refresh(const lv_request_t *rq, lv_buf_t *out)
 
 /* ------------------------------------------------------------------- L2 */
 
+/*
+ * Redis scripts, sent by SHA (EVALSHA) once loaded: each is one command where
+ * a MULTI/EXEC would be five. L2_LOOKUP: KEYS entry, lock, generations...;
+ * ARGV take-lock (1/0), lock lifetime in ms; returns {entry or nil,
+ * {generations}, 1 if the lock was taken}. BUMP: INCR a generation and
+ * PUBLISH its new value in one step, so the published value is the new one.
+ */
+static const char l2_lookup_script[] =
+	"local e = redis.call('GET', KEYS[1]) "
+	"local g = redis.call('MGET', unpack(KEYS, 3)) "
+	"local l = 0 "
+	"if ARGV[1] == '1' and redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then l = 1 end "
+	"return {e, g, l}";
+static const char bump_script[] = "local g = redis.call('INCR', KEYS[1]) "
+				  "redis.call('PUBLISH', ARGV[1], ARGV[2] .. '\t' .. ARGV[3] .. '\t' .. g) "
+				  "return g";
+static char l2_lookup_sha[41], bump_sha[41];
+static pthread_once_t scripts_once = PTHREAD_ONCE_INIT;
+
+static void sha1_hex(const char *s, char out[41]);
+
+static void hash_scripts(void)
+{
+	sha1_hex(l2_lookup_script, l2_lookup_sha);
+	sha1_hex(bump_script, bump_sha);
+}
+
+static void sha1_hex(const char *s, char out[41])
+{
+	unsigned char md[SHA_DIGEST_LENGTH];
+	SHA1((const unsigned char *)s, strlen(s), md);
+	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+/* Loads the scripts on a connection that just came up (Redis may have restarted empty). */
+static void load_scripts(lv_redis_t *r)
+{
+	if (!lv_redis_cmdf(r, NULL, NULL, "SCRIPT LOAD %s", l2_lookup_script) ||
+	    !lv_redis_cmdf(r, NULL, NULL, "SCRIPT LOAD %s", bump_script))
+		lv_log_debug("cache: could not load the Redis scripts (redis down)");
+}
+
+/* True for Redis's "the script is not loaded" error. */
+static bool is_noscript(const lv_redis_reply_t *reply)
+{
+	size_t n;
+	const char *s = lv_redis_reply_str(reply, &n);
+	return lv_redis_reply_type(reply) == LV_REDIS_ERROR && s && n >= 8 && memcmp(s, "NOSCRIPT", 8) == 0;
+}
+
 static void l2_reply(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg);
 
 /* Asks Redis for the L2 entry, the generations of its tables and the fill lock, in one round trip. */
@@ -436,29 +489,26 @@ static bool l2_lookup(lv_worker_t *w, struct lv_cfill *f, bool take_lock)
 	char ekey[80], lkey[80];
 	snprintf(ekey, sizeof(ekey), "levee:ce:%s", hex);
 	snprintf(lkey, sizeof(lkey), "levee:cl:%s", hex);
-	/* MULTI/EXEC keeps the three answers together in one reply. */
-	if (!lv_redis_cmdf(w->redis, NULL, NULL, "MULTI"))
-		return false;
-	bool ok = lv_redis_cmdf(w->redis, NULL, NULL, "GET %s", ekey);
-	const char *argv[3 + LV_SQL_MAX_TABLES];
+	const char *argv[9 + LV_SQL_MAX_TABLES];
 	char gkeys[LV_SQL_MAX_TABLES][2 * LV_NAME_LEN + 16];
+	char nkeys[16], px[24], allkey[32];
 	int argc = 0;
-	argv[argc++] = "MGET";
-	char allkey[32];
+	argv[argc++] = "EVALSHA";
+	argv[argc++] = l2_lookup_sha;
+	argv[argc++] = nkeys;
+	argv[argc++] = ekey;
+	argv[argc++] = lkey;
 	snprintf(allkey, sizeof(allkey), "levee:gen:%s:%s", ALL_DB, ALL_TABLE);
 	argv[argc++] = allkey;
 	for (int i = 0; i < f->n_deps; i++) {
 		snprintf(gkeys[i], sizeof(gkeys[i]), "levee:gen:%s:%s", f->deps[i].db, f->deps[i].name);
 		argv[argc++] = gkeys[i];
 	}
-	ok = ok && lv_redis_cmd(w->redis, NULL, NULL, argc, argv, NULL);
-	if (take_lock)
-		ok = ok && lv_redis_cmdf(w->redis, NULL, NULL, "SET %s 1 NX PX %lld", lkey,
-					 (long long)cfg->cache.lock_timeout_ms);
-	else
-		ok = ok && lv_redis_cmdf(w->redis, NULL, NULL, "PING");
-	ok = ok && lv_redis_cmdf(w->redis, l2_reply, f, "EXEC");
-	if (!ok)
+	snprintf(nkeys, sizeof(nkeys), "%d", argc - 3);
+	snprintf(px, sizeof(px), "%lld", (long long)cfg->cache.lock_timeout_ms);
+	argv[argc++] = take_lock ? "1" : "0";
+	argv[argc++] = px;
+	if (!lv_redis_cmd(w->redis, l2_reply, f, argc, argv, NULL))
 		return false;
 	f->l2_pending = true;
 	f->lock_asked = take_lock;
@@ -501,9 +551,7 @@ static void wait_timer_cb(evutil_socket_t fd, short what, void *arg)
 /* Did the SET NX of the fill lock (if this lookup asked for it) succeed? */
 static bool got_lock(const struct lv_cfill *f, const lv_redis_reply_t *lock)
 {
-	size_t n;
-	const char *s = lv_redis_reply_str(lock, &n);
-	return f->lock_asked && lv_redis_reply_type(lock) == LV_REDIS_STATUS && s && n == 2 && memcmp(s, "OK", 2) == 0;
+	return f->lock_asked && lv_redis_reply_type(lock) == LV_REDIS_INTEGER && lv_redis_reply_int(lock) == 1;
 }
 
 static void l2_reply(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
@@ -521,6 +569,8 @@ static void l2_reply(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 	lv_cache_t *cache = cache_of(w);
 	lv_usec_t now = lv_time_update();
 	if (lv_redis_reply_type(reply) != LV_REDIS_ARRAY || lv_redis_reply_len(reply) != 3) {
+		if (is_noscript(reply))
+			load_scripts(w->redis);
 		lv_metric_inc_l(LV_M_CACHE_L2_TOTAL, LV_ML_CACHE_L2_ERROR);
 		fill_go_to_server(c, f);
 		return;
@@ -1420,10 +1470,20 @@ void lv_cached_txn_end(lv_client_t *c)
 
 static void incr_reply(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 {
-	(void)r;
 	lv_cache_gen_t *slot = arg;
-	if (lv_redis_reply_type(reply) == LV_REDIS_INTEGER)
+	if (lv_redis_reply_type(reply) == LV_REDIS_INTEGER) {
 		lv_cache_gen_raise(slot, (uint64_t)lv_redis_reply_int(reply));
+		return;
+	}
+	if (is_noscript(reply)) {
+		/* Redis lost its scripts (restart, SCRIPT FLUSH): send this one whole, load again. */
+		char key[2 * LV_NAME_LEN + 16];
+		snprintf(key, sizeof(key), "levee:gen:%s:%s", lv_cache_gen_db(slot), lv_cache_gen_table(slot));
+		if (!lv_redis_cmdf(r, incr_reply, slot, "EVAL %s 1 %s %s %s %s", bump_script, key, INV_CHANNEL,
+				   lv_cache_gen_db(slot), lv_cache_gen_table(slot)))
+			lv_log_debug("cache: could not share an invalidation (redis down)");
+		load_scripts(r);
+	}
 }
 
 /* Shares a bump: INCR the shared generation, then tell every instance its new value. */
@@ -1433,11 +1493,7 @@ static void bump_redis_on(lv_redis_t *r, lv_cache_gen_t *slot)
 		return;
 	char key[2 * LV_NAME_LEN + 16];
 	snprintf(key, sizeof(key), "levee:gen:%s:%s", lv_cache_gen_db(slot), lv_cache_gen_table(slot));
-	/* The script makes INCR and PUBLISH one step, so the published value is the new one. */
-	static const char script[] = "local g = redis.call('INCR', KEYS[1]) "
-				     "redis.call('PUBLISH', ARGV[1], ARGV[2] .. '\\t' .. ARGV[3] .. '\\t' .. g) "
-				     "return g";
-	if (!lv_redis_cmdf(r, incr_reply, slot, "EVAL %s 1 %s %s %s %s", script, key, INV_CHANNEL,
+	if (!lv_redis_cmdf(r, incr_reply, slot, "EVALSHA %s 1 %s %s %s %s", bump_sha, key, INV_CHANNEL,
 			   lv_cache_gen_db(slot), lv_cache_gen_table(slot)))
 		lv_log_debug("cache: could not share an invalidation (redis down)");
 }
@@ -1479,13 +1535,14 @@ void lv_cached_invalidate(lv_worker_t *w, const char *table)
 
 static void worker_redis_state(lv_redis_t *r, bool up, void *arg)
 {
-	(void)r;
 	(void)arg;
-	(void)up;
+	if (up)
+		load_scripts(r);
 }
 
 bool lv_cached_worker_init(lv_worker_t *w)
 {
+	(void)pthread_once(&scripts_once, hash_scripts);
 	w->cache_rng = (uint64_t)lv_time_wall_us() ^ ((uint64_t)w->index << 48) ^ 0x9e3779b97f4a7c15ull;
 	lv_config_t *cfg = w->cfg;
 	if (!cfg->levee.redis || !*cfg->levee.redis)
@@ -1561,6 +1618,7 @@ lv_cached_main_t *lv_cached_main_start(lv_proxy_t *p, lv_loop_t *loop, lv_config
 {
 	if (!p->cache)
 		return NULL;
+	(void)pthread_once(&scripts_once, hash_scripts);
 	lv_cached_main_t *m = lv_calloc(1, sizeof(*m));
 	if (!m)
 		return NULL;
@@ -1570,7 +1628,7 @@ lv_cached_main_t *lv_cached_main_start(lv_proxy_t *p, lv_loop_t *loop, lv_config
 	lv_redis_opts_t o = {.url = cfg->levee.redis, .name = "subscriber", .on_state = sub_state, .state_arg = m};
 	lv_err_t err = {0};
 	m->sub = lv_redis_new(loop, &o, &err);
-	lv_redis_opts_t oc = {.url = cfg->levee.redis, .name = "main"};
+	lv_redis_opts_t oc = {.url = cfg->levee.redis, .name = "main", .on_state = worker_redis_state};
 	m->cmd = m->sub ? lv_redis_new(loop, &oc, &err) : NULL;
 	if (!m->sub || !m->cmd || !lv_redis_subscribe(m->sub, INV_CHANNEL, inv_message, p->cache)) {
 		lv_log_error("redis: %s", err.msg[0] ? err.msg : "out of memory");

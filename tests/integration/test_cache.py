@@ -1078,3 +1078,28 @@ def test_point_write_through_one_instance_invalidates_the_other(levee_factory, p
     ca.execute("UPDATE c_pt SET v = 'from_a' WHERE id = %s", (2,))
     wait_until(lambda: pt_vals(cb, [2])[2] == "from_a", 5 * SLOW, message="b to drop row 2")
     assert pt_vals(cb, [1, 3])[1] == "v1"
+
+
+def test_invalidation_and_l2_survive_a_redis_script_flush(levee_factory, pg, redis):
+    """Levee sends its Redis scripts by SHA; a Redis that lost them (restart,
+    SCRIPT FLUSH) answers NOSCRIPT, and Levee must resend them, not drop the
+    invalidation."""
+    pt_setup(pg)
+    a = levee_factory(cfg(PT_RULE), name="flush_a")
+    b = levee_factory(cfg(PT_RULE), name="flush_b")
+    ca, cb = a.conn(), b.conn()
+    pt_fill(cb, range(1, 4))
+    redis.client().script_flush()
+    direct(pg, "UPDATE c_pt SET v = 'direct' || id")
+    ca.execute("UPDATE c_pt SET v = 'after_flush' WHERE id = %s", (1,))
+    wait_until(lambda: pt_vals(cb, [1])[1] == "after_flush", 5 * SLOW, message="b to drop row 1")
+    assert pt_vals(cb, [2])[2] == "v2"
+    # The L2 lookup script: the first lookup after a flush fails (counted, answered by the
+    # server), and reloads the scripts, so the next lookup works again.
+    redis.client().script_flush()
+    e0 = counter(a, "levee_cache_l2_total", result="error")
+    assert val(ca, "/* levee:cache ttl=60s */ SELECT v FROM c_pt WHERE id = 3") == "direct3"
+    assert counter(a, "levee_cache_l2_total", result="error") == e0 + 1
+    m0 = counter(a, "levee_cache_l2_total", result="miss")
+    assert val(ca, "/* levee:cache ttl=60s */ SELECT v FROM c_pt WHERE id = 2") == "direct2"
+    assert counter(a, "levee_cache_l2_total", result="miss") == m0 + 1
