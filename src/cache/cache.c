@@ -59,7 +59,7 @@ bool lv_cache_may_apply(const lv_config_t *cfg, const char *sql, size_t len)
 {
 	if (cfg->n_cache_rules > 0)
 		return true;
-	return memmem(sql, len, "levee:cache", 11) != NULL || memmem(sql, len, "LEVEE:CACHE", 11) != NULL;
+	return lv_sql_mentions_levee(sql, len);
 }
 
 bool lv_cache_needs_fingerprint(const lv_config_t *cfg)

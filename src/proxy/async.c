@@ -41,15 +41,9 @@ struct lv_async_op {
 	char db[LV_NAME_LEN];
 };
 
-static bool has_async_text(const char *sql, size_t len)
-{
-	return memmem(sql, len, "levee:async", 11) || memmem(sql, len, "LEVEE:ASYNC", 11) ||
-	       memmem(sql, len, "Levee:async", 11);
-}
-
 bool lv_async_marked(const char *sql, size_t len)
 {
-	if (!has_async_text(sql, len))
+	if (!lv_sql_mentions_levee(sql, len))
 		return false;
 	lv_sql_hints_t h;
 	return lv_sql_hints(sql, len, &h) == 0 && h.want_async;
@@ -184,7 +178,7 @@ lv_async_result_t lv_async_try(lv_client_t *c)
 	lv_request_t rq;
 	if (!lv_request_parse(c, &rq))
 		return LV_ASYNC_PASS;
-	bool hinted = has_async_text(rq.sql, rq.sql_len);
+	bool hinted = lv_sql_mentions_levee(rq.sql, rq.sql_len);
 	if (!hinted && cfg->n_queue_rules == 0)
 		return LV_ASYNC_PASS;
 	lv_sql_opts_t opts = {.skip_fingerprint = true, .write_functions_list = cfg->routing.write_functions};

@@ -2857,3 +2857,18 @@ const char *lv_sql_first_word(const char *sql, size_t n, size_t *len)
 	*len = i - w;
 	return sql + w;
 }
+
+bool lv_sql_mentions_levee(const char *sql, size_t len)
+{
+	/* Hints are "levee:word": look at the colons, which are rare outside casts. */
+	const char *p = sql, *end = sql + len;
+	while (p < end) {
+		const char *colon = memchr(p, ':', (size_t)(end - p));
+		if (!colon)
+			return false;
+		if (colon - sql >= 5 && strncasecmp(colon - 5, "levee", 5) == 0)
+			return true;
+		p = colon + 1;
+	}
+	return false;
+}

@@ -388,6 +388,9 @@ int lv_sql_classify(const char *sql, size_t len, const lv_sql_opts_t *opts,
  */
 const char *lv_sql_first_word(const char *sql, size_t n, size_t *len);
 
+/* True when the text contains "levee:" in any case (a hint may be there): a scan, no parse. */
+bool lv_sql_mentions_levee(const char *sql, size_t len);
+
 /* Extracts only the hints: no parse, no allocation. Returns 0, or LV_EINVAL. */
 int lv_sql_hints(const char *sql, size_t len, lv_sql_hints_t *out);
 
