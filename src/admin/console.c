@@ -411,15 +411,15 @@ static void show_config(lv_client_t *c)
 static void show_backends(lv_client_t *c)
 {
 	static const char *const names[] = {"backend", "role", "up", "usable", "lag_ms", "lag_bytes", "lsn",
-					    "outstanding", "bans", "recoveries"};
-	static const uint32_t oids[] = {OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_INT8,
+					    "outstanding", "bans", "recoveries", "queries"};
+	static const uint32_t oids[] = {OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_INT8, OID_INT8,
 					OID_INT8, OID_INT8, OID_INT8, OID_INT8, OID_INT8};
 	result_t r;
 	result_begin(&r, LV_ARRAY_LEN(names), names, oids);
 	lv_health_t *h = proxy->health;
 	for (int i = 0; h && i < lv_health_count(h); i++) {
 		lv_backend_t *b = lv_health_at(h, i);
-		char addr[LV_HOST_LEN + 8], n[7][24];
+		char addr[LV_HOST_LEN + 8], n[8][24];
 		snprintf(addr, sizeof(addr), "%s:%d", b->host, b->port);
 		int rep = __atomic_load_n(&b->is_replica, __ATOMIC_RELAXED);
 		int64_t lag_us = __atomic_load_n(&b->lag_us, __ATOMIC_RELAXED);
@@ -433,7 +433,8 @@ static void show_backends(lv_client_t *c)
 				   fmt_u64(n[2], __atomic_load_n(&b->lsn, __ATOMIC_RELAXED)),
 				   fmt_u64(n[3], (uint64_t)LV_MAX(0, __atomic_load_n(&b->outstanding, __ATOMIC_RELAXED))),
 				   fmt_u64(n[4], __atomic_load_n(&b->n_bans, __ATOMIC_RELAXED)),
-				   fmt_u64(n[5], __atomic_load_n(&b->n_recoveries, __ATOMIC_RELAXED))};
+				   fmt_u64(n[5], __atomic_load_n(&b->n_recoveries, __ATOMIC_RELAXED)),
+				   fmt_u64(n[6], __atomic_load_n(&b->n_queries, __ATOMIC_RELAXED))};
 		result_row(&r, v);
 	}
 	result_send(c, &r, "SHOW");

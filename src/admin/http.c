@@ -49,6 +49,7 @@ static bool render_backends(lv_http_t *h, lv_buf_t *b)
 		{"levee_backend_outstanding", "Transactions in flight on the backend.", "gauge"},
 		{"levee_backend_bans_total", "Times the backend was banned from new work.", "counter"},
 		{"levee_backend_recoveries_total", "Times the backend came back after a ban.", "counter"},
+		{"levee_backend_queries_total", "Request cycles (queries, Syncs) the backend answered.", "counter"},
 	};
 	int n = lv_health_count(h->health);
 	for (size_t f = 0; f < LV_ARRAY_LEN(fam); f++) {
@@ -71,7 +72,8 @@ static bool render_backends(lv_http_t *h, lv_buf_t *b)
 			case 3: v = (double)__atomic_load_n(&be->lag_bytes, __ATOMIC_RELAXED); break;
 			case 4: v = __atomic_load_n(&be->outstanding, __ATOMIC_RELAXED); break;
 			case 5: v = (double)be->n_bans; break;
-			default: v = (double)be->n_recoveries; break;
+			case 6: v = (double)be->n_recoveries; break;
+			default: v = (double)__atomic_load_n(&be->n_queries, __ATOMIC_RELAXED); break;
 			}
 			if ((f == 2 || f == 3) && rep != 1)
 				continue;

@@ -43,6 +43,7 @@ typedef struct lv_backend {
 				   go here again until a reload */
 	/* Written by workers: transactions in flight, for least-outstanding balancing. */
 	int outstanding;
+	uint64_t n_queries;     /* request cycles (queries and Syncs) it answered; atomic */
 	/* Main thread only. */
 	int fails;
 	uint64_t n_bans, n_recoveries;

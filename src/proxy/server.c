@@ -641,6 +641,8 @@ static void request_done(lv_server_t *sv)
 	lv_metric_inc(LV_M_QUERIES_TOTAL);
 	lv_metric_observe_us(LV_M_QUERY_DURATION_SECONDS, 0, took);
 	pool->n_query++;
+	if (pool->backend)
+		__atomic_add_fetch(&pool->backend->n_queries, 1, __ATOMIC_RELAXED);
 	pool->query_time_us += (uint64_t)took;
 	if (sv->txn_status == 'I') {
 		lv_metric_inc(LV_M_TRANSACTIONS_TOTAL);

@@ -65,6 +65,14 @@ def test_reads_spread_over_replicas_writes_on_primary(routed, pg, pg_replicas):
     # The same text is parsed once per worker, then answered from the cache.
     assert m.get("levee_sql_classifications_total", result="hit") >= 30
     assert 1 <= m.get("levee_sql_parse_seconds_count") <= 10
+    # Queries by backend: the replicas answered the 40 reads, the primary the writes.
+    by_backend = {int(r["backend"].rsplit(":", 1)[1]): int(r["queries"]) for r in routed.admin("SHOW BACKENDS")}
+    assert sum(by_backend[p] for p in replica_ports) >= 40, by_backend
+    assert all(by_backend[p] >= 5 for p in replica_ports), by_backend
+    assert by_backend[pg.port] >= 3, by_backend
+    m = routed.metrics()
+    for p in replica_ports:
+        assert m.sum("levee_backend_queries_total", backend=f"127.0.0.1:{p}") >= by_backend[p]
 
 
 def test_transactions_keep_one_backend(routed, pg, pg_replicas):
