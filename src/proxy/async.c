@@ -157,12 +157,11 @@ static bool enqueue(lv_client_t *c, const lv_request_t *rq, const lv_sql_info_t 
 		formats[i] = lv_wire_bind_param_format(b, i);
 		types[i] = lv_request_type(rq, i);
 	}
-	/* The statement text must end at its length: a Query's text does (it is NUL-terminated). */
 	const char *table = lv_sql_table_written(info, 0);
 	const char *dot = strrchr(table, '.');
 	lv_wq_msg_t m = {.db = c->database, .user = c->user, .key = key, .table = dot ? dot + 1 : table,
-			 .sql = rq->sql, .n_params = n, .values = values, .lens = lens, .formats = formats,
-			 .types = types};
+			 .sql = rq->sql, .sql_len = rq->sql_len, .n_params = n, .values = values, .lens = lens,
+			 .formats = formats, .types = types};
 	*st = ok ? lv_wq_enqueue(w->redis, w->cfg, &m, enqueued, op) : LV_WQ_OOM;
 	lv_free(values);
 	lv_free(lens);

@@ -1347,13 +1347,15 @@ void lv_cached_note_parse(lv_client_t *c, const char *name, const char *sql, siz
 		if (!lv_buf_append_cstr(&c->named_writes, name) || !lv_buf_put_u8(&c->named_writes, writes) ||
 		    !lv_buf_put_u16(&c->named_writes, n_types) ||
 		    !lv_buf_append(&c->named_writes, types_be, (size_t)n_types * 4) ||
-		    !lv_buf_put_u32(&c->named_writes, (uint32_t)len) || !lv_buf_append(&c->named_writes, sql, len))
+		    !lv_buf_put_u32(&c->named_writes, (uint32_t)len) || !lv_buf_append(&c->named_writes, sql, len) ||
+		    !lv_buf_put_u8(&c->named_writes, 0))
 			c->written_all = true; /* cannot remember it: the next transaction end clears all */
 		return;
 	}
 	lv_buf_reset(slot);
 	if (writes && (!lv_buf_put_u16(slot, n_types) || !lv_buf_append(slot, types_be, (size_t)n_types * 4) ||
-		       !lv_buf_put_u32(slot, (uint32_t)len) || !lv_buf_append(slot, sql, len))) {
+		       !lv_buf_put_u32(slot, (uint32_t)len) || !lv_buf_append(slot, sql, len) ||
+		       !lv_buf_put_u8(slot, 0))) {
 		lv_buf_reset(slot);
 		c->written_all = true;
 	}
@@ -1368,7 +1370,7 @@ static const uint8_t *read_stmt(const uint8_t *p, uint16_t *n_types, const uint8
 	p += 2 + (size_t)*n_types * 4;
 	*len = lv_get_u32(p);
 	*sql = (const char *)p + 4;
-	return p + 4 + *len;
+	return p + 4 + *len + 1; /* the text is kept NUL-terminated, as a Parse carries it */
 }
 
 /* The last record of session-mode statement name: the byte after its name, or NULL. */

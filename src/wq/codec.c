@@ -240,16 +240,21 @@ int lv_wq_encode(const lv_wq_msg_t *m, lv_buf_t *out, lv_err_t *err)
 {
 	if (!m->db || !*m->db || !m->user || !*m->user || !m->sql || !*m->sql)
 		return lv_err_set(err, LV_EINVAL, "a queued message needs a database, a user and a statement");
+	/* A counted statement (not NUL-terminated, e.g. a stored Parse text) is copied first. */
+	char *sql_copy = m->sql_len ? lv_strndup(m->sql, m->sql_len) : NULL;
+	if (m->sql_len && !sql_copy)
+		return LV_ENOMEM;
+	const char *sql = sql_copy ? sql_copy : m->sql;
 	const char *table = m->table ? m->table : "";
 	const char *key = m->key && *m->key ? m->key : table;
 	cJSON *o = cJSON_CreateObject();
-	if (!o)
-		return LV_ENOMEM;
 	int rc = LV_ENOMEM;
 	cJSON *params;
+	if (!o)
+		goto done;
 	if (!cJSON_AddNumberToObject(o, "v", PAYLOAD_VERSION) || !add_str(o, "db", m->db) ||
 	    !add_str(o, "user", m->user) || !add_str(o, "key", key) || !add_str(o, "table", table) ||
-	    !add_str(o, "sql", m->sql) || !(params = cJSON_AddArrayToObject(o, "params")))
+	    !add_str(o, "sql", sql) || !(params = cJSON_AddArrayToObject(o, "params")))
 		goto done;
 	for (unsigned i = 0; i < m->n_params; i++)
 		if ((rc = add_param(params, m, i, err)) != 0)
@@ -269,6 +274,7 @@ done:
 	if (rc == LV_ENOMEM)
 		lv_err_set(err, LV_ENOMEM, "out of memory");
 	cJSON_Delete(o);
+	lv_free(sql_copy);
 	return rc;
 }
 

@@ -11,9 +11,11 @@
  *   <prefix>:D:dead       dead letters: id, stream, db, payload, error, attempts
  *   <prefix>:D:stats      hash: enqueued, applied, retried, dead (cluster-wide totals)
  *
- * Producer. One EVAL: sum XLEN over D's partitions, refuse with LEVEE_FULL at
- * max_length, else XADD to the key's partition and HINCRBY enqueued. Then
- * WAIT when wait_replicas > 0.
+ * Producer. One script, sent as EVALSHA of its SHA1 (computed once per
+ * process); a NOSCRIPT answer (nothing ran) is followed by the same request
+ * as EVAL, which loads the script for the next ones. The script sums XLEN
+ * over D's partitions, refuses with LEVEE_FULL at max_length, else XADDs to
+ * the key's partition and HINCRBYs enqueued. Then WAIT when wait_replicas > 0.
  *
  * Consumers. Per database a dbq_t with LV_WQ_PARTITIONS part_t. A part is
  * worked on only while this instance holds its lease (SET NX PX claim_idle,
@@ -32,10 +34,30 @@
  * entry is not eligible every later entry with the same key is not either
  * (FIFO per key), nor an entry of another user than the batch's (one batch is
  * one connection, and without a [database] user a connection is per user).
- * Batches of one database run one at a time, so parts never overtake
- * themselves.
  *
- * A batch on PostgreSQL, one transaction:
+ * Parallelism. A database has up to MAX_CONNS PostgreSQL connections (pgc_t),
+ * each running at most one batch. Batches of different parts run at once on
+ * different connections; a part has at most one batch running (part->busy),
+ * and its next batch is collected only after that one ended, so a part
+ * never overtakes itself and a key (always in one part) is applied in order
+ * by one connection at a time. Batches of different parts touch different
+ * keys, whose relative order the contract leaves free.
+ *
+ * A batch on PostgreSQL, one transaction. First, optimistically, the whole
+ * batch in one pipeline, one round trip (extended protocol, one Sync):
+ *
+ *   P/B/E BEGIN
+ *   P/B/E INSERT INTO levee_applied (stream, id) VALUES (S, ID1), (S, ID2), ...
+ *   [P/B/E DELETE FROM levee_applied WHERE stream=S AND id below the trim point]
+ *   per entry: P/B/E the statement with its parameters
+ *   P/B/E COMMIT, S(ync)
+ *
+ * After an error the server skips everything up to the Sync, so nothing of
+ * the batch commits: a failing statement, or an id already in levee_applied
+ * (23505: a redelivery after COMMIT without XACK) rolls it back whole. Then
+ * (after a ROLLBACK if the server is still in the failed transaction) the
+ * same batch is applied again in the fallback mode, message by message,
+ * which is exactly the pre-pipeline path and so gives the same end state:
  *
  *   Q  BEGIN; SELECT id FROM levee_applied WHERE stream=S AND id IN (...)
  *      [; DELETE FROM levee_applied WHERE stream=S AND id below the trim point]
@@ -44,10 +66,13 @@
  *                          P/B/E the statement with its parameters, S(ync)
  *   Q  [RELEASE|ROLLBACK TO;] COMMIT
  *
- * Each entry is one round trip. An error in the INSERT with 23505 means
- * another consumer applied it concurrently (lease overlap): skipped. An
- * error in the statement: the entry failed (rolled back to its savepoint).
- * Anything else, or a lost connection, fails the batch whole: nothing is
+ * A batch holding an entry that failed before goes to the fallback at once.
+ * Neither the pipeline's failure nor its rollback counts as an attempt; only
+ * the fallback's outcome does. In the fallback each entry is one round trip.
+ * An error in the marker INSERT with 23505 means another consumer applied it
+ * concurrently (lease overlap): skipped. An error in the statement: the entry
+ * failed (rolled back to its savepoint). Anything else, or a lost
+ * connection, fails the batch whole (in either mode): nothing is
  * acknowledged and it is retried after a backoff, not counted as an attempt.
  * After COMMIT: XACK the applied and skipped ids; failed ones wait for
  * their backoff or, at max_attempts, are XADDed to the dead stream and then
@@ -57,7 +82,8 @@
  *
  * Ownership: lv_wq_t owns its dbq_t (kept until lv_wq_free, idle when the
  * database leaves the config), their entries, the Redis connections and the
- * PostgreSQL handles. Redis callbacks carry a pointer to a part or dbq; they
+ * PostgreSQL handles (with the batch each runs). Redis callbacks carry a
+ * pointer to a part or dbq, PostgreSQL callbacks one to a pgc_t; they
  * stay valid because those are freed only after the connections, whose
  * freeing runs every pending callback (with reply NULL) first; callbacks see
  * wq->closing and do nothing.
@@ -74,9 +100,11 @@
 #include "wq/wq_int.h"
 
 #include <event2/event.h>
+#include <openssl/evp.h>
+#include <pthread.h>
 
 #define DEFAULT_PREFIX "levee:q"
-#define MAX_CONNS 4
+#define MAX_CONNS 4 /* PostgreSQL connections per database: batches of that many parts at once */
 #define TICK_MS 100
 #define TRIM_EVERY_US (1 * LV_USEC_PER_SEC)
 
@@ -111,13 +139,60 @@ static const char ENQUEUE_LUA[] =
 	"redis.call('HINCRBY', KEYS[#KEYS], 'enqueued', 1)\n"
 	"return id\n";
 
+/*
+ * The script is sent by its SHA1 (EVALSHA), not its text. Redis answers
+ * NOSCRIPT when its script cache does not have it (first use, or a restart
+ * or SCRIPT FLUSH since): the script did not run, so the request is sent
+ * again with EVAL, which also loads it into the cache for the next ones.
+ */
+static pthread_once_t enqueue_sha_once = PTHREAD_ONCE_INIT;
+static char enqueue_sha[41]; /* hex; "" if hashing failed: EVAL every time */
+
+static void enqueue_sha_init(void)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	if (EVP_Digest(ENQUEUE_LUA, sizeof(ENQUEUE_LUA) - 1, md, &n, EVP_sha1(), NULL) != 1 ||
+	    n != 20)
+		return;
+	for (unsigned i = 0; i < n; i++)
+		snprintf(enqueue_sha + 2 * i, 3, "%02x", md[i]);
+}
+
+/* The arguments that follow the script (or its SHA1), kept for a resend after NOSCRIPT. */
+#define ENQ_ARGS (1 + LV_WQ_PARTITIONS + 1 + 3)
+
 typedef struct enq_req {
 	lv_wq_enqueued_cb cb;
 	void *arg;
 	int wait_replicas;
 	int64_t wait_timeout_ms;
+	bool by_sha;            /* the last send was an EVALSHA */
+	int n_args;
+	size_t offs[ENQ_ARGS];  /* into args */
+	size_t lens[ENQ_ARGS];
+	lv_buf_t args;          /* numkeys, keys, target, max_length, payload; back to back */
 	char id[48];
 } enq_req_t;
+
+static void enq_reply_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg);
+
+/* Sends q's script by SHA1 (when known and by_sha) or by text; false if not sent. */
+static bool enq_send(lv_redis_t *r, enq_req_t *q, bool by_sha)
+{
+	const char *argv[2 + ENQ_ARGS];
+	size_t lens[2 + ENQ_ARGS];
+	q->by_sha = by_sha && enqueue_sha[0];
+	argv[0] = q->by_sha ? "EVALSHA" : "EVAL";
+	argv[1] = q->by_sha ? enqueue_sha : ENQUEUE_LUA;
+	lens[0] = strlen(argv[0]);
+	lens[1] = q->by_sha ? strlen(enqueue_sha) : sizeof(ENQUEUE_LUA) - 1;
+	for (int i = 0; i < q->n_args; i++) {
+		argv[2 + i] = (const char *)q->args.data + q->offs[i];
+		lens[2 + i] = q->lens[i];
+	}
+	return lv_redis_cmd(r, enq_reply_cb, q, 2 + q->n_args, argv, lens);
+}
 
 static unsigned refuse_label(lv_wq_status_t st)
 {
@@ -146,6 +221,7 @@ static void enq_finish(enq_req_t *q, lv_wq_status_t st, const char *id, const ch
 	else
 		lv_metric_inc_l(LV_M_QUEUE_REFUSED_TOTAL, refuse_label(st));
 	q->cb(q->arg, st, id, detail);
+	lv_buf_cleanup(&q->args);
 	lv_free(q);
 }
 
@@ -170,6 +246,13 @@ static void enq_reply_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg
 		return;
 	}
 	if (lv_redis_reply_type(reply) == LV_REDIS_ERROR) {
+		if (q->by_sha && s && len >= 8 && memcmp(s, "NOSCRIPT", 8) == 0) {
+			/* Not in the script cache, so nothing ran: send the text (it caches it). */
+			if (!enq_send(r, q, false))
+				enq_finish(q, LV_WQ_REDIS_DOWN, NULL,
+					   "could not send the enqueue script");
+			return;
+		}
 		bool full = s && strstr(s, "LEVEE_FULL") != NULL;
 		char detail[200];
 		snprintf(detail, sizeof(detail), "%.*s", (int)LV_MIN(len, 190), s ? s : "");
@@ -191,6 +274,15 @@ static void enq_reply_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg
 		enq_finish(q, LV_WQ_NO_REPLICAS, q->id, "could not send WAIT");
 }
 
+/* Appends one argument to q->args. */
+static bool enq_arg(enq_req_t *q, const void *data, size_t len)
+{
+	q->offs[q->n_args] = q->args.len;
+	q->lens[q->n_args] = len;
+	q->n_args++;
+	return lv_buf_append(&q->args, data, len);
+}
+
 lv_wq_status_t lv_wq_enqueue(lv_redis_t *r, const lv_config_t *cfg, const lv_wq_msg_t *m,
 			     lv_wq_enqueued_cb cb, void *arg)
 {
@@ -203,6 +295,7 @@ lv_wq_status_t lv_wq_enqueue(lv_redis_t *r, const lv_config_t *cfg, const lv_wq_
 		lv_metric_inc_l(LV_M_QUEUE_REFUSED_TOTAL, refuse_label(st));
 		return st;
 	}
+	pthread_once(&enqueue_sha_once, enqueue_sha_init);
 	lv_buf_t payload;
 	lv_buf_init(&payload);
 	lv_err_t err = {0};
@@ -215,31 +308,30 @@ lv_wq_status_t lv_wq_enqueue(lv_redis_t *r, const lv_config_t *cfg, const lv_wq_
 		return st;
 	}
 	const char *key = m->key && *m->key ? m->key : (m->table ? m->table : "");
-	char keys[LV_WQ_PARTITIONS + 1][LV__WQ_KEY_LEN];
-	for (unsigned p = 0; p < LV_WQ_PARTITIONS; p++)
-		lv__wq_stream_key(keys[p], cfg, m->db, p);
-	lv__wq_named_key(keys[LV_WQ_PARTITIONS], cfg, m->db, "stats");
-	char nkeys[16], target[16], maxlen[32];
-	snprintf(nkeys, sizeof(nkeys), "%d", LV_WQ_PARTITIONS + 1);
-	snprintf(target, sizeof(target), "%u", lv_wq_partition(key) + 1);
-	snprintf(maxlen, sizeof(maxlen), "%lld", (long long)cfg->queue.max_length);
-	enum { ARGC = 3 + LV_WQ_PARTITIONS + 1 + 3 };
-	const char *argv[ARGC];
-	size_t lens[ARGC];
-	int n = 0;
-	argv[n++] = "EVAL";
-	argv[n++] = ENQUEUE_LUA;
-	argv[n++] = nkeys;
-	for (unsigned p = 0; p <= LV_WQ_PARTITIONS; p++)
-		argv[n++] = keys[p];
-	argv[n++] = target;
-	argv[n++] = maxlen;
-	argv[n++] = (const char *)payload.data;
-	for (int i = 0; i < n; i++)
-		lens[i] = i == n - 1 ? payload.len : strlen(argv[i]);
 	enq_req_t *q = lv_calloc(1, sizeof(*q));
 	if (!q) {
 		lv_buf_cleanup(&payload);
+		lv_metric_inc_l(LV_M_QUEUE_REFUSED_TOTAL, LV_ML_QUEUE_REFUSE_OOM);
+		return LV_WQ_OOM;
+	}
+	lv_buf_init(&q->args);
+	char num[32], k[LV__WQ_KEY_LEN];
+	snprintf(num, sizeof(num), "%d", LV_WQ_PARTITIONS + 1);
+	bool ok = enq_arg(q, num, strlen(num));
+	for (unsigned p = 0; ok && p < LV_WQ_PARTITIONS; p++) {
+		lv__wq_stream_key(k, cfg, m->db, p);
+		ok = enq_arg(q, k, strlen(k));
+	}
+	lv__wq_named_key(k, cfg, m->db, "stats");
+	ok = ok && enq_arg(q, k, strlen(k));
+	snprintf(num, sizeof(num), "%u", lv_wq_partition(key) + 1);
+	ok = ok && enq_arg(q, num, strlen(num));
+	snprintf(num, sizeof(num), "%lld", (long long)cfg->queue.max_length);
+	ok = ok && enq_arg(q, num, strlen(num)) && enq_arg(q, payload.data, payload.len);
+	lv_buf_cleanup(&payload);
+	if (!ok) {
+		lv_buf_cleanup(&q->args);
+		lv_free(q);
 		lv_metric_inc_l(LV_M_QUEUE_REFUSED_TOTAL, LV_ML_QUEUE_REFUSE_OOM);
 		return LV_WQ_OOM;
 	}
@@ -247,9 +339,8 @@ lv_wq_status_t lv_wq_enqueue(lv_redis_t *r, const lv_config_t *cfg, const lv_wq_
 	q->arg = arg;
 	q->wait_replicas = cfg->queue.wait_replicas;
 	q->wait_timeout_ms = cfg->queue.wait_timeout_ms;
-	bool sent = lv_redis_cmd(r, enq_reply_cb, q, n, argv, lens);
-	lv_buf_cleanup(&payload);
-	if (!sent) {
+	if (!enq_send(r, q, true)) {
+		lv_buf_cleanup(&q->args);
 		lv_free(q);
 		lv_metric_inc_l(LV_M_QUEUE_REFUSED_TOTAL, LV_ML_QUEUE_REFUSE_REDIS_DOWN);
 		return LV_WQ_REDIS_DOWN;
@@ -315,8 +406,24 @@ typedef struct part {
 	lv_usec_t trim_at_us;
 	uint64_t trim_ms;       /* ids below <trim_ms>-0 are trimmed: prune levee_applied */
 	uint64_t pruned_ms;
+	struct pgc *busy;       /* the connection applying a batch of p; NULL when none */
 } part_t;
 
+typedef enum batch_step {
+	B_IDLE = 0,
+	B_CONNECT,  /* waiting for the connection's READY */
+	B_SETUP,    /* CREATE TABLE IF NOT EXISTS levee_applied */
+	B_PIPE,     /* the whole batch in one pipeline: BEGIN, markers, statements, COMMIT, Sync */
+	B_ROLLBACK, /* the pipeline failed inside its transaction: ROLLBACK before the fallback */
+	B_BEGIN,    /* fallback: BEGIN; SELECT already applied ids */
+	B_ENTRY,    /* fallback: one entry's savepoint, marker and statement */
+	B_COMMIT,   /* fallback: COMMIT */
+} batch_step_t;
+
+/*
+ * One PostgreSQL connection of a database and the batch it runs (at most
+ * one at a time). The batch fields are meaningful while step != B_IDLE.
+ */
 typedef struct pgc {
 	struct dbq *q;    /* owner; set once */
 	char user[LV_NAME_LEN];
@@ -324,16 +431,22 @@ typedef struct pgc {
 	bool is_ready;
 	bool has_table;   /* levee_applied known to exist */
 	lv_usec_t used_us;
+	/* The running batch. */
+	batch_step_t step;
+	part_t *part;
+	entry_t **ent;          /* the batch's entries, in stream order */
+	int n_ent, cap_ent;
+	int bi;                 /* fallback: entry being applied */
+	int rfq_left;           /* ReadyForQuery messages still expected for this step */
+	bool step_error;        /* an ErrorResponse arrived in this step */
+	bool query_error;       /* it came before the statement's part (marker or savepoint) */
+	char err_state[6];
+	char *err_msg;          /* owned */
+	bool prev_failed;       /* fallback: the previous entry needs ROLLBACK TO */
+	bool prev_open;         /* fallback: a savepoint is open */
+	bool commit_ok;         /* CommandComplete "COMMIT" seen */
+	uint64_t prune_ms;      /* this batch deletes levee_applied ids below <prune_ms>-0 */
 } pgc_t;
-
-typedef enum batch_step {
-	B_IDLE = 0,
-	B_CONNECT,  /* waiting for the connection's READY */
-	B_SETUP,    /* CREATE TABLE IF NOT EXISTS levee_applied */
-	B_BEGIN,    /* BEGIN; SELECT already applied ids */
-	B_ENTRY,    /* one entry's savepoint, marker and statement */
-	B_COMMIT,
-} batch_step_t;
 
 typedef struct dbq {
 	struct lv_wq *wq;
@@ -347,26 +460,11 @@ typedef struct dbq {
 	bool read_pending;
 	int inflight;           /* entries held, all parts */
 	unsigned next_part;     /* round robin for batches */
-	pgc_t conns[MAX_CONNS];
-	/* The running batch. */
-	batch_step_t step;
-	part_t *bpart;
-	pgc_t *bconn;
-	entry_t **bent;         /* the batch's entries, in order */
-	int n_bent, cap_bent;
-	int bi;                 /* entry being applied */
-	int rfq_left;           /* ReadyForQuery messages still expected for this step */
-	int cc_seen;            /* CommandCompletes seen in this step's Query part */
-	bool step_error;        /* an ErrorResponse arrived in this step */
-	bool query_error;       /* it came before the statement's part (marker or savepoint) */
-	char err_state[6];
-	char *err_msg;          /* owned */
-	bool prev_failed;       /* the previous entry needs ROLLBACK TO */
-	bool prev_open;         /* a savepoint is open */
-	bool commit_ok;
+	pgc_t conns[MAX_CONNS]; /* each runs at most one batch: up to MAX_CONNS parts at once */
+	entry_t **scratch;      /* collect() fills it; swapped into the connection that runs it */
+	int n_scratch, cap_scratch;
 	int batch_failures;     /* in a row, for the whole-batch backoff */
 	lv_usec_t batch_retry_at_us;
-	lv_usec_t batch_started_us;
 } dbq_t;
 
 struct lv_wq {
@@ -386,7 +484,7 @@ struct lv_wq {
 };
 
 static void pump(dbq_t *q);
-static void batch_fail(dbq_t *q, const char *why);
+static void batch_fail(pgc_t *c, const char *why);
 
 static int64_t claim_idle_ms(const lv_wq_t *wq)
 {
@@ -504,7 +602,7 @@ static void lose_lease(part_t *p, const char *why)
 	p->is_claimed = false;
 	p->lease_try_at_us = lv_time_now_us() + claim_idle_ms(p->q->wq) * LV_USEC_PER_MS / 3;
 	/* Entries of a running batch go when it ends. */
-	if (p->q->bpart != p)
+	if (!p->busy)
 		drop_entries(p, false);
 }
 
@@ -532,8 +630,10 @@ static void lease_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 	bool won = (lv_redis_reply_type(reply) == LV_REDIS_STATUS) ||
 		   (lv_redis_reply_type(reply) == LV_REDIS_INTEGER && lv_redis_reply_int(reply) == 1);
 	if (won) {
-		if (!p->has_lease)
+		if (!p->has_lease) {
 			lv_log_info("queue %s: lease taken by %s", p->stream, p->q->wq->instance_id);
+			p->claim_cursor[0] = '\0'; /* a new lease claims every pending entry */
+		}
 		p->has_lease = true;
 		p->lease_renew_at_us = now + ttl_us / 3;
 	} else if (p->has_lease && reply) {
@@ -567,6 +667,20 @@ static void send_lease(part_t *p)
 	p->lease_pending = ok;
 }
 
+/* Whether p holds an entry with this id. */
+static bool holds_id(part_t *p, const char *id)
+{
+	lv_list_t *pos;
+	if (!id)
+		return false;
+	lv_list_for_each(pos, &p->entries)
+	{
+		if (strcmp(lv_container_of(pos, entry_t, node)->id, id) == 0)
+			return true;
+	}
+	return false;
+}
+
 static void claim_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 {
 	part_t *p = arg;
@@ -582,9 +696,17 @@ static void claim_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 	size_t clen;
 	const char *cursor = lv_redis_reply_str(lv_redis_reply_at(reply, 0), &clen);
 	const lv_redis_reply_t *items = lv_redis_reply_at(reply, 1);
-	if (p->has_lease && p->q->bpart != p) {
-		for (size_t i = 0; i < lv_redis_reply_len(items); i++)
-			(void)add_entry(p, lv_redis_reply_at(items, i));
+	/*
+	 * Also while a batch of p runs (it may have started since the claim was
+	 * sent): the claimed entries are later in the stream than those held.
+	 * An id already held (a claim that restarted) is not added twice.
+	 */
+	if (p->has_lease) {
+		for (size_t i = 0; i < lv_redis_reply_len(items); i++) {
+			const lv_redis_reply_t *item = lv_redis_reply_at(items, i);
+			if (!holds_id(p, lv_redis_reply_str(lv_redis_reply_at(item, 0), NULL)))
+				(void)add_entry(p, item);
+		}
 	}
 	/* Entries deleted from the stream while pending: acknowledge them. */
 	const lv_redis_reply_t *deleted = lv_redis_reply_at(reply, 2);
@@ -869,20 +991,32 @@ static void send_dead(part_t *p, entry_t *e)
 static void pg_cb(void *arg, lv_wq_pg_event_t ev, uint8_t type, const uint8_t *body, size_t len,
 		  const char *error);
 
-static void conn_close(dbq_t *q, pgc_t *c)
+/* Closes c's connection; its batch fields (and entry array) are left alone. */
+static void conn_close(pgc_t *c)
 {
 	if (c->h)
-		q->wq->pg.close(c->h);
-	memset(c, 0, sizeof(*c));
-	c->q = q;
+		c->q->wq->pg.close(c->h);
+	c->h = NULL;
+	c->user[0] = '\0';
+	c->is_ready = false;
+	c->has_table = false;
+	c->used_us = 0;
 }
 
-/* The connection for slot name key (the user, or "" with a server user), opened as user. */
-static pgc_t *conn_for(dbq_t *q, const char *key, const char *user)
+/*
+ * An idle connection (no batch) for slot name key (the user, or "" with a
+ * server user), opened as user when there is none: a free slot, else the
+ * least recently used idle connection of another user, closed first. *busy
+ * is set when every slot runs a batch; NULL then, or when open failed.
+ */
+static pgc_t *conn_for(dbq_t *q, const char *key, const char *user, bool *busy)
 {
 	pgc_t *free_slot = NULL, *lru = NULL;
+	*busy = false;
 	for (int i = 0; i < MAX_CONNS; i++) {
 		pgc_t *c = &q->conns[i];
+		if (c->step != B_IDLE)
+			continue;
 		if (c->h && strcmp(c->user, key) == 0)
 			return c;
 		if (!c->h && !free_slot)
@@ -890,24 +1024,24 @@ static pgc_t *conn_for(dbq_t *q, const char *key, const char *user)
 		if (c->h && (!lru || c->used_us < lru->used_us))
 			lru = c;
 	}
-	pgc_t *c = free_slot;
+	pgc_t *c = free_slot ? free_slot : lru;
 	if (!c) {
-		conn_close(q, lru);
-		c = lru;
+		*busy = true;
+		return NULL;
 	}
+	conn_close(c);
 	snprintf(c->user, sizeof(c->user), "%s", key);
-	c->q = q;
 	c->h = q->wq->pg.open(q->wq->pg.ctx, q->name, user, pg_cb, c);
 	if (!c->h) {
-		conn_close(q, c);
+		conn_close(c);
 		return NULL;
 	}
 	return c;
 }
 
-static bool pg_send(dbq_t *q, lv_buf_t *b, bool ok)
+static bool pg_send(pgc_t *c, lv_buf_t *b, bool ok)
 {
-	ok = ok && q->bconn && q->bconn->h && q->wq->pg.send(q->bconn->h, b->data, b->len);
+	ok = ok && c->h && c->q->wq->pg.send(c->h, b->data, b->len);
 	lv_buf_cleanup(b);
 	return ok;
 }
@@ -931,67 +1065,50 @@ static bool write_query_buf(lv_buf_t *out, lv_buf_t *sql)
 	return ok;
 }
 
-static const char *savepoint_close(const dbq_t *q)
+static const char *savepoint_close(const pgc_t *c)
 {
-	if (!q->prev_open)
+	if (!c->prev_open)
 		return "";
-	return q->prev_failed ? "ROLLBACK TO SAVEPOINT levee_m; RELEASE SAVEPOINT levee_m; "
+	return c->prev_failed ? "ROLLBACK TO SAVEPOINT levee_m; RELEASE SAVEPOINT levee_m; "
 			      : "RELEASE SAVEPOINT levee_m; ";
 }
 
-static void step_reset(dbq_t *q, batch_step_t step, int rfq)
+static void step_reset(pgc_t *c, batch_step_t step, int rfq)
 {
-	q->step = step;
-	q->rfq_left = rfq;
-	q->cc_seen = 0;
-	q->step_error = false;
-	q->query_error = false;
-	q->err_state[0] = '\0';
-	lv_free(q->err_msg);
-	q->err_msg = NULL;
+	c->step = step;
+	c->rfq_left = rfq;
+	c->step_error = false;
+	c->query_error = false;
+	c->err_state[0] = '\0';
+	lv_free(c->err_msg);
+	c->err_msg = NULL;
 }
 
-static void send_setup(dbq_t *q)
+static void send_setup(pgc_t *c)
 {
 	lv_buf_t b;
 	lv_buf_init(&b);
-	step_reset(q, B_SETUP, 1);
-	if (!pg_send(q, &b,
+	step_reset(c, B_SETUP, 1);
+	if (!pg_send(c, &b,
 		     lv_wire_write_query(&b, "CREATE TABLE IF NOT EXISTS levee_applied (stream text NOT NULL, "
 					     "id text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), "
 					     "PRIMARY KEY (stream, id))")))
-		batch_fail(q, "could not send to PostgreSQL");
+		batch_fail(c, "could not send to PostgreSQL");
 }
 
-static void send_begin(dbq_t *q)
+/* Appends the DELETE of p's levee_applied rows below its trim point, if any is due. */
+static bool put_prune(pgc_t *c, lv_buf_t *sql, const char *sep)
 {
-	part_t *p = q->bpart;
-	lv_buf_t sql, b;
-	lv_buf_init(&sql);
-	lv_buf_init(&b);
-	bool ok = lv_buf_append_str(&sql, "BEGIN; SELECT id FROM levee_applied WHERE stream = ") &&
-		  put_literal(&sql, p->stream) && lv_buf_append_str(&sql, " AND id IN (");
-	for (int i = 0; ok && i < q->n_bent; i++)
-		ok = (i == 0 || lv_buf_append_str(&sql, ", ")) && put_literal(&sql, q->bent[i]->id);
-	ok = ok && lv_buf_append_str(&sql, ")");
-	if (ok && p->trim_ms > p->pruned_ms) {
-		ok = lv_buf_append_str(&sql, "; DELETE FROM levee_applied WHERE stream = ") &&
-		     put_literal(&sql, p->stream) &&
-		     lv_buf_printf(&sql, " AND split_part(id, '-', 1)::bigint < %llu",
-				   (unsigned long long)p->trim_ms);
-		if (ok)
-			p->pruned_ms = p->trim_ms;
-	}
-	step_reset(q, B_BEGIN, 1);
-	q->prev_open = false;
-	q->prev_failed = false;
-	if (!ok) {
-		lv_buf_cleanup(&sql);
-		batch_fail(q, "out of memory");
-		return;
-	}
-	if (!pg_send(q, &b, write_query_buf(&b, &sql)))
-		batch_fail(q, "could not send to PostgreSQL");
+	part_t *p = c->part;
+	c->prune_ms = 0;
+	if (p->trim_ms <= p->pruned_ms)
+		return true;
+	c->prune_ms = p->trim_ms;
+	return lv_buf_append_str(sql, sep) &&
+	       lv_buf_append_str(sql, "DELETE FROM levee_applied WHERE stream = ") &&
+	       put_literal(sql, p->stream) &&
+	       lv_buf_printf(sql, " AND split_part(id, '-', 1)::bigint < %llu",
+			     (unsigned long long)p->trim_ms);
 }
 
 /* Bind with per-parameter formats and binary-safe values. */
@@ -1018,25 +1135,113 @@ static bool write_bind(lv_buf_t *b, const lv_wq_decoded_t *m)
 	return lv_wire_msg_end(b, &msg);
 }
 
-/* Sends the next entry not skipped, or the COMMIT when none is left. */
+/* Parse, Bind and Execute of sql (NUL-terminated, no parameters) on the unnamed statement. */
+static bool put_pbe(lv_buf_t *b, const char *sql)
+{
+	return lv_wire_write_parse(b, "", sql, 0, NULL) && lv_wire_write_bind(b, "", "", 0, NULL) &&
+	       lv_wire_write_execute(b, "", 0);
+}
+
+/*
+ * The optimistic path: the whole batch in one pipeline and one round trip.
+ * BEGIN; INSERT INTO levee_applied every id (a redelivered id fails it with
+ * 23505); [DELETE below the trim point;] every statement; COMMIT; then the
+ * one Sync. Any error makes the server skip the rest up to the Sync, so the
+ * transaction commits whole or not at all; step_rfq() then falls back to
+ * per-message savepoints (send_begin), which skips applied ids and
+ * isolates a failing statement.
+ */
+static void send_pipeline(pgc_t *c)
+{
+	part_t *p = c->part;
+	lv_buf_t sql, b;
+	lv_buf_init(&sql);
+	lv_buf_init(&b);
+	bool ok = put_pbe(&b, "BEGIN") &&
+		  lv_buf_append_str(&sql, "INSERT INTO levee_applied (stream, id) VALUES ");
+	for (int i = 0; ok && i < c->n_ent; i++)
+		ok = lv_buf_append_str(&sql, i == 0 ? "(" : ", (") &&
+		     put_literal(&sql, p->stream) && lv_buf_append_str(&sql, ", ") &&
+		     put_literal(&sql, c->ent[i]->id) && lv_buf_append_str(&sql, ")");
+	ok = ok && lv_buf_append(&sql, "", 1) && put_pbe(&b, (const char *)sql.data);
+	lv_buf_reset(&sql);
+	ok = ok && put_prune(c, &sql, "");
+	if (ok && sql.len > 0)
+		ok = lv_buf_append(&sql, "", 1) && put_pbe(&b, (const char *)sql.data);
+	lv_buf_cleanup(&sql);
+	for (int i = 0; ok && i < c->n_ent; i++) {
+		const lv_wq_decoded_t *m = &c->ent[i]->msg;
+		ok = lv_wire_write_parse(&b, "", m->sql, m->n_params, m->types) &&
+		     write_bind(&b, m) && lv_wire_write_execute(&b, "", 0);
+	}
+	ok = ok && put_pbe(&b, "COMMIT") && lv_wire_write_sync(&b);
+	step_reset(c, B_PIPE, 1);
+	c->commit_ok = false;
+	if (!pg_send(c, &b, ok))
+		batch_fail(c, ok ? "could not send to PostgreSQL" : "out of memory");
+}
+
+/* The fallback's first step: BEGIN; SELECT the ids already applied [; prune]. */
+static void send_begin(pgc_t *c)
+{
+	part_t *p = c->part;
+	lv_buf_t sql, b;
+	lv_buf_init(&sql);
+	lv_buf_init(&b);
+	bool ok = lv_buf_append_str(&sql, "BEGIN; SELECT id FROM levee_applied WHERE stream = ") &&
+		  put_literal(&sql, p->stream) && lv_buf_append_str(&sql, " AND id IN (");
+	for (int i = 0; ok && i < c->n_ent; i++)
+		ok = (i == 0 || lv_buf_append_str(&sql, ", ")) && put_literal(&sql, c->ent[i]->id);
+	ok = ok && lv_buf_append_str(&sql, ")") && put_prune(c, &sql, "; ");
+	step_reset(c, B_BEGIN, 1);
+	c->prev_open = false;
+	c->prev_failed = false;
+	for (int i = 0; i < c->n_ent; i++)
+		c->ent[i]->result = R_NONE;
+	if (!ok) {
+		lv_buf_cleanup(&sql);
+		batch_fail(c, "out of memory");
+		return;
+	}
+	if (!pg_send(c, &b, write_query_buf(&b, &sql)))
+		batch_fail(c, "could not send to PostgreSQL");
+}
+
+/* The batch's first step once the connection is ready and levee_applied exists. */
+static void send_first(pgc_t *c)
+{
+	/*
+	 * An entry that failed before will likely fail again: go message by
+	 * message at once rather than pay for a pipeline that rolls back.
+	 */
+	for (int i = 0; i < c->n_ent; i++) {
+		if (c->ent[i]->attempts > 0) {
+			send_begin(c);
+			return;
+		}
+	}
+	send_pipeline(c);
+}
+
 /* Whether an earlier entry of the batch with e's key failed or was deferred. */
-static bool key_held(const dbq_t *q, int upto, const entry_t *e)
+static bool key_held(const pgc_t *c, int upto, const entry_t *e)
 {
 	for (int i = 0; i < upto; i++) {
-		const entry_t *o = q->bent[i];
+		const entry_t *o = c->ent[i];
 		if ((o->result == R_FAILED || o->result == R_DEFERRED) && strcmp(o->msg.key, e->msg.key) == 0)
 			return true;
 	}
 	return false;
 }
 
-static void send_next(dbq_t *q)
+/* Fallback: sends the next entry not skipped, or the COMMIT when none is left. */
+static void send_next(pgc_t *c)
 {
-	for (; q->bi < q->n_bent; q->bi++) {
-		entry_t *e = q->bent[q->bi];
+	for (; c->bi < c->n_ent; c->bi++) {
+		entry_t *e = c->ent[c->bi];
 		if (e->result != R_NONE)
 			continue;
-		if (!key_held(q, q->bi, e))
+		if (!key_held(c, c->bi, e))
 			break;
 		e->result = R_DEFERRED;
 	}
@@ -1044,46 +1249,51 @@ static void send_next(dbq_t *q)
 	lv_buf_init(&sql);
 	lv_buf_init(&b);
 	bool ok;
-	if (q->bi >= q->n_bent) {
-		ok = lv_buf_append_str(&sql, savepoint_close(q)) && lv_buf_append_str(&sql, "COMMIT");
-		step_reset(q, B_COMMIT, 1);
-		q->commit_ok = false;
-		if (!pg_send(q, &b, ok && write_query_buf(&b, &sql)))
-			batch_fail(q, "could not send to PostgreSQL");
+	if (c->bi >= c->n_ent) {
+		ok = lv_buf_append_str(&sql, savepoint_close(c)) &&
+		     lv_buf_append_str(&sql, "COMMIT");
+		step_reset(c, B_COMMIT, 1);
+		c->commit_ok = false;
+		if (!pg_send(c, &b, ok && write_query_buf(&b, &sql)))
+			batch_fail(c, "could not send to PostgreSQL");
 		return;
 	}
-	entry_t *e = q->bent[q->bi];
-	ok = lv_buf_append_str(&sql, savepoint_close(q)) &&
+	entry_t *e = c->ent[c->bi];
+	ok = lv_buf_append_str(&sql, savepoint_close(c)) &&
 	     lv_buf_append_str(&sql, "SAVEPOINT levee_m; INSERT INTO levee_applied (stream, id) VALUES (") &&
-	     put_literal(&sql, q->bpart->stream) && lv_buf_append_str(&sql, ", ") &&
+	     put_literal(&sql, c->part->stream) && lv_buf_append_str(&sql, ", ") &&
 	     put_literal(&sql, e->id) && lv_buf_append_str(&sql, ")");
 	ok = ok && write_query_buf(&b, &sql);
 	ok = ok && lv_wire_write_parse(&b, "", e->msg.sql, e->msg.n_params, e->msg.types) &&
 	     write_bind(&b, &e->msg) && lv_wire_write_execute(&b, "", 0) && lv_wire_write_sync(&b);
 	if (!ok)
 		lv_buf_cleanup(&sql);
-	step_reset(q, B_ENTRY, 2);
-	q->prev_open = true;
-	if (!pg_send(q, &b, ok))
-		batch_fail(q, "could not send to PostgreSQL");
+	step_reset(c, B_ENTRY, 2);
+	c->prev_open = true;
+	if (!pg_send(c, &b, ok))
+		batch_fail(c, "could not send to PostgreSQL");
 }
 
-static void batch_clear(dbq_t *q)
+/* Ends c's batch (its entries already have their new states) and frees its partition. */
+static void batch_clear(pgc_t *c)
 {
-	q->step = B_IDLE;
-	q->bpart = NULL;
-	q->bconn = NULL;
-	q->n_bent = 0;
-	q->bi = 0;
-	lv_free(q->err_msg);
-	q->err_msg = NULL;
+	if (c->part && c->part->busy == c)
+		c->part->busy = NULL;
+	c->step = B_IDLE;
+	c->part = NULL;
+	c->n_ent = 0;
+	c->bi = 0;
+	c->prune_ms = 0;
+	lv_free(c->err_msg);
+	c->err_msg = NULL;
 }
 
 /* The whole batch failed: nothing acknowledged, entries wait for the backoff. */
-static void batch_fail(dbq_t *q, const char *why)
+static void batch_fail(pgc_t *c, const char *why)
 {
+	dbq_t *q = c->q;
 	lv_wq_t *wq = q->wq;
-	part_t *p = q->bpart;
+	part_t *p = c->part;
 	lv_metric_inc(LV_M_QUEUE_BATCH_FAILURES_TOTAL);
 	q->batch_failures++;
 	int64_t delay = lv_wq_backoff_ms(q->batch_failures, wq->cfg->queue.retry_backoff_ms > 0
@@ -1091,36 +1301,38 @@ static void batch_fail(dbq_t *q, const char *why)
 					 wq->cfg->queue.retry_backoff_max_ms);
 	q->batch_retry_at_us = lv_time_now_us() + delay * LV_USEC_PER_MS;
 	if (q->batch_failures == 1 || q->batch_failures % 10 == 0)
-		lv_log_warn("queue %s: batch of %d failed (%s); retrying in %lld ms", q->name, q->n_bent,
-			    why, (long long)delay);
-	for (int i = 0; i < q->n_bent; i++) {
-		q->bent[i]->state = E_WAITING;
-		q->bent[i]->result = R_NONE;
+		lv_log_warn("queue %s: batch of %d failed (%s); retrying in %lld ms", q->name,
+			    c->n_ent, why, (long long)delay);
+	for (int i = 0; i < c->n_ent; i++) {
+		c->ent[i]->state = E_WAITING;
+		c->ent[i]->result = R_NONE;
 	}
-	if (q->bconn)
-		conn_close(q, q->bconn);
-	batch_clear(q);
+	conn_close(c);
+	batch_clear(c);
 	if (p && !p->has_lease)
 		drop_entries(p, false);
 }
 
 /* COMMIT succeeded: acknowledge, schedule retries, dead-letter, tell the cache. */
-static void batch_done(dbq_t *q)
+static void batch_done(pgc_t *c)
 {
+	dbq_t *q = c->q;
 	lv_wq_t *wq = q->wq;
-	part_t *p = q->bpart;
+	part_t *p = c->part;
 	if (wq->crash_after_commit) {
 		lv_log_error("LEVEE_TEST_CRASH_AFTER_COMMIT: aborting after COMMIT, before XACK");
 		abort();
 	}
 	q->batch_failures = 0;
+	if (c->prune_ms > p->pruned_ms)
+		p->pruned_ms = c->prune_ms;
 	int n_applied = 0, n_skipped = 0, n_retried = 0;
 	const char *tables[64];
 	int n_tables = 0;
 	int max_attempts = wq->cfg->queue.max_attempts > 0 ? wq->cfg->queue.max_attempts : 5;
 	lv_usec_t now = lv_time_now_us();
-	for (int i = 0; i < q->n_bent; i++) {
-		entry_t *e = q->bent[i];
+	for (int i = 0; i < c->n_ent; i++) {
+		entry_t *e = c->ent[i];
 		switch (e->result) {
 		case R_APPLIED:
 			n_applied++;
@@ -1167,7 +1379,7 @@ static void batch_done(dbq_t *q)
 	lv_metric_add(LV_M_QUEUE_APPLIED_TOTAL, 0, n_applied);
 	lv_metric_add(LV_M_QUEUE_SKIPPED_TOTAL, 0, n_skipped);
 	lv_metric_add(LV_M_QUEUE_RETRIED_TOTAL, 0, n_retried);
-	lv_metric_observe_value(LV_M_QUEUE_BATCH_SIZE, 0, q->n_bent);
+	lv_metric_observe_value(LV_M_QUEUE_BATCH_SIZE, 0, c->n_ent);
 	char num[32];
 	if (n_applied) {
 		snprintf(num, sizeof(num), "%d", n_applied);
@@ -1180,10 +1392,10 @@ static void batch_done(dbq_t *q)
 		(void)cmd_argv(wq, NULL, NULL, 4, argv);
 	}
 	lv_log_debug("queue %s: batch committed: %d applied, %d skipped, %d failed", p->stream,
-		     n_applied, n_skipped, q->n_bent - n_applied - n_skipped);
+		     n_applied, n_skipped, c->n_ent - n_applied - n_skipped);
 	if (n_tables && wq->on_applied)
 		wq->on_applied(wq->applied_arg, q->name, tables, n_tables);
-	batch_clear(q);
+	batch_clear(c);
 	if (!p->has_lease) {
 		/* The partition is someone else's now: acknowledge what was applied, forget the rest. */
 		send_acks(p);
@@ -1197,82 +1409,115 @@ static void batch_done(dbq_t *q)
 	}
 }
 
-static void set_error(dbq_t *q, const uint8_t *body, size_t len)
+static void set_error(pgc_t *c, const uint8_t *body, size_t len)
 {
 	lv_wire_error_t e;
-	if (q->step_error)
+	if (c->step_error)
 		return; /* keep the first */
-	q->step_error = true;
+	c->step_error = true;
 	if (lv_wire_parse_error(body, len, &e) != 0) {
-		snprintf(q->err_state, sizeof(q->err_state), "XX000");
-		q->err_msg = lv_strdup("malformed ErrorResponse");
+		snprintf(c->err_state, sizeof(c->err_state), "XX000");
+		c->err_msg = lv_strdup("malformed ErrorResponse");
 		return;
 	}
-	snprintf(q->err_state, sizeof(q->err_state), "%s", e.sqlstate ? e.sqlstate : "XX000");
+	snprintf(c->err_state, sizeof(c->err_state), "%s", e.sqlstate ? e.sqlstate : "XX000");
 	char buf[1024];
-	snprintf(buf, sizeof(buf), "%s: %s", q->err_state, e.message ? e.message : "error");
-	q->err_msg = lv_strdup(buf);
+	snprintf(buf, sizeof(buf), "%s: %s", c->err_state, e.message ? e.message : "error");
+	c->err_msg = lv_strdup(buf);
 }
 
 /* One ReadyForQuery ended a part of the current step. */
-static void step_rfq(dbq_t *q, uint8_t status)
+static void step_rfq(pgc_t *c, uint8_t status)
 {
-	switch (q->step) {
+	dbq_t *q = c->q;
+	switch (c->step) {
 	case B_SETUP:
-		if (q->step_error && strcmp(q->err_state, "23505") != 0 && strcmp(q->err_state, "42P07") != 0) {
+		if (c->step_error && strcmp(c->err_state, "23505") != 0 &&
+		    strcmp(c->err_state, "42P07") != 0) {
 			char why[1100];
-			snprintf(why, sizeof(why), "cannot create levee_applied: %s", q->err_msg);
-			batch_fail(q, why);
+			snprintf(why, sizeof(why), "cannot create levee_applied: %s", c->err_msg);
+			batch_fail(c, why);
 			return;
 		}
-		q->bconn->has_table = true;
-		send_begin(q);
+		c->has_table = true;
+		send_first(c);
 		return;
-	case B_BEGIN:
-		if (q->step_error || status != 'T') {
-			batch_fail(q, q->err_msg ? q->err_msg : "BEGIN failed");
+	case B_PIPE:
+		if (!c->step_error && c->commit_ok && status == 'I') {
+			for (int i = 0; i < c->n_ent; i++)
+				c->ent[i]->result = R_APPLIED;
+			batch_done(c);
+			pump(q);
 			return;
 		}
-		q->bi = 0;
-		send_next(q);
-		return;
-	case B_ENTRY:
-		if (--q->rfq_left > 0) {
-			/* The Query part (savepoint + marker) is done; the statement's part follows. */
-			if (q->step_error)
-				q->query_error = true;
+		/* Nothing of it committed: apply it again message by message. */
+		lv_log_info("queue %s: pipelined batch of %d rolled back (%s); "
+			    "applying it message by message",
+			    c->part->stream, c->n_ent, c->err_msg ? c->err_msg : "no COMMIT");
+		if (status == 'I') {
+			send_begin(c);
 			return;
 		}
 		{
-			entry_t *e = q->bent[q->bi];
-			if (q->query_error) {
-				if (strcmp(q->err_state, "23505") == 0) {
+			lv_buf_t b;
+			lv_buf_init(&b);
+			step_reset(c, B_ROLLBACK, 1);
+			if (!pg_send(c, &b, lv_wire_write_query(&b, "ROLLBACK")))
+				batch_fail(c, "could not send to PostgreSQL");
+		}
+		return;
+	case B_ROLLBACK:
+		if (c->step_error || status != 'I') {
+			batch_fail(c, c->err_msg ? c->err_msg : "ROLLBACK failed");
+			return;
+		}
+		send_begin(c);
+		return;
+	case B_BEGIN:
+		if (c->step_error || status != 'T') {
+			batch_fail(c, c->err_msg ? c->err_msg : "BEGIN failed");
+			return;
+		}
+		c->bi = 0;
+		send_next(c);
+		return;
+	case B_ENTRY:
+		if (--c->rfq_left > 0) {
+			/* The Query part (savepoint + marker) is done; the statement's part follows. */
+			if (c->step_error)
+				c->query_error = true;
+			return;
+		}
+		{
+			entry_t *e = c->ent[c->bi];
+			if (c->query_error) {
+				if (strcmp(c->err_state, "23505") == 0) {
 					e->result = R_SKIPPED; /* applied concurrently by another consumer */
-					q->prev_failed = true;
+					c->prev_failed = true;
 				} else {
-					batch_fail(q, q->err_msg ? q->err_msg : "savepoint failed");
+					batch_fail(c, c->err_msg ? c->err_msg : "savepoint failed");
 					return;
 				}
-			} else if (q->step_error) {
+			} else if (c->step_error) {
 				e->result = R_FAILED;
 				lv_free(e->last_error);
-				e->last_error = q->err_msg;
-				q->err_msg = NULL;
-				q->prev_failed = true;
+				e->last_error = c->err_msg;
+				c->err_msg = NULL;
+				c->prev_failed = true;
 			} else {
 				e->result = R_APPLIED;
-				q->prev_failed = false;
+				c->prev_failed = false;
 			}
-			q->bi++;
-			send_next(q);
+			c->bi++;
+			send_next(c);
 		}
 		return;
 	case B_COMMIT:
-		if (q->step_error || !q->commit_ok || status != 'I') {
-			batch_fail(q, q->err_msg ? q->err_msg : "COMMIT did not commit");
+		if (c->step_error || !c->commit_ok || status != 'I') {
+			batch_fail(c, c->err_msg ? c->err_msg : "COMMIT did not commit");
 			return;
 		}
-		batch_done(q);
+		batch_done(c);
 		pump(q);
 		return;
 	default:
@@ -1287,44 +1532,42 @@ static void pg_cb(void *arg, lv_wq_pg_event_t ev, uint8_t type, const uint8_t *b
 	dbq_t *q = c->q;
 	if (q->wq->closing)
 		return;
-	bool is_batch = c == q->bconn && q->step != B_IDLE;
+	bool is_batch = c->step != B_IDLE;
 	if (ev == LV_WQ_PG_FAILED) {
 		if (is_batch) {
 			char why[300];
 			snprintf(why, sizeof(why), "PostgreSQL: %s", error ? error : "connection failed");
-			batch_fail(q, why); /* closes c */
+			batch_fail(c, why); /* closes c */
 		} else {
-			conn_close(q, c);
+			conn_close(c);
 		}
 		return;
 	}
 	if (ev == LV_WQ_PG_READY) {
 		c->is_ready = true;
-		if (is_batch && q->step == B_CONNECT) {
+		if (c->step == B_CONNECT) {
 			if (c->has_table)
-				send_begin(q);
+				send_first(c);
 			else
-				send_setup(q);
+				send_setup(c);
 		}
 		return;
 	}
-	if (!is_batch || q->step == B_CONNECT)
+	if (!is_batch || c->step == B_CONNECT)
 		return; /* notices and the like between batches */
 	switch (type) {
 	case PqMsg_ErrorResponse:
-		set_error(q, body, len);
+		set_error(c, body, len);
 		break;
 	case PqMsg_CommandComplete: {
 		const char *tag = NULL;
-		if (lv_wire_parse_command_complete(body, len, &tag) == 0 && tag) {
-			q->cc_seen++;
-			if (q->step == B_COMMIT && strcmp(tag, "COMMIT") == 0)
-				q->commit_ok = true;
-		}
+		if (lv_wire_parse_command_complete(body, len, &tag) == 0 && tag &&
+		    (c->step == B_COMMIT || c->step == B_PIPE) && strcmp(tag, "COMMIT") == 0)
+			c->commit_ok = true;
 		break;
 	}
 	case PqMsg_DataRow:
-		if (q->step == B_BEGIN) {
+		if (c->step == B_BEGIN) {
 			/* One id already applied: skip it. */
 			lv_wire_reader_t r;
 			lv_wire_reader_init(&r, body, len);
@@ -1332,18 +1575,19 @@ static void pg_cb(void *arg, lv_wq_pg_event_t ev, uint8_t type, const uint8_t *b
 				break;
 			int32_t n = lv_wire_get_i32(&r);
 			const uint8_t *v = n > 0 ? lv_wire_get_bytes(&r, (size_t)n) : NULL;
-			for (int i = 0; v && i < q->n_bent; i++)
-				if (strlen(q->bent[i]->id) == (size_t)n && memcmp(q->bent[i]->id, v, (size_t)n) == 0)
-					q->bent[i]->result = R_SKIPPED;
+			for (int i = 0; v && i < c->n_ent; i++)
+				if (strlen(c->ent[i]->id) == (size_t)n &&
+				    memcmp(c->ent[i]->id, v, (size_t)n) == 0)
+					c->ent[i]->result = R_SKIPPED;
 		}
 		break;
 	case PqMsg_ReadyForQuery: {
 		uint8_t st = 0;
 		if (lv_wire_parse_ready(body, len, &st) != 0) {
-			batch_fail(q, "malformed ReadyForQuery");
+			batch_fail(c, "malformed ReadyForQuery");
 			return;
 		}
-		step_rfq(q, st);
+		step_rfq(c, st);
 		break;
 	}
 	default:
@@ -1361,22 +1605,22 @@ static bool key_blocked(const char *const *keys, int n, const char *key)
 	return false;
 }
 
-/* Collects p's eligible entries into q->bent; returns how many. */
+/* Collects p's eligible entries into q->scratch; returns how many. */
 static int collect(dbq_t *q, part_t *p, lv_usec_t now)
 {
 	int want = batch_size(q->wq);
-	if (q->cap_bent < want) {
-		entry_t **nb = lv_realloc(q->bent, sizeof(*nb) * (size_t)want);
+	q->n_scratch = 0;
+	if (q->cap_scratch < want) {
+		entry_t **nb = lv_realloc(q->scratch, sizeof(*nb) * (size_t)want);
 		if (!nb)
 			return 0;
-		q->bent = nb;
-		q->cap_bent = want;
+		q->scratch = nb;
+		q->cap_scratch = want;
 	}
 	const char *blocked[64];
 	int n_blocked = 0;
 	bool blocked_overflow = false;
 	const char *user = NULL;
-	q->n_bent = 0;
 	lv_list_t *pos;
 	lv_list_for_each(pos, &p->entries)
 	{
@@ -1397,46 +1641,73 @@ static int collect(dbq_t *q, part_t *p, lv_usec_t now)
 			continue;
 		}
 		user = eu;
-		q->bent[q->n_bent++] = e;
-		if (q->n_bent >= want)
+		q->scratch[q->n_scratch++] = e;
+		if (q->n_scratch >= want)
 			break;
 	}
-	return q->n_bent;
+	return q->n_scratch;
 }
 
-static void start_batch(dbq_t *q, lv_usec_t now)
+/* Whether some connection slot has no batch. */
+static bool has_idle_conn(const dbq_t *q)
 {
-	for (unsigned k = 0; k < LV_WQ_PARTITIONS; k++) {
-		part_t *p = &q->parts[(q->next_part + k) % LV_WQ_PARTITIONS];
-		if (!p->has_lease || p->n_entries == 0 || collect(q, p, now) == 0)
+	for (int i = 0; i < MAX_CONNS; i++)
+		if (q->conns[i].step == B_IDLE)
+			return true;
+	return false;
+}
+
+/*
+ * Starts a batch on every partition that has eligible entries and no batch
+ * running, while a connection is free: different partitions run at once on
+ * different connections, one partition never on two.
+ */
+static void start_batches(dbq_t *q, lv_usec_t now)
+{
+	unsigned first = q->next_part;
+	for (unsigned k = 0; k < LV_WQ_PARTITIONS && has_idle_conn(q); k++) {
+		part_t *p = &q->parts[(first + k) % LV_WQ_PARTITIONS];
+		if (!p->has_lease || p->busy || p->n_entries == 0 || collect(q, p, now) == 0)
 			continue;
-		q->next_part = (p->idx + 1) % LV_WQ_PARTITIONS;
-		const char *user = q->bent[0]->msg.user;
-		pgc_t *c = conn_for(q, q->has_server_user ? "" : user, user);
+		const char *user = q->scratch[0]->msg.user;
+		bool busy;
+		pgc_t *c = conn_for(q, q->has_server_user ? "" : user, user, &busy);
+		if (busy)
+			return; /* cannot happen after has_idle_conn(); kept for safety */
 		if (!c) {
-			q->n_bent = 0;
+			q->n_scratch = 0;
 			q->batch_failures++;
 			q->batch_retry_at_us = now + 1000 * LV_USEC_PER_MS;
 			lv_log_warn("queue %s: cannot open a PostgreSQL connection as %s", q->name, user);
 			return;
 		}
-		for (int i = 0; i < q->n_bent; i++) {
-			q->bent[i]->state = E_IN_BATCH;
-			q->bent[i]->result = R_NONE;
+		q->next_part = (p->idx + 1) % LV_WQ_PARTITIONS;
+		/* The collected entries become c's batch. */
+		entry_t **ent = c->ent;
+		int cap = c->cap_ent;
+		c->ent = q->scratch;
+		c->cap_ent = q->cap_scratch;
+		c->n_ent = q->n_scratch;
+		q->scratch = ent;
+		q->cap_scratch = cap;
+		q->n_scratch = 0;
+		for (int i = 0; i < c->n_ent; i++) {
+			c->ent[i]->state = E_IN_BATCH;
+			c->ent[i]->result = R_NONE;
 		}
 		c->used_us = now;
-		q->bpart = p;
-		q->bconn = c;
-		q->batch_started_us = now;
+		c->part = p;
+		p->busy = c;
 		if (!c->is_ready) {
-			step_reset(q, B_CONNECT, 0);
-			return;
+			step_reset(c, B_CONNECT, 0);
+			continue;
 		}
 		if (c->has_table)
-			send_begin(q);
+			send_first(c);
 		else
-			send_setup(q);
-		return;
+			send_setup(c);
+		if (q->wq->closing || now < q->batch_retry_at_us)
+			return; /* it failed at once */
 	}
 }
 
@@ -1453,7 +1724,7 @@ static void pump(dbq_t *q)
 	for (unsigned i = 0; i < LV_WQ_PARTITIONS; i++) {
 		part_t *p = &q->parts[i];
 		if (!q->is_active) {
-			if (p->has_lease && q->bpart != p)
+			if (p->has_lease && !p->busy)
 				lose_lease(p, "consumers stopped");
 			continue;
 		}
@@ -1466,7 +1737,7 @@ static void pump(dbq_t *q)
 		if (!p->lease_pending &&
 		    ((p->has_lease && now >= p->lease_renew_at_us) || (!p->has_lease && now >= p->lease_try_at_us)))
 			send_lease(p);
-		if (p->has_lease && p->has_group && !p->is_claimed && !p->claim_pending && q->bpart != p)
+		if (p->has_lease && p->has_group && !p->is_claimed && !p->claim_pending && !p->busy)
 			send_claim(p);
 		if (!p->ack_pending) {
 			lv_list_t *pos;
@@ -1489,8 +1760,8 @@ static void pump(dbq_t *q)
 	}
 	if (!q->is_active)
 		return;
-	if (q->step == B_IDLE && now >= q->batch_retry_at_us)
-		start_batch(q, now);
+	if (now >= q->batch_retry_at_us)
+		start_batches(q, now);
 	send_read(q);
 }
 
@@ -1691,15 +1962,18 @@ void lv_wq_free(lv_wq_t *wq)
 		dbq_t *q = wq->dbs[d];
 		lv_redis_free(q->reader);
 		for (int i = 0; i < MAX_CONNS; i++)
-			conn_close(q, &q->conns[i]);
+			conn_close(&q->conns[i]);
 	}
 	lv_redis_free(wq->cmd);
 	for (size_t d = 0; d < wq->n_dbs; d++) {
 		dbq_t *q = wq->dbs[d];
 		for (unsigned i = 0; i < LV_WQ_PARTITIONS; i++)
 			drop_entries(&q->parts[i], true);
-		lv_free(q->bent);
-		lv_free(q->err_msg);
+		for (int i = 0; i < MAX_CONNS; i++) {
+			lv_free(q->conns[i].ent);
+			lv_free(q->conns[i].err_msg);
+		}
+		lv_free(q->scratch);
 		lv_free(q);
 	}
 	lv_free(wq->dbs);

@@ -143,7 +143,8 @@ typedef struct lv_wq_msg {
 			       [database] entry names a server user */
 	const char *key;    /* ordering key; NULL or "" = table */
 	const char *table;  /* the table written, for the key default and cache invalidation */
-	const char *sql;    /* one statement, NUL-terminated */
+	const char *sql;    /* one statement: sql_len bytes, or NUL-terminated when sql_len is 0 */
+	size_t sql_len;
 	uint16_t n_params;
 	const char *const *values;  /* n_params values; values[i] NULL = SQL NULL */
 	const int32_t *lens;        /* n_params byte lengths; NULL: values are NUL-terminated text */

@@ -253,6 +253,128 @@ def test_crash_between_commit_and_ack(levee_factory, pg, rc, tables):
     assert stays_true(lambda: count(pg, "t") == 50, 0.5)
 
 
+def same_partition_keys(n, prefix="key"):
+    """n keys that all map to one stream partition, so their messages share batches."""
+    keys, i = [], 0
+    while len(keys) < n:
+        k = f"{prefix}{i}"
+        if fnv1a(k) % PARTITIONS == fnv1a(f"{prefix}0") % PARTITIONS:
+            keys.append(k)
+        i += 1
+    return keys
+
+
+def per_key_seqs(pg, keys):
+    return {k: [r[0] for r in db_sql(pg, f"SELECT seq FROM qlog WHERE k = '{k}' ORDER BY id")]
+            for k in keys}
+
+
+@pytest.mark.levee_config(QUEUE)
+def test_poison_in_the_middle_of_pipelined_batches(levee, pg, rc, tables):
+    """Two poison messages inside full batches of one partition: the pipelined
+    batch rolls back whole, is applied again message by message, every other
+    message lands exactly once and in key order (the poison's key waits for
+    it), and each poison is dead-lettered after max_attempts."""
+    keys = same_partition_keys(10)
+    poisons = {150: "INSERT INTO later_t VALUES (1)",          # 42P01, at Parse
+               230: "INSERT INTO qlog (k, seq) VALUES ($1, 1 / ($2::int - $2::int))"}  # 22012
+    levee.stop()  # everything is in the stream before the consumer reads: full batches
+    pipe = rc.pipeline(transaction=True)
+    for i in range(300):
+        k = keys[i % 10]
+        sql = poisons.get(i, "INSERT INTO qlog (k, seq) VALUES ($1, $2)")
+        pipe.xadd(stream("app", k), {"m": encode(sql, (k, i) if "$" in sql else (), key=k,
+                                                 table="qlog")})
+    pipe.execute()
+    levee.start()
+    dead = f"{PREFIX}:app:dead"
+    wait_until(lambda: count(pg, "qlog") == 298, 30, message="298 good messages applied")
+    wait_until(lambda: rc.xlen(dead) == 2, 15, message="two dead letters")
+    wait_until(lambda: pending_total(rc) == 0, 10, message="everything acknowledged")
+    assert stays_true(lambda: count(pg, "qlog") == 298, 0.5)
+    assert db_sql(pg, "SELECT count(DISTINCT seq) FROM qlog")[0][0] == 298
+    seqs = per_key_seqs(pg, keys)
+    for n, k in enumerate(keys):
+        assert seqs[k] == [i for i in range(n, 300, 10) if i not in poisons], k
+    letters = [f for _, f in rc.xrange(dead)]
+    assert sorted(f["error"][:5] for f in letters) == ["22012", "42P01"]
+    assert all(f["attempts"] == "3" for f in letters)
+    # The pipelined path failed first and the batch was redone message by message.
+    assert levee.log_matches(r"pipelined batch of \d+ rolled back \(42P01")
+    assert levee.log_matches(r"pipelined batch of \d+ rolled back \(22012")
+    m = levee.metrics()
+    assert m.sum("levee_queue_applied_total") == 298
+    assert m.sum("levee_queue_skipped_total") == 0  # nothing of a rolled-back pipeline stuck
+    assert m.sum("levee_queue_dead_lettered_total") == 2
+    assert m.sum("levee_queue_batches_total") < 30  # batches stay large (~100 rows)
+    assert db_sql(pg, "SELECT count(*) FROM levee_applied WHERE id IN "
+                      "(SELECT unnest(%s::text[]))" % ("'{" + ",".join(
+                          f["id"] for f in letters) + "}'"))[0][0] == 0
+
+
+def test_crash_between_commit_and_ack_pipelined(levee_factory, pg, rc, tables):
+    """The crash hook fires after a pipelined COMMIT of a full batch: after the
+    restart the batch is delivered again, its marker INSERT fails with 23505,
+    and the fallback skips exactly what was committed."""
+    lv = levee_factory(QUEUE, start=False)
+    env = dict(lv.env())
+    env["LEVEE_TEST_CRASH_AFTER_COMMIT"] = "1"
+    lv.env = lambda: env
+    lv.start()
+    lv._expect_exit = True
+    keys = same_partition_keys(5)
+    pipe = rc.pipeline(transaction=True)  # all 300 arrive at once: full batches
+    for i in range(300):
+        k = keys[i % 5]
+        pipe.xadd(stream("app", k), {"m": encode("INSERT INTO qlog (k, seq) VALUES ($1, $2)",
+                                                 (k, i), key=k, table="qlog")})
+    pipe.execute()
+    lv.wait_exit(20)
+    assert lv.log_contains("aborting after COMMIT")
+    committed = count(pg, "qlog")
+    assert 1 < committed <= 100  # one whole batch, effects and markers together
+    assert db_sql(pg, "SELECT count(*) FROM levee_applied")[0][0] == committed
+    assert pending_total(rc) >= committed
+
+    lv.env = lambda: {k: v for k, v in env.items() if k != "LEVEE_TEST_CRASH_AFTER_COMMIT"}
+    lv.start()
+    wait_until(lambda: count(pg, "qlog") == 300, 30, message="all 300 applied")
+    wait_until(lambda: pending_total(rc) == 0, 10)
+    assert stays_true(lambda: count(pg, "qlog") == 300, 0.5)
+    assert db_sql(pg, "SELECT count(DISTINCT seq) FROM qlog")[0][0] == 300
+    seqs = per_key_seqs(pg, keys)
+    for n, k in enumerate(keys):
+        assert seqs[k] == list(range(n, 300, 5)), k
+    assert lv.metrics().sum("levee_queue_skipped_total") == committed
+    assert lv.log_matches(r"pipelined batch of \d+ rolled back \(23505")
+
+
+@pytest.mark.levee_config(QUEUE)
+def test_fifo_per_key_with_concurrent_partitions(levee, pg, rc, tables):
+    """Many keys over every partition, applied by several connections at once:
+    each key's rows are in its queue order."""
+    db_sql(pg, "ALTER TABLE qlog ADD COLUMN pid int NOT NULL DEFAULT pg_backend_pid()")
+    keys = [f"user:{i}" for i in range(24)]
+    assert len({fnv1a(k) % PARTITIONS for k in keys}) == PARTITIONS
+    levee.stop()
+    pipe = rc.pipeline(transaction=False)
+    for seq in range(100):
+        for k in keys:
+            pipe.xadd(stream("app", k), {"m": encode("INSERT INTO qlog (k, seq) VALUES ($1, $2)",
+                                                     (k, seq), key=k, table="qlog")})
+    pipe.execute()
+    levee.start()
+    wait_until(lambda: count(pg, "qlog") == 2400, 30, message="2400 rows applied")
+    seqs = per_key_seqs(pg, keys)
+    for k in keys:
+        assert seqs[k] == list(range(100)), k
+    # Several PostgreSQL connections applied them (partitions run concurrently).
+    assert db_sql(pg, "SELECT count(DISTINCT pid) FROM qlog")[0][0] >= 2
+    assert db_sql(pg, "SELECT count(DISTINCT pid) FROM qlog")[0][0] <= 4
+    wait_until(lambda: pending_total(rc) == 0, 10)
+    assert stays_true(lambda: count(pg, "qlog") == 2400, 0.5)
+
+
 @pytest.mark.levee_config({"queue": {"max_attempts": "1"}}, QUEUE)
 def test_primary_down_messages_wait(levee, pg, rc, tables):
     xadd(rc, "INSERT INTO t (k, v) VALUES ('before', 0)")
@@ -335,6 +457,26 @@ def test_ten_thousand_inserts_from_32_clients(levee, pg, tables, mode):
     wait_until(lambda: count(pg, "t") == total, 60, message=f"{total} rows")
     assert db_sql(pg, "SELECT count(DISTINCT v) FROM t")[0][0] == total
     assert stays_true(lambda: count(pg, "t") == total, 0.5)
+
+
+@needs_producer
+@pytest.mark.levee_config(QUEUE)
+def test_producer_sends_script_by_sha_and_survives_script_flush(levee, pg, rc, tables):
+    """lv_wq_enqueue sends EVALSHA; after SCRIPT FLUSH the NOSCRIPT answer is
+    followed by one EVAL of the text, and the write is stored exactly once."""
+    for round_ in range(2):
+        rc.script_flush()
+        rc.config_resetstat()
+        with levee.conn(autocommit=True) as conn:
+            for i in range(5):
+                cur, _ = async_insert(conn, f"s{round_}", i)
+                assert cur.statusmessage == "INSERT 0 0"
+        stats = rc.info("commandstats")
+        sha = stats.get("cmdstat_evalsha", {})
+        assert sha.get("calls", 0) >= 5, stats
+        assert sha.get("failed_calls", 0) + sha.get("rejected_calls", 0) >= 1, sha  # NOSCRIPT
+        wait_until(lambda: count(pg, "t") == 5 * (round_ + 1), 10)
+    assert db_sql(pg, "SELECT count(DISTINCT (k, v)) FROM t")[0][0] == 10
 
 
 @needs_producer

@@ -71,6 +71,21 @@ static void test_key_defaults_to_table(void **state)
 	lv_free(json);
 }
 
+static void test_counted_sql(void **state)
+{
+	/* A statement text stored without a NUL (as a remembered Parse keeps it). */
+	char *raw = lv_xmalloc(32);
+	memcpy(raw, "DELETE FROM t;XXXX", 18);
+	lv_wq_msg_t m = {.db = "app", .user = "u", .table = "t", .sql = raw, .sql_len = 13};
+	char *json = encode(&m);
+	lv_wq_decoded_t d;
+	assert_int_equal(lv_wq_decode(json, strlen(json), &d, NULL), 0);
+	assert_string_equal(d.sql, "DELETE FROM t");
+	lv_wq_decoded_cleanup(&d);
+	lv_free(json);
+	lv_free(raw);
+}
+
 static void test_encode_refuses(void **state)
 {
 	lv_buf_t b;
@@ -170,7 +185,7 @@ int main(void)
 		cmocka_unit_test(test_round_trip),    cmocka_unit_test(test_key_defaults_to_table),
 		cmocka_unit_test(test_encode_refuses), cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_partition),     cmocka_unit_test(test_backoff),
-		cmocka_unit_test(test_ids_and_tags),
+		cmocka_unit_test(test_ids_and_tags),  cmocka_unit_test(test_counted_sql),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
