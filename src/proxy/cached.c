@@ -781,6 +781,64 @@ static void set_deps(lv_client_t *c, struct lv_cfill *f, const lv_config_t *cfg,
 	}
 }
 
+/*
+ * A simple Query that is a fresh hit needs no classification: an entry under
+ * its key exists only if the statement was cacheable when it was filled, under
+ * these rules (a reload bumps the epoch, dropping every entry). Statements
+ * with literal values rarely repeat their text often enough to stay in the
+ * classification cache, so this saves a parse per hit. Anything but a fresh
+ * hit (a hint in the text, a bypass user, stale, miss) takes the full path.
+ */
+static lv_cached_result_t fast_hit(lv_client_t *c, const lv_request_t *rq)
+{
+	lv_worker_t *w = c->conn.worker;
+	lv_cache_t *cache = cache_of(w);
+	lv_config_t *cfg = w->cfg;
+	if (lv_sql_mentions_levee(rq->sql, rq->sql_len) ||
+	    (cfg->cache.bypass_users && lv_config_list_has(cfg->cache.bypass_users, c->user)))
+		return LV_CACHED_PASS;
+	bool any_shared = false;
+	for (size_t i = 0; i < cfg->n_cache_rules; i++)
+		any_shared = any_shared || cfg->cache_rules[i].scope == LV_CACHE_SCOPE_SHARED;
+	struct lv_cfill *f = fill_get(w);
+	if (!f)
+		return LV_CACHED_PASS;
+	lv_usec_t now = lv_time_now_us();
+	for (int scope = LV_CACHE_SCOPE_USER; scope <= (any_shared ? LV_CACHE_SCOPE_SHARED : LV_CACHE_SCOPE_USER);
+	     scope++) {
+		lv_cache_policy_t pol = {.scope = scope};
+		lv_cache_key_reset(&f->key);
+		if (!build_key(c, rq, &pol, &f->key, false))
+			break;
+		lv_cache_entry_t *e = NULL;
+		lv_cache_lookup_t lr = lv_cache_store_lookup(cache->store, &f->key, now, &e);
+		if (lr == LV_CACHE_LOOKUP_STALE_REFRESH) {
+			/* The full path takes the refresh on; give the claim back. */
+			wake_workers(w, lv_cache_store_end_fill(cache->store, &f->key, NULL));
+		}
+		if (lr != LV_CACHE_LOOKUP_HIT) {
+			if (e)
+				lv_cache_entry_unref(e);
+			if (lr != LV_CACHE_LOOKUP_MISS)
+				break;
+			continue;
+		}
+		bool served = replay(c, rq, e);
+		int rule = lv_cache_entry_rule(e);
+		lv_cache_entry_unref(e);
+		if (!served)
+			break;
+		if (!c->cache_coalesced)
+			count(cache, cfg, rule, LV_ML_CACHE_RESULT_HIT);
+		c->cache_coalesced = false;
+		lv_metric_observe_us(LV_M_CACHE_HIT_SECONDS, 0, lv_time_update() - now);
+		fill_put(w, f);
+		return LV_CACHED_ANSWERED;
+	}
+	fill_put(w, f);
+	return LV_CACHED_PASS;
+}
+
 lv_cached_result_t lv_cached_try(lv_client_t *c)
 {
 	lv_worker_t *w = c->conn.worker;
@@ -797,6 +855,11 @@ lv_cached_result_t lv_cached_try(lv_client_t *c)
 	lv_request_t rq;
 	if (!lv_request_parse(c, &rq) || !lv_cache_may_apply(cfg, rq.sql, rq.sql_len))
 		return LV_CACHED_PASS;
+	if (!rq.extended) {
+		lv_cached_result_t fast = fast_hit(c, &rq);
+		if (fast != LV_CACHED_PASS)
+			return fast;
+	}
 	lv_sql_opts_t opts = {.skip_fingerprint = !lv_cache_needs_fingerprint(cfg),
 			      .write_functions_list = cfg->routing.write_functions};
 	lv_sql_info_t *info = w->sql_info;

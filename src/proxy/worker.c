@@ -231,6 +231,10 @@ static void config_run(void *arg)
 	lv_worker_t *w = m->w;
 	lv_config_t *old = w->cfg;
 	w->cfg = m->cfg;
+	/* Cached results were filled under the old rules: none is served under the new ones
+	 * (each worker bumps as it switches, so the last bump covers every worker's fills). */
+	if (w->proxy->cache)
+		lv_cache_gens_bump_epoch(w->proxy->cache->gens);
 	lv_list_t *pos;
 	lv_list_for_each(pos, &w->pools)
 	{

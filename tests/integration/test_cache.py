@@ -1103,3 +1103,22 @@ def test_invalidation_and_l2_survive_a_redis_script_flush(levee_factory, pg, red
     m0 = counter(a, "levee_cache_l2_total", result="miss")
     assert val(ca, "/* levee:cache ttl=60s */ SELECT v FROM c_pt WHERE id = 2") == "direct2"
     assert counter(a, "levee_cache_l2_total", result="miss") == m0 + 1
+
+
+def test_a_reload_that_drops_a_rule_stops_serving_its_entries(levee_factory, pg):
+    """Entries are filled under the rules of their time: after a reload removes
+    the rule, none of them is served, by either path (a simple Query hit does
+    not classify the statement again)."""
+    table(pg, "c_rl", rows=[(1, "old")])
+    lv = levee_factory(cfg(rule("rl", tables="c_rl")), name="reload_rule")
+    c = lv.conn()
+    q = "SELECT v FROM c_rl WHERE id = 1"
+    assert val(c, q) == "old"
+    direct(pg, "UPDATE c_rl SET v = 'new'")
+    assert val(c, q) == "old"  # cached
+    lv.overrides.pop("cache.rule rl")
+    lv.reload({})  # the same settings without the rule
+    # The workers take the new generation from their mailboxes, at most a loop turn later.
+    wait_until(lambda: val(c, q) == "new", 5 * SLOW, message="the entry to be dropped")
+    direct(pg, "UPDATE c_rl SET v = 'newer'")
+    assert val(c, q) == "newer"  # and nothing is cached any more
