@@ -745,7 +745,16 @@ static int point_col(const lv_sql_point_t *p, const char *key)
 	return -1;
 }
 
-/* What the entry of this lookup depends on: the tables it reads, or (point read) a row bucket. */
+/*
+ * What the entry of this lookup depends on. A table has two generations: its
+ * own, bumped by every write that is not a point write, and "table#p", bumped
+ * by point writes (with their row buckets). An entry depends on both for each
+ * table it reads; a point read depends on its table's own generation and its
+ * row bucket only. Every instance keys entries this way whatever its rules, so
+ * an instance without the key rule (a write there is never a point write)
+ * still invalidates the point entries of the others, and the others' point
+ * writes still invalidate its entries.
+ */
 static void set_deps(lv_client_t *c, struct lv_cfill *f, const lv_config_t *cfg, const lv_request_t *rq,
 		     const lv_sql_info_t *info)
 {
@@ -765,19 +774,25 @@ static void set_deps(lv_client_t *c, struct lv_cfill *f, const lv_config_t *cfg,
 		if (ci >= 0 && strlen(t) + 2 < LV_NAME_LEN && value_canon(info, &info->point.values[0][ci], &pp, canon, &n)) {
 			snprintf(bucket, sizeof(bucket), "#r%u", (unsigned)lv_cache_point_bucket(db, t, key, canon, n));
 			snprintf(f->deps[0].db, LV_NAME_LEN, "%s", db);
-			snprintf(f->deps[0].name, LV_NAME_LEN, "%s#w", t);
+			snprintf(f->deps[0].name, LV_NAME_LEN, "%s", t);
 			snprintf(f->deps[1].db, LV_NAME_LEN, "%s", ALL_DB);
 			snprintf(f->deps[1].name, LV_NAME_LEN, "%s", bucket);
 			f->n_deps = 2;
 			return;
 		}
 	}
-	for (unsigned i = 0; i < info->n_read && f->n_deps < LV_SQL_MAX_TABLES; i++) {
+	for (unsigned i = 0; i < info->n_read; i++) {
 		const char *t = lv_sql_table_read(info, i);
 		const char *dot = strrchr(t, '.');
-		if (lv_strlcpy(f->deps[f->n_deps].db, db, LV_NAME_LEN) &&
-		    lv_strlcpy(f->deps[f->n_deps].name, dot ? dot + 1 : t, LV_NAME_LEN))
-			f->n_deps++;
+		t = dot ? dot + 1 : t;
+		if (f->n_deps + 2 > (int)LV_ARRAY_LEN(f->deps) || strlen(t) + 2 >= LV_NAME_LEN) {
+			f->n_deps = -1; /* too many tables, or a name too long for its point generation */
+			return;
+		}
+		snprintf(f->deps[f->n_deps].db, LV_NAME_LEN, "%s", db);
+		snprintf(f->deps[f->n_deps++].name, LV_NAME_LEN, "%s", t);
+		snprintf(f->deps[f->n_deps].db, LV_NAME_LEN, "%s", db);
+		snprintf(f->deps[f->n_deps++].name, LV_NAME_LEN, "%s#p", t);
 	}
 }
 
@@ -881,6 +896,10 @@ lv_cached_result_t lv_cached_try(lv_client_t *c)
 	f->verbatim = rq.has_describe_stmt;
 	f->cap.cap = (size_t)pol.max_entry_size;
 	set_deps(c, f, cfg, &rq, info);
+	if (f->n_deps < 0) {
+		fill_put(w, f);
+		return LV_CACHED_PASS;
+	}
 	if (!build_key(c, &rq, &pol, &f->key, false) ||
 	    (f->verbatim && !build_key(c, &rq, &pol, &f->plain_key, true))) {
 		fill_put(w, f);
@@ -1353,19 +1372,16 @@ static void note_write(lv_client_t *c, const char *sql, size_t len, const point_
 		const char *t = lv_sql_table_written(info, i);
 		const char *dot = strrchr(t, '.');
 		t = dot ? dot + 1 : t;
-		/* Entries that depend on the whole table go whatever the write. */
-		note_slot(c, lv_cache_gens_slot(cache->gens, c->database, t));
+		/* A point write bumps its rows and the table's point generation (set_deps()); any
+		 * other write the table's own generation, which every entry of the table follows. */
 		const char *key = point_key(cfg, c->database, t);
-		if (key && note_point_write(c, cache, info, t, key, pp))
+		char pgen[LV_NAME_LEN + 2];
+		snprintf(pgen, sizeof(pgen), "%s#p", t);
+		if (key && strlen(t) + 2 < LV_NAME_LEN && note_point_write(c, cache, info, t, key, pp)) {
+			note_slot(c, lv_cache_gens_slot(cache->gens, c->database, pgen));
 			continue;
-		/* Not a point write: point entries of the table go too (their wide generation
-		 * exists once one was filled, also under a rule a reload has since changed). */
-		char wide[LV_NAME_LEN + 2];
-		snprintf(wide, sizeof(wide), "%s#w", t);
-		lv_cache_gen_t *ws = key ? lv_cache_gens_slot(cache->gens, c->database, wide)
-					 : lv_cache_gens_find(cache->gens, c->database, wide);
-		if (ws)
-			note_slot(c, ws);
+		}
+		note_slot(c, lv_cache_gens_slot(cache->gens, c->database, t));
 	}
 	if (info->written_overflow)
 		c->written_all = true;

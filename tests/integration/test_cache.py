@@ -1122,3 +1122,23 @@ def test_a_reload_that_drops_a_rule_stops_serving_its_entries(levee_factory, pg)
     wait_until(lambda: val(c, q) == "new", 5 * SLOW, message="the entry to be dropped")
     direct(pg, "UPDATE c_rl SET v = 'newer'")
     assert val(c, q) == "newer"  # and nothing is cached any more
+
+
+def test_instances_with_and_without_the_key_rule_invalidate_each_other(levee_factory, pg, redis):
+    """During a rolling config change one instance has key = id and another not:
+    a write through either must reach the other's entries of the rows it changed."""
+    pt_setup(pg)
+    keyed = levee_factory(cfg(PT_RULE), name="keyed")
+    plain = levee_factory(cfg(rule("pt", tables="c_pt")), name="plain")
+    ck, cp = keyed.conn(), plain.conn()
+    pt_fill(ck, range(1, 6))
+    pt_fill(cp, range(1, 6))
+    assert pt_vals(cp, [2, 4]) == {2: "v2", 4: "v4"}
+    # A point write through the keyed instance.
+    ck.execute("UPDATE c_pt SET v = 'k2' WHERE id = %s", (2,))
+    wait_until(lambda: pt_vals(cp, [2])[2] == "k2", 5 * SLOW, message="plain to see row 2")
+    # The same statement through the plain instance is a table-wide write there.
+    cp.execute("UPDATE c_pt SET v = 'p4' WHERE id = %s", (4,))
+    wait_until(lambda: pt_vals(ck, [4])[4] == "p4", 5 * SLOW, message="keyed to see row 4")
+    assert pt_vals(ck, [1, 2, 3, 4, 5]) == {1: "v1", 2: "k2", 3: "v3", 4: "p4", 5: "v5"}
+    assert pt_vals(cp, [1, 2, 3, 4, 5]) == {1: "v1", 2: "k2", 3: "v3", 4: "p4", 5: "v5"}
