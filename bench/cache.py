@@ -14,7 +14,7 @@ What it does, in order:
        levee-cache    Levee, transaction mode, `redis = <the Redis>`, [cache]
                       memory = 256MB, [cache.rule items] tables = bench_items,
                       key = id, ttl = 600s;
-       levee-nocache  the same Levee without [cache] and the rule;
+       levee-nocache  the same Levee without [cache], the rule and Redis;
        pgpool-cache   Pgpool-II as in bench.py plus memory_cache_enabled = on,
                       memqcache_method = shmem, memqcache_expire = 600,
                       memqcache_auto_cache_invalidation = on;
@@ -153,7 +153,7 @@ def make_levee(st, pg, cfg, rd, with_cache):
                     f"[cache.rule items]\ntables = bench_items\nkey = id\nttl = {CACHE_TTL}\n")
     tag = "levee-cache" if with_cache else "levee-nocache"
     return T.Levee(st, pg, cfg.levee_binary, "transaction", cfg.pool_size, cfg.levee_workers,
-                   tag=tag, levee_lines=f"redis = {rd.url}\n", sections=sections,
+                   tag=tag, levee_lines=f"redis = {rd.url}\n" if with_cache else "", sections=sections,
                    label=LABELS[tag])
 
 
@@ -357,7 +357,8 @@ def render(cfg, ctx, mixed, lat, checks, started, finished):
     L.append(f"- Levee: pool_mode transaction, pool_size {cfg.pool_size}, workers "
              f"{cfg.levee_workers or 'auto'}, `redis = <the Redis>`; cache: `[cache] memory = "
              f"{CACHE_MEMORY}`, `[cache.rule items] tables = bench_items, key = id, ttl = {CACHE_TTL}`; "
-             f"no cache: the same without [cache] and the rule")
+             f"no cache: the same without [cache], the rule and Redis (its writes are not seen "
+             f"by the caching instance, like the other targets' writes)")
     L.append(f"- Pgpool-II: as in bench.py (raw mode, connection_cache, max_pool 1, "
              f"num_init_children {ctx['pgpool_children']}) plus memory_cache_enabled = on, "
              f"memqcache_method = shmem, memqcache_total_size = {PGPOOL_CACHE_SIZE}, "
