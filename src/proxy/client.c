@@ -1072,7 +1072,7 @@ static bool refuse_request(lv_client_t *c, const char *sqlstate, const char *msg
 
 static void want_server_routed(lv_client_t *c);
 static void handle_idle_input(lv_client_t *c);
-static bool is_frontend_type(uint8_t t);
+static bool idle_head(lv_client_t *c);
 
 /*
  * Transaction mode: a client with input and no server. The cache may answer
@@ -1092,18 +1092,9 @@ static void want_server(lv_client_t *c)
 		if (r != LV_CACHED_ANSWERED)
 			break;
 		c->last_active_us = lv_time_now_us();
-		/* Answered: on to the next request, if a whole one is there. */
-		uint8_t hdr[5];
-		if (!lv_sbuf_peek(&c->conn.sb, 0, hdr, 5))
+		/* Answered: on to the next request, if one is there. */
+		if (!idle_head(c))
 			return;
-		if (hdr[0] == PqMsg_Terminate) {
-			lv_client_drop(c, "client sent Terminate");
-			return;
-		}
-		if (!is_frontend_type(hdr[0])) {
-			handle_idle_input(c);
-			return;
-		}
 	}
 	want_server_routed(c);
 }
@@ -1878,22 +1869,32 @@ void lv_client_resume(lv_client_t *c)
 		forward_to_server(c);
 }
 
-/* IDLE (transaction mode): the first message of a new request needs a server. */
-static void handle_idle_input(lv_client_t *c)
+/*
+ * IDLE: true when a request starts at the head of c's input; a Terminate or
+ * a message a client may not send ends the session here instead.
+ */
+static bool idle_head(lv_client_t *c)
 {
 	uint8_t hdr[5];
 	if (!lv_sbuf_peek(&c->conn.sb, 0, hdr, 5))
-		return;
+		return false;
 	if (hdr[0] == PqMsg_Terminate) {
 		lv_client_drop(c, "client sent Terminate");
-		return;
+		return false;
 	}
 	if (!is_frontend_type(hdr[0])) {
 		lv_metric_inc_l(LV_M_ERRORS_TOTAL, LV_ML_ERROR_KIND_CLIENT_PROTOCOL);
 		lv_client_close(c, LV_SQLSTATE_PROTOCOL_VIOLATION, "levee: invalid frontend message type %d", hdr[0]);
-		return;
+		return false;
 	}
-	want_server(c);
+	return true;
+}
+
+/* IDLE (transaction mode): the first message of a new request needs a server. */
+static void handle_idle_input(lv_client_t *c)
+{
+	if (idle_head(c))
+		want_server(c);
 }
 
 /* LOGIN: the startup packet, then the auth exchange. */
