@@ -1403,117 +1403,68 @@ void lv_cached_note_statement(lv_client_t *c, const char *sql, size_t len)
 }
 
 /*
- * Parse: nothing runs yet. A statement that may write is remembered (the
- * unnamed one on the client; named ones in session mode, since transaction
- * mode keeps them in its prepared-statement map) so that each Bind of it
- * notes what that execution writes, with its parameter values.
+ * Parse: nothing runs yet; each Bind notes what its execution writes, with its
+ * parameter values, so the statement's text must be at hand then. It comes
+ * from the worker's prepared-statement registry (proxy/prepared.c): the
+ * unnamed statement is kept on the client when it may write; named ones are
+ * in the client's map, which transaction mode keeps for its own reasons and
+ * session mode fills here (the server already has them; nothing is renamed).
  */
 void lv_cached_note_parse(lv_client_t *c, const char *name, const char *sql, size_t len, uint16_t n_types,
 			  const uint8_t *types_be)
 {
-	if (!c->conn.worker->proxy->cache)
+	lv_worker_t *w = c->conn.worker;
+	if (!w->proxy->cache)
 		return;
-	bool writes = may_write(sql, len);
-	lv_buf_t *slot = &c->unnamed_write;
-	if (name[0]) {
-		if (c->pool && c->pool->pool_mode == LV_POOL_TRANSACTION)
-			return;
-		if (c->named_writes.len + len > 64 * 1024) {
-			c->named_writes_full = true; /* from now on any unknown name counts as writing */
-			return;
+	if (name[0] && c->pool && c->pool->pool_mode == LV_POOL_TRANSACTION)
+		return;
+	lv_pstmt_t *ps = NULL;
+	if (name[0] || may_write(sql, len)) {
+		ps = lv_pstmt_get(&w->pstmts, sql, len, types_be, n_types);
+		if (!ps) {
+			c->written_all = true; /* cannot remember it: the transaction's end clears all */
+			if (name[0])
+				c->named_unsure = true;
 		}
-		/* "name\0" writes-flag types text records, appended; a later Parse of a name wins. */
-		if (!lv_buf_append_cstr(&c->named_writes, name) || !lv_buf_put_u8(&c->named_writes, writes) ||
-		    !lv_buf_put_u16(&c->named_writes, n_types) ||
-		    !lv_buf_append(&c->named_writes, types_be, (size_t)n_types * 4) ||
-		    !lv_buf_put_u32(&c->named_writes, (uint32_t)len) || !lv_buf_append(&c->named_writes, sql, len) ||
-		    !lv_buf_put_u8(&c->named_writes, 0))
-			c->written_all = true; /* cannot remember it: the next transaction end clears all */
+	}
+	if (!name[0]) {
+		lv_pstmt_put(&w->pstmts, c->unnamed_ps);
+		c->unnamed_ps = ps;
 		return;
 	}
-	lv_buf_reset(slot);
-	if (writes && (!lv_buf_put_u16(slot, n_types) || !lv_buf_append(slot, types_be, (size_t)n_types * 4) ||
-		       !lv_buf_put_u32(slot, (uint32_t)len) || !lv_buf_append(slot, sql, len) ||
-		       !lv_buf_put_u8(slot, 0))) {
-		lv_buf_reset(slot);
-		c->written_all = true;
-	}
+	/* Session mode: a Parse of a name the server had would fail; one it accepts replaces. */
+	lv_pstmt_map_del(&w->pstmts, &c->pstmts, name);
+	if (ps && !lv_pstmt_map_set(&w->pstmts, &c->pstmts, name, ps))
+		c->named_unsure = true;
 }
 
-/* Reads one remembered statement at p: types, text. Returns the byte after it. */
-static const uint8_t *read_stmt(const uint8_t *p, uint16_t *n_types, const uint8_t **types_be, const char **sql,
-				size_t *len)
+void lv_cached_note_close(lv_client_t *c, const char *name)
 {
-	*n_types = lv_get_u16(p);
-	*types_be = p + 2;
-	p += 2 + (size_t)*n_types * 4;
-	*len = lv_get_u32(p);
-	*sql = (const char *)p + 4;
-	return p + 4 + *len + 1; /* the text is kept NUL-terminated, as a Parse carries it */
+	if (c->conn.worker->proxy->cache && name[0])
+		lv_pstmt_map_del(&c->conn.worker->pstmts, &c->pstmts, name);
 }
 
-/* The last record of session-mode statement name: the byte after its name, or NULL. */
-static const uint8_t *find_named(const lv_client_t *c, const char *name)
+void lv_cached_note_forget(lv_client_t *c)
 {
-	const uint8_t *found = NULL;
-	const uint8_t *p = c->named_writes.data, *e = p + c->named_writes.len;
-	while (p && p < e) {
-		size_t nl = strlen((const char *)p);
-		uint16_t nt;
-		const uint8_t *tb;
-		const char *q;
-		size_t ql;
-		const uint8_t *rec = p + nl + 1;
-		if (strcmp((const char *)p, name) == 0)
-			found = rec;
-		p = read_stmt(rec + 1, &nt, &tb, &q, &ql);
-	}
-	return found;
-}
-
-bool lv_cached_session_stmt(const lv_client_t *c, const char *name, const char **sql, size_t *len,
-			    uint16_t *n_types, const uint8_t **types_be)
-{
-	const uint8_t *rec = name[0] ? find_named(c, name) : NULL;
-	if (!rec)
-		return false;
-	(void)read_stmt(rec + 1, n_types, types_be, sql, len);
-	return true;
+	lv_pstmt_map_clear(&c->conn.worker->pstmts, &c->pstmts);
+	c->named_unsure = true;
 }
 
 void lv_cached_note_bind(lv_client_t *c, const lv_wire_bind_t *b, const lv_pstmt_t *ps)
 {
 	if (!c->conn.worker->proxy->cache)
 		return;
-	point_params_t pp = {.bind = b};
-	if (ps) {
-		pp.n_types = ps->n_oids;
-		pp.types = ps->oids;
-		if (may_write(ps->query, ps->query_len))
-			note_write(c, ps->query, ps->query_len, &pp);
+	if (!ps)
+		ps = b->stmt[0] ? lv_pstmt_map_get(&c->pstmts, b->stmt) : c->unnamed_ps;
+	if (!ps) {
+		/* A name Levee does not know (SQL PREPARE, a map it had to drop) may write. */
+		if (b->stmt[0] && c->named_unsure)
+			c->written_all = true;
 		return;
 	}
-	const uint8_t *found = NULL, *end = NULL;
-	if (!b->stmt[0]) {
-		if (!c->unnamed_write.len)
-			return;
-		found = c->unnamed_write.data;
-	} else {
-		const uint8_t *rec = find_named(c, b->stmt);
-		if (!rec) {
-			if (c->named_writes_full)
-				c->written_all = true;
-			return;
-		}
-		if (!rec[0])
-			return; /* a read */
-		found = rec + 1;
-	}
-	(void)end;
-	const char *sql;
-	size_t len;
-	found = read_stmt(found, &pp.n_types, &pp.types_be, &sql, &len);
-	note_write(c, sql, len, &pp);
+	point_params_t pp = {.bind = b, .n_types = ps->n_oids, .types = ps->oids};
+	if (may_write(ps->query, ps->query_len))
+		note_write(c, ps->query, ps->query_len, &pp);
 }
 
 void lv_cached_note_large(lv_client_t *c, const char *head, size_t n)

@@ -53,10 +53,11 @@ void lv_cached_note_parse(lv_client_t *c, const char *name, const char *sql, siz
  * transaction mode's map, else NULL (looked up among what lv_cached_note_parse() kept). */
 struct lv_wire_bind;
 struct lv_pstmt;
-/* Session mode: the text and parameter types of c's named statement, as its Parse sent them. */
-bool lv_cached_session_stmt(const lv_client_t *c, const char *name, const char **sql, size_t *len,
-			    uint16_t *n_types, const uint8_t **types_be);
 void lv_cached_note_bind(lv_client_t *c, const struct lv_wire_bind *b, const struct lv_pstmt *ps);
+/* Session mode: a Close of statement name, and an SQL statement (PREPARE, DEALLOCATE,
+ * DISCARD) after which the client's names are no longer known for sure. */
+void lv_cached_note_close(lv_client_t *c, const char *name);
+void lv_cached_note_forget(lv_client_t *c);
 /* The first n bytes of a statement too large to hold: anything that may write invalidates all. */
 void lv_cached_note_large(lv_client_t *c, const char *head, size_t n);
 /* The request a background refresh sends to its server; NULL when c's fill is not one. */

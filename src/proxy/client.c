@@ -145,10 +145,9 @@ static void client_free(lv_deferred_t *d)
 	lv_sbuf_cleanup(&c->conn.sb);
 	lv_buf_cleanup(&c->params);
 	lv_buf_cleanup(&c->desired);
-	lv_buf_cleanup(&c->unnamed_write);
-	lv_buf_cleanup(&c->named_writes);
 	lv_free(c->names);
 	lv_pstmt_map_clear(&c->conn.worker->pstmts, &c->pstmts);
+	lv_pstmt_put(&c->conn.worker->pstmts, c->unnamed_ps);
 	lv_auth_cleanup(c);
 	lv_free(c);
 }
@@ -1467,6 +1466,13 @@ static void note_message(lv_client_t *c, uint8_t type, const uint8_t *msg, size_
 			lv_cached_note_bind(c, &b, NULL);
 		return;
 	}
+	if (type == PqMsg_Close) {
+		uint8_t kind;
+		const char *name;
+		if (lv_wire_parse_target(msg + 5, whole - 5, &kind, &name) == 0 && kind == 'S')
+			lv_cached_note_close(c, name);
+		return;
+	}
 	if (type == PqMsg_Query && lv_wire_parse_query(msg + 5, whole - 5, &sql, &n) == 0) {
 		lv_cached_note_statement(c, sql, n);
 	} else if (type == PqMsg_Parse && lv_wire_parse_parse(msg + 5, whole - 5, &p) == 0) {
@@ -1476,9 +1482,15 @@ static void note_message(lv_client_t *c, uint8_t type, const uint8_t *msg, size_
 	}
 	if (!sql)
 		return;
-	/* Session mode: settings Levee does not track would change results behind the cache's back. */
-	if (c->pool && c->pool->pool_mode != LV_POOL_TRANSACTION && may_touch_session(sql, n))
+	/* Session mode: settings Levee does not track would change results behind the cache's back,
+	 * and SQL-level statement names share the namespace of the protocol's. */
+	if (c->pool && c->pool->pool_mode != LV_POOL_TRANSACTION && may_touch_session(sql, n)) {
 		c->cache_untrusted = true;
+		size_t wl;
+		const char *word = lv_sql_first_word(sql, n, &wl);
+		if (word_is(word, wl, "prepare") || word_is(word, wl, "deallocate") || word_is(word, wl, "discard"))
+			lv_cached_note_forget(c);
+	}
 }
 
 /* note_message() for a message in the client's input at offset off, without moving it. */
@@ -1528,7 +1540,7 @@ static txn_result_t txn_message(lv_client_t *c, uint8_t type, uint32_t len, size
 		} else {
 			const uint8_t *portal_end = memchr(head + 5, 0, n - 5);
 			const uint8_t *stmt = portal_end ? portal_end + 1 : NULL;
-			bool unnamed_writes = stmt && stmt < head + n && *stmt == 0 && c->unnamed_write.len > 0;
+			bool unnamed_writes = stmt && stmt < head + n && *stmt == 0 && c->unnamed_ps;
 			if (!unnamed_writes &&
 			    (!stmt || stmt >= head + n || *stmt == 0 || !memchr(stmt, 0, (size_t)(head + n - stmt)) ||
 			     !lv_pstmt_map_get(&c->pstmts, (const char *)stmt))) {
@@ -1794,8 +1806,8 @@ static void forward_to_server(lv_client_t *c)
 				}
 			}
 			if (!txn && (type == PqMsg_Query || type == PqMsg_Parse ||
-				     (type == PqMsg_Bind && (c->unnamed_write.len || c->named_writes.len ||
-							     c->named_writes_full))))
+				     ((type == PqMsg_Bind || type == PqMsg_Close) &&
+				      (c->unnamed_ps || c->pstmts.n || c->named_unsure))))
 				note_input(c, type, batch, (size_t)len + 1);
 			switch (type) {
 			case PqMsg_Query:

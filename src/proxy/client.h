@@ -65,7 +65,7 @@ struct lv_client {
 	 * gets ("name\0value\0"): its startup parameters and options, then what
 	 * its SETs of tracked parameters changed. */
 	lv_buf_t desired;
-	lv_pstmt_map_t pstmts;  /* transaction mode: its named prepared statements */
+	lv_pstmt_map_t pstmts;  /* its named prepared statements (session mode: for the cache) */
 	uint32_t pin_mask;     /* LV_SQL_SESSION_BIT()s of session state that keeps its server */
 	lv_usec_t last_active_us; /* last message from the client or request completed */
 
@@ -103,11 +103,10 @@ struct lv_client {
 	int n_written;
 	lv_list_t park_node;
 	lv_usec_t parked_since_us;
-	bool named_writes_full;    /* named_writes stopped growing: unknown names may write */
+	bool named_unsure;         /* session mode: it may have statement names Levee does not know */
 	struct lv_cache_gen *written[12]; /* generations its transaction wrote (tables, row buckets),
 					     bumped when it ends */
-	lv_buf_t unnamed_write;    /* its unnamed statement, when it may write: types and text */
-	lv_buf_t named_writes;     /* session mode: its named statements (text, types, whether they write) */
+	lv_pstmt_t *unnamed_ps;    /* its unnamed statement when it may write (a registry reference) */
 };
 
 /* Accepts fd on worker w (takes ownership of fd). */

@@ -5,7 +5,6 @@
  */
 #include "proxy/request.h"
 #include "net/sbuf.h"
-#include "proxy/cached.h"
 #include "proxy/client.h"
 #include "proxy/pool.h"
 #include "wire/wire.h"
@@ -108,11 +107,6 @@ bool lv_request_parse(lv_client_t *c, lv_request_t *rq)
 				return false;
 			if (parse_name) {
 				if (strcmp(rq->bind.stmt, parse_name) != 0)
-					return false;
-			} else if (!txn) {
-				/* Session mode: a statement the client prepared earlier on its server. */
-				if (!rq->bind.stmt_len || !lv_cached_session_stmt(c, rq->bind.stmt, &rq->sql, &rq->sql_len,
-										  &rq->n_types, &rq->types_be))
 					return false;
 			} else {
 				lv_pstmt_t *ps = rq->bind.stmt_len ? lv_pstmt_map_get(&c->pstmts, rq->bind.stmt) : NULL;

@@ -1142,3 +1142,25 @@ def test_instances_with_and_without_the_key_rule_invalidate_each_other(levee_fac
     wait_until(lambda: pt_vals(ck, [4])[4] == "p4", 5 * SLOW, message="keyed to see row 4")
     assert pt_vals(ck, [1, 2, 3, 4, 5]) == {1: "v1", 2: "k2", 3: "v3", 4: "p4", 5: "v5"}
     assert pt_vals(cp, [1, 2, 3, 4, 5]) == {1: "v1", 2: "k2", 3: "v3", 4: "p4", 5: "v5"}
+
+
+def test_session_mode_statement_names_follow_close_and_sql_prepare(levee_factory, pg):
+    """Session mode keeps each client's statement names to know what a Bind
+    writes: a name closed and prepared again runs its new text, and a name
+    prepared in SQL (which Levee does not see) invalidates everything."""
+    pt_setup(pg)
+    lv = levee_factory(cfg(PT_RULE, {"pool": {"pool_mode": "session"}}), name="pt_names")
+    c = lv.conn()
+    pt_fill(c, range(1, 6))
+    direct(pg, "UPDATE c_pt SET v = 'direct' || id")
+    with raw_login(lv.port) as rc:
+        request(rc, utils.parse_message("s1", "UPDATE c_pt SET v = 'r2' WHERE id = 2"),
+                utils.bind_message("s1"), utils.execute_message())
+        request(rc, utils.close_message("S", "s1"),
+                utils.parse_message("s1", "UPDATE c_pt SET v = 'r3' WHERE id = 3"),
+                utils.bind_message("s1"), utils.execute_message())
+    assert pt_vals(c, [1, 2, 3, 4]) == {1: "v1", 2: "r2", 3: "r3", 4: "v4"}
+    with raw_login(lv.port) as rc:
+        assert [k for k, _ in rc.query("PREPARE s2 AS UPDATE c_pt SET v = 'r4' WHERE id = 4")][-1] == b"Z"
+        request(rc, utils.bind_message("s2"), utils.execute_message())
+    assert pt_vals(c, [1, 4, 5]) == {1: "direct1", 4: "r4", 5: "direct5"}
