@@ -170,19 +170,15 @@ static bool enqueue(lv_client_t *c, const lv_request_t *rq, const lv_sql_info_t 
 	return *st == LV_WQ_OK;
 }
 
-lv_async_result_t lv_async_try(lv_client_t *c)
+lv_async_result_t lv_async_try(lv_client_t *c, const lv_request_t *rq)
 {
 	lv_worker_t *w = c->conn.worker;
 	lv_config_t *cfg = w->cfg;
-	lv_request_t rq;
-	if (!lv_request_parse(c, &rq))
-		return LV_ASYNC_PASS;
-	bool hinted = lv_sql_mentions_levee(rq.sql, rq.sql_len);
-	if (!hinted && cfg->n_queue_rules == 0)
+	if (!rq->hinted && cfg->n_queue_rules == 0)
 		return LV_ASYNC_PASS;
 	lv_sql_opts_t opts = {.skip_fingerprint = true, .write_functions_list = cfg->routing.write_functions};
 	lv_sql_info_t *info = w->sql_info;
-	if (lv_sql_cache_classify(w->sql_cache, rq.sql, rq.sql_len, &opts, info) != 0)
+	if (lv_sql_cache_classify(w->sql_cache, rq->sql, rq->sql_len, &opts, info) != 0)
 		return LV_ASYNC_PASS;
 	const lv_cfg_queue_rule_t *rule = NULL;
 	bool writes = (info->kind == LV_SQL_INSERT || info->kind == LV_SQL_UPDATE || info->kind == LV_SQL_DELETE ||
@@ -214,7 +210,7 @@ lv_async_result_t lv_async_try(lv_client_t *c)
 			snprintf(msg, sizeof(msg), "%s; this statement is %s", why, lv_sql_kind_name(info->kind));
 		else
 			snprintf(msg, sizeof(msg), "%s", why);
-		lv_sbuf_skip(&c->conn.sb, rq.total);
+		lv_sbuf_skip(&c->conn.sb, rq->total);
 		answer_error(c, LV_SQLSTATE_FEATURE_NOT_SUPPORTED, msg);
 		return LV_ASYNC_ANSWERED;
 	}
@@ -223,34 +219,34 @@ lv_async_result_t lv_async_try(lv_client_t *c)
 	if (!op)
 		return LV_ASYNC_PASS;
 	op->c = c;
-	op->extended = rq.extended;
-	op->has_parse = rq.has_parse;
-	op->has_describe = rq.has_describe;
+	op->extended = rq->extended;
+	op->has_parse = rq->has_parse;
+	op->has_describe = rq->has_describe;
 	snprintf(op->tag, sizeof(op->tag), "%s", tag);
 	snprintf(op->db, sizeof(op->db), "%s", c->database);
 	const char *key = info->hints.async_key[0] ? info->hints.async_key : rule && rule->key[0] ? rule->key : NULL;
 	/* A named Parse answered here still names its statement for later Binds (transaction mode). */
-	if (rq.has_parse && rq.parse_name && rq.parse_name[0]) {
-		if (lv_pstmt_map_get(&c->pstmts, rq.parse_name)) {
+	if (rq->has_parse && rq->parse_name && rq->parse_name[0]) {
+		if (lv_pstmt_map_get(&c->pstmts, rq->parse_name)) {
 			op_free(op);
 			return LV_ASYNC_PASS; /* the server's "already exists" error is the answer */
 		}
-		lv_pstmt_t *ps = lv_pstmt_get(&w->pstmts, rq.sql, rq.sql_len, rq.types_be, rq.n_types);
-		if (!ps || !lv_pstmt_map_set(&w->pstmts, &c->pstmts, rq.parse_name, ps)) {
+		lv_pstmt_t *ps = lv_pstmt_get(&w->pstmts, rq->sql, rq->sql_len, rq->types_be, rq->n_types);
+		if (!ps || !lv_pstmt_map_set(&w->pstmts, &c->pstmts, rq->parse_name, ps)) {
 			op_free(op);
 			return LV_ASYNC_PASS;
 		}
 	}
 	lv_wq_status_t st;
-	if (!enqueue(c, &rq, info, key, op, &st)) {
+	if (!enqueue(c, rq, info, key, op, &st)) {
 		op_free(op);
 		char msg[200];
 		snprintf(msg, sizeof(msg), "levee: the async write was not queued: %s", lv_wq_status_msg(st));
-		lv_sbuf_skip(&c->conn.sb, rq.total);
+		lv_sbuf_skip(&c->conn.sb, rq->total);
 		answer_error(c, lv_wq_status_sqlstate(st), msg);
 		return LV_ASYNC_ANSWERED;
 	}
-	lv_sbuf_skip(&c->conn.sb, rq.total);
+	lv_sbuf_skip(&c->conn.sb, rq->total);
 	c->async_op = op;
 	c->conn.action = "waiting for the queue";
 	return LV_ASYNC_WAIT;

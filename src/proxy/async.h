@@ -22,8 +22,9 @@ typedef enum lv_async_result {
 	LV_ASYNC_WAIT,     /* consumed and sent to Redis; the client waits for its answer */
 } lv_async_result_t;
 
-/* c holds no open transaction and has a request at the head of its input. */
-lv_async_result_t lv_async_try(lv_client_t *c);
+/* c holds no open transaction and rq (lv_request_parse()) is the request at the head of its input. */
+struct lv_request;
+lv_async_result_t lv_async_try(lv_client_t *c, const struct lv_request *rq);
 /*
  * Safety net for a statement on its way to a server (inside a transaction,
  * or pipelined behind other requests): true when its text carries a

@@ -606,7 +606,7 @@ static void l2_reply(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 			fill_free(f);
 			if (served) {
 				lv_metric_inc_l(LV_M_CACHE_REQUESTS_TOTAL, LV_ML_CACHE_RESULT_HIT);
-				lv_client_cache_answered(c);
+				lv_client_cache_retry(c);
 			} else {
 				c->cache_skip = true;
 				lv_client_cache_retry(c);
@@ -809,7 +809,7 @@ static lv_cached_result_t fast_hit(lv_client_t *c, const lv_request_t *rq)
 	lv_worker_t *w = c->conn.worker;
 	lv_cache_t *cache = cache_of(w);
 	lv_config_t *cfg = w->cfg;
-	if (lv_sql_mentions_levee(rq->sql, rq->sql_len) ||
+	if (rq->hinted ||
 	    (cfg->cache.bypass_users && lv_config_list_has(cfg->cache.bypass_users, c->user)))
 		return LV_CACHED_PASS;
 	bool any_shared = false;
@@ -854,7 +854,7 @@ static lv_cached_result_t fast_hit(lv_client_t *c, const lv_request_t *rq)
 	return LV_CACHED_PASS;
 }
 
-lv_cached_result_t lv_cached_try(lv_client_t *c)
+lv_cached_result_t lv_cached_try(lv_client_t *c, const lv_request_t *rq)
 {
 	lv_worker_t *w = c->conn.worker;
 	lv_cache_t *cache = cache_of(w);
@@ -867,21 +867,20 @@ lv_cached_result_t lv_cached_try(lv_client_t *c)
 		c->cache_skip = false;
 		return LV_CACHED_PASS;
 	}
-	lv_request_t rq;
-	if (!lv_request_parse(c, &rq) || !lv_cache_may_apply(cfg, rq.sql, rq.sql_len))
+	if (cfg->n_cache_rules == 0 && !rq->hinted)
 		return LV_CACHED_PASS;
-	if (!rq.extended) {
-		lv_cached_result_t fast = fast_hit(c, &rq);
+	if (!rq->extended) {
+		lv_cached_result_t fast = fast_hit(c, rq);
 		if (fast != LV_CACHED_PASS)
 			return fast;
 	}
 	lv_sql_opts_t opts = {.skip_fingerprint = !lv_cache_needs_fingerprint(cfg),
 			      .write_functions_list = cfg->routing.write_functions};
 	lv_sql_info_t *info = w->sql_info;
-	if (lv_sql_cache_classify(w->sql_cache, rq.sql, rq.sql_len, &opts, info) != 0)
+	if (lv_sql_cache_classify(w->sql_cache, rq->sql, rq->sql_len, &opts, info) != 0)
 		return LV_CACHED_PASS;
 	lv_cache_policy_t pol;
-	lv_cache_skip_t why = lv_cache_decide(cfg, info, rq.sql, rq.sql_len, c->database, c->user, &pol);
+	lv_cache_skip_t why = lv_cache_decide(cfg, info, rq->sql, rq->sql_len, c->database, c->user, &pol);
 	if (why != LV_CACHE_OK) {
 		if (why == LV_CACHE_SKIP_BYPASS_USER)
 			lv_metric_inc_l(LV_M_CACHE_REQUESTS_TOTAL, LV_ML_CACHE_RESULT_BYPASS);
@@ -892,16 +891,16 @@ lv_cached_result_t lv_cached_try(lv_client_t *c)
 		return LV_CACHED_PASS;
 	f->c = c;
 	f->pol = pol;
-	f->extended = rq.extended;
-	f->verbatim = rq.has_describe_stmt;
+	f->extended = rq->extended;
+	f->verbatim = rq->has_describe_stmt;
 	f->cap.cap = (size_t)pol.max_entry_size;
-	set_deps(c, f, cfg, &rq, info);
+	set_deps(c, f, cfg, rq, info);
 	if (f->n_deps < 0) {
 		fill_put(w, f);
 		return LV_CACHED_PASS;
 	}
-	if (!build_key(c, &rq, &pol, &f->key, false) ||
-	    (f->verbatim && !build_key(c, &rq, &pol, &f->plain_key, true))) {
+	if (!build_key(c, rq, &pol, &f->key, false) ||
+	    (f->verbatim && !build_key(c, rq, &pol, &f->plain_key, true))) {
 		fill_put(w, f);
 		return LV_CACHED_PASS;
 	}
@@ -922,11 +921,11 @@ lv_cached_result_t lv_cached_try(lv_client_t *c)
 			refresh = lv_cache_xfetch(now, t->expires_us, t->fill_cost_us, cfg->cache.xfetch_beta, u) &&
 				  lv_cache_store_claim_refresh(cache->store, &f->key, now);
 		}
-		if (refresh && !build_refresh(&rq, &f->replay_req)) {
+		if (refresh && !build_refresh(rq, &f->replay_req)) {
 			lv_cache_store_end_fill(cache->store, &f->key, NULL);
 			refresh = false;
 		}
-		bool served = replay(c, &rq, e);
+		bool served = replay(c, rq, e);
 		lv_cache_entry_unref(e);
 		if (!served) {
 			if (refresh)

@@ -29,8 +29,10 @@ typedef enum lv_cached_result {
 	LV_CACHED_FILL,     /* a miss this client fills: route it, its answer is captured */
 } lv_cached_result_t;
 
-/* An IDLE transaction-mode client with input: tries the request at its head against the cache. */
-lv_cached_result_t lv_cached_try(lv_client_t *c);
+/* A client with no open transaction: tries rq (lv_request_parse(), the request at the head of
+ * its input) against the cache. */
+struct lv_request;
+lv_cached_result_t lv_cached_try(lv_client_t *c, const struct lv_request *rq);
 /* server.c: n bytes at the head of from are about to be forwarded to c (c->fill set). Returns
  * false when they must be swallowed instead (a background refresh). */
 bool lv_cached_capture(lv_client_t *c, struct lv_sbuf *from, size_t n);

@@ -32,6 +32,7 @@
 #include "proxy/params.h"
 #include "sql/classify.h"
 #include "proxy/pool.h"
+#include "proxy/request.h"
 #include "proxy/router.h"
 #include "proxy/server.h"
 #include "proxy/worker.h"
@@ -766,6 +767,7 @@ void lv_client_attach(lv_client_t *c, lv_server_t *sv)
 }
 
 static void want_server(lv_client_t *c);
+static bool send_refresh(lv_client_t *c, lv_server_t *sv, const lv_buf_t *refresh);
 
 static void attach(lv_client_t *c, lv_server_t *sv)
 {
@@ -791,12 +793,8 @@ static void attach(lv_client_t *c, lv_server_t *sv)
 	const lv_buf_t *refresh = c->fill ? lv_cached_refresh_request(c) : NULL;
 	if (refresh) {
 		/* The cache's background refresh goes first; the client's input waits for it. */
-		if (!lv_sbuf_write(&sv->conn.sb, refresh->data, refresh->len)) {
-			lv_client_close(c, LV_SQLSTATE_OUT_OF_MEMORY, "levee: out of memory");
+		if (!send_refresh(c, sv, refresh))
 			return;
-		}
-		if (sv->n_pending++ == 0)
-			sv->request_start_us = lv_time_now_us();
 		if (c->pool->pool_mode == LV_POOL_TRANSACTION) {
 			/* The server carries the refresh on alone; the client is free for its next request. */
 			lv_cached_handoff(c, sv);
@@ -1077,15 +1075,42 @@ static bool idle_head(lv_client_t *c);
  * Transaction mode: a client with input and no server. The cache may answer
  * (then the next request is looked at), park it, or let it go on to a server.
  */
+/*
+ * A request with no open transaction may be answered without a server: the
+ * write queue takes a deferred write, the cache answers a cached read. The
+ * request at the head of the input is parsed once for both.
+ */
+static lv_cached_result_t answer_locally(lv_client_t *c)
+{
+	if (c->async_op || c->parked)
+		return LV_CACHED_WAIT; /* its deferred write or its cache fill is answered first */
+	lv_request_t rq;
+	if (!lv_request_parse(c, &rq))
+		return LV_CACHED_PASS;
+	lv_async_result_t ar = lv_async_try(c, &rq);
+	if (ar != LV_ASYNC_PASS)
+		return ar == LV_ASYNC_WAIT ? LV_CACHED_WAIT : LV_CACHED_ANSWERED;
+	if (c->cache_untrusted)
+		return LV_CACHED_PASS;
+	return lv_cached_try(c, &rq);
+}
+
+/* Writes the cache's background refresh to sv, ahead of anything the client sends. */
+static bool send_refresh(lv_client_t *c, lv_server_t *sv, const lv_buf_t *refresh)
+{
+	if (!lv_sbuf_write(&sv->conn.sb, refresh->data, refresh->len)) {
+		lv_client_close(c, LV_SQLSTATE_OUT_OF_MEMORY, "levee: out of memory");
+		return false;
+	}
+	if (sv->n_pending++ == 0)
+		sv->request_start_us = lv_time_now_us();
+	return true;
+}
+
 static void want_server(lv_client_t *c)
 {
 	for (;;) {
-		if (c->async_op)
-			return; /* its deferred write is answered first */
-		lv_async_result_t ar = lv_async_try(c);
-		if (ar == LV_ASYNC_WAIT || c->state != LV_CLIENT_IDLE)
-			return;
-		lv_cached_result_t r = ar == LV_ASYNC_ANSWERED ? LV_CACHED_ANSWERED : lv_cached_try(c);
+		lv_cached_result_t r = answer_locally(c);
 		if (r == LV_CACHED_WAIT || c->state != LV_CLIENT_IDLE)
 			return;
 		if (r != LV_CACHED_ANSWERED)
@@ -1118,11 +1143,6 @@ void lv_client_cache_fill(lv_client_t *c)
 		forward_to_server(c);
 }
 
-void lv_client_cache_answered(lv_client_t *c)
-{
-	lv_client_cache_retry(c);
-}
-
 /*
  * Session mode: a request that starts while the client's server is idle may
  * be answered from the cache too. Returns false when the client must not
@@ -1134,28 +1154,14 @@ static bool session_cache(lv_client_t *c)
 	lv_server_t *sv = c->server;
 	while (sv->n_pending == 0 && !sv->unsynced && !sv->in_copy && !c->fwd_left && !sv->fwd_left &&
 	       sv->txn_status == 'I' && lv_sbuf_avail(&c->conn.sb) > 0) {
-		if (c->async_op)
-			return false;
-		lv_async_result_t ar = lv_async_try(c);
-		if (ar == LV_ASYNC_WAIT || c->state != LV_CLIENT_ACTIVE)
-			return false;
-		if (ar == LV_ASYNC_ANSWERED)
-			continue;
-		if (c->cache_untrusted)
-			return true;
-		lv_cached_result_t r = lv_cached_try(c);
+		lv_cached_result_t r = answer_locally(c);
 		if (r == LV_CACHED_WAIT || c->state != LV_CLIENT_ACTIVE)
 			return false;
 		if (r == LV_CACHED_PASS)
 			return true;
 		const lv_buf_t *refresh = c->fill ? lv_cached_refresh_request(c) : NULL;
 		if (refresh) {
-			if (!lv_sbuf_write(&sv->conn.sb, refresh->data, refresh->len)) {
-				lv_client_close(c, LV_SQLSTATE_OUT_OF_MEMORY, "levee: out of memory");
-				return false;
-			}
-			sv->n_pending++;
-			sv->request_start_us = lv_time_now_us();
+			(void)send_refresh(c, sv, refresh);
 			return false;
 		}
 		if (r == LV_CACHED_FILL)

@@ -136,11 +136,10 @@ void lv_client_resume_admin(lv_client_t *c);
 /* Resumes reading from the client once its server drained. */
 void lv_client_resume(lv_client_t *c);
 
-/* Cache events (proxy/cached.c): c was parked and may try its request again; c's request
- * is a fill that needs a server; c was answered asynchronously (an L2 hit). */
+/* Cache events (proxy/cached.c): c may look at its input again (it was parked, or was answered
+ * asynchronously); c's request is a fill that needs a server. */
 void lv_client_cache_retry(lv_client_t *c);
 void lv_client_cache_fill(lv_client_t *c);
-void lv_client_cache_answered(lv_client_t *c);
 
 /* Frees closed clients that have lingered (flushing output) since before `before`. */
 void lv_client_reap_lingering(lv_worker_t *w, lv_usec_t before);

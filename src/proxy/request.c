@@ -7,6 +7,7 @@
 #include "net/sbuf.h"
 #include "proxy/client.h"
 #include "proxy/pool.h"
+#include "sql/classify.h"
 #include "wire/wire.h"
 
 /* Larger requests are neither cached nor deferred (they pass through as they are). */
@@ -72,6 +73,7 @@ bool lv_request_parse(lv_client_t *c, lv_request_t *rq)
 			return false;
 		rq->total = whole;
 		rq->shape[rq->n_shape++] = PqMsg_Query;
+		rq->hinted = lv_sql_mentions_levee(rq->sql, rq->sql_len);
 		return true;
 	}
 	if ((hdr[0] != PqMsg_Parse && hdr[0] != PqMsg_Bind) || !walk_extended(sb, rq))
@@ -147,5 +149,8 @@ bool lv_request_parse(lv_client_t *c, lv_request_t *rq)
 		}
 		p += (size_t)len + 1;
 	}
-	return rq->sql != NULL;
+	if (!rq->sql)
+		return false;
+	rq->hinted = lv_sql_mentions_levee(rq->sql, rq->sql_len);
+	return true;
 }

@@ -29,6 +29,7 @@ typedef struct lv_request {
 	const uint32_t *types;   /* a named statement's parameter types (transaction mode) */
 	bool has_parse, has_describe;
 	bool has_describe_stmt;  /* a Describe of the statement: its answer is replayed verbatim */
+	bool hinted;             /* the text mentions "levee:" (a hint may be there) */
 	const char *parse_name;  /* "" for the unnamed statement */
 	lv_wire_bind_t bind;
 	uint8_t shape[6];        /* the message types, in order (LV_REQ_DESCRIBE_STMT for Describe 'S') */
