@@ -130,4 +130,4 @@ clean:
 	rm -rf build
 
 -include $(OBJS:.o=.d)
--include $(UNIT_SRCS:%.c=$(BUILD)/%.d) $(wildcard $(BUILD)/tests/unit/fakes/*.d)
+-include $(UNIT_SRCS:%.c=$(BUILD)/%.d) $(wildcard $(BUILD)/tests/unit/fakes/*.d $(BUILD)/tests/unit/helpers/*.d)

@@ -1,4 +1,4 @@
-/* levee-test-deps: src/config/config.c src/config/config_keys.c src/config/config_dbs.c src/config/auth_file.c */
+/* levee-test-deps: src/config/config.c src/config/config_keys.c src/config/config_dbs.c src/config/auth_file.c tests/unit/helpers/config_files.c */
 /* SPDX-License-Identifier: ISC */
 /*
  * Tests of the [cache] and [queue] settings and of the [cache.rule NAME] and
@@ -14,104 +14,24 @@
  */
 #include "core/lv.h"
 
-#include <dirent.h>
 #include <regex.h>
 #include <setjmp.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "config/config.h"
 #include "config/config_int.h"
 #include "core/mem.h"
+#include "helpers/config_files.h"
 
 #define FIXTURES "tests/unit/fixtures/config"
 
 /* ---- Helpers ---- */
 
-/* The buffer's bytes as a NUL-terminated string (owned by the buffer). */
-static const char *buf_str(lv_buf_t *b)
-{
-	assert_true(lv_buf_put_u8(b, 0));
-	b->len--;
-	return (const char *)b->data;
-}
-
-static lv_config_t *load_ok(const char *path)
-{
-	lv_buf_t errors;
-	lv_buf_init(&errors);
-	lv_config_t *cfg = lv_config_load(path, &errors);
-	if (!cfg || errors.len)
-		print_error("%s: %s\n", path, errors.len ? buf_str(&errors) : "(no message)");
-	assert_non_null(cfg);
-	assert_int_equal(errors.len, 0);
-	lv_buf_cleanup(&errors);
-	return cfg;
-}
-
-static char temp_dir[64];
-
-/* Writes text to temp_dir/name (the directory made on first use); returns the path. */
-static const char *write_temp(const char *name, const char *text)
-{
-	static char path[128];
-	if (!temp_dir[0]) {
-		snprintf(temp_dir, sizeof(temp_dir), "/tmp/levee-test-rules-XXXXXX");
-		assert_non_null(mkdtemp(temp_dir));
-	}
-	snprintf(path, sizeof(path), "%s/%s", temp_dir, name);
-	FILE *f = fopen(path, "w");
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-	return path;
-}
-
-static int remove_temp(void **state)
-{
-	if (!temp_dir[0])
-		return 0;
-	DIR *d = opendir(temp_dir);
-	struct dirent *e;
-	char path[512];
-	while (d && (e = readdir(d))) {
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", temp_dir, e->d_name);
-		unlink(path);
-	}
-	if (d)
-		closedir(d);
-	return rmdir(temp_dir);
-}
-
-/*
- * Loads text as "t.ini" (in temp_dir) and returns its errors with the
- * directory cut from each path (lv_free it); "" when it loaded.
- */
-static char *load_errors(const char *text)
-{
-	lv_buf_t errors;
-	lv_buf_init(&errors);
-	lv_config_t *cfg = lv_config_load(write_temp("t.ini", text), &errors);
-	assert_true(cfg ? errors.len == 0 : errors.len > 0);
-	lv_config_unref(cfg);
-	char *out = lv_xstrdup(buf_str(&errors));
-	lv_buf_cleanup(&errors);
-	char *dir = strstr(out, temp_dir);
-	while (dir) {
-		size_t n = strlen(temp_dir) + 1;
-		memmove(dir, dir + n, strlen(dir + n) + 1);
-		dir = strstr(dir, temp_dir);
-	}
-	return out;
-}
-
 /* Asserts that text fails to load with exactly the error lines want. */
 static void expect_errors(const char *text, const char *want)
 {
-	char *got = load_errors(text);
+	char *got = lv_test_load_errors("t.ini", text);
 	if (strcmp(got, want) != 0)
 		print_error("--- file:\n%s--- expected:\n%s--- got:\n%s", text, want, got);
 	assert_string_equal(got, want);
@@ -132,7 +52,7 @@ static void expect_shown(const lv_config_t *cfg, const char *const *want)
 	lv_buf_t all;
 	lv_buf_init(&all);
 	lv_config_for_each(cfg, show_cb, &all);
-	const char *text = buf_str(&all);
+	const char *text = lv_test_buf_str(&all);
 	for (; *want; want++) {
 		if (!strstr(text, *want))
 			print_error("missing \"%s\" in:\n%s", *want, text);
@@ -147,7 +67,7 @@ static void expect_shown(const lv_config_t *cfg, const char *const *want)
 
 static void test_defaults(void **state)
 {
-	lv_config_t *cfg = load_ok(FIXTURES "/valid/minimal.ini");
+	lv_config_t *cfg = lv_test_load_ok(FIXTURES "/valid/minimal.ini");
 	assert_true(cfg->cache.memory == 256LL << 20);
 	assert_true(cfg->cache.max_entry_size == 1LL << 20);
 	assert_int_equal(cfg->cache.default_ttl_ms, 30000);
@@ -206,16 +126,16 @@ static void test_defaults(void **state)
 
 static void test_values(void **state)
 {
-	lv_config_t *cfg = load_ok(
-		write_temp("v.ini", HEAD
-			   "[cache]\nmemory = 0\nmax_entry_size = 4MB\ndefault_ttl = 5min\n"
-			   "swr = 1h\njitter = 25%\nxfetch_beta = 1.25\n"
-			   "bypass_users = migrations, audit\nredis_l2 = off\n"
-			   "lock_timeout = 10s\nlock_wait = 0\n"
-			   "[queue]\nconsumers = no\nbatch_size = 10000\nmax_wait = 0\n"
-			   "max_attempts = 1\nretry_backoff = 1ms\nretry_backoff_max = 1d\n"
-			   "claim_idle = 1s\nmax_inflight = 1000000\nmax_length = 2000000\n"
-			   "wait_replicas = 16\nwait_timeout = 1min\nstream_prefix = app:{q}\n"));
+	lv_config_t *cfg = lv_test_load_ok(lv_test_write_temp(
+		"v.ini",
+		HEAD "[cache]\nmemory = 0\nmax_entry_size = 4MB\ndefault_ttl = 5min\n"
+		     "swr = 1h\njitter = 25%\nxfetch_beta = 1.25\n"
+		     "bypass_users = migrations, audit\nredis_l2 = off\n"
+		     "lock_timeout = 10s\nlock_wait = 0\n"
+		     "[queue]\nconsumers = no\nbatch_size = 10000\nmax_wait = 0\n"
+		     "max_attempts = 1\nretry_backoff = 1ms\nretry_backoff_max = 1d\n"
+		     "claim_idle = 1s\nmax_inflight = 1000000\nmax_length = 2000000\n"
+		     "wait_replicas = 16\nwait_timeout = 1min\nstream_prefix = app:{q}\n"));
 	assert_true(cfg->cache.memory == 0);
 	assert_true(cfg->cache.max_entry_size == 4LL << 20);
 	assert_int_equal(cfg->cache.default_ttl_ms, 300000);
@@ -240,14 +160,15 @@ static void test_values(void **state)
 	assert_int_equal(cfg->queue.wait_timeout_ms, 60000);
 	assert_string_equal(cfg->queue.stream_prefix, "app:{q}");
 	lv_config_unref(cfg);
-	char *e = load_errors(HEAD "[queue]\nmax_length = 3000000000\n");
+	char *e = lv_test_load_errors("t.ini", HEAD "[queue]\nmax_length = 3000000000\n");
 	assert_string_equal(e, "t.ini:4: invalid value \"3000000000\" for max_length: expected an "
 			       "integer from 1 to 1000000000\n");
 	lv_free(e);
 
-	cfg = load_ok(write_temp("v2.ini", HEAD "[cache]\njitter = 0\nxfetch_beta = .5\n"
-						"[queue]\nmax_length = 1000000000\n"
-						"stream_prefix = app:{q}\n"));
+	cfg = lv_test_load_ok(lv_test_write_temp("v2.ini",
+						 HEAD "[cache]\njitter = 0\nxfetch_beta = .5\n"
+						      "[queue]\nmax_length = 1000000000\n"
+						      "stream_prefix = app:{q}\n"));
 	assert_int_equal(cfg->cache.jitter_pct, 0);
 	assert_true(cfg->cache.xfetch_beta == 0.5);
 	assert_true(cfg->queue.max_length == 1000000000);
@@ -262,7 +183,7 @@ static void test_values(void **state)
 	expect_shown(cfg, shown);
 	lv_config_unref(cfg);
 	/* "50 %" and "50" are the same value. */
-	cfg = load_ok(write_temp("v3.ini", HEAD "[cache]\njitter = 50 %\n"));
+	cfg = lv_test_load_ok(lv_test_write_temp("v3.ini", HEAD "[cache]\njitter = 50 %\n"));
 	assert_int_equal(cfg->cache.jitter_pct, 50);
 	lv_config_unref(cfg);
 }
@@ -370,7 +291,7 @@ static void test_parsers(void **state)
 
 static void test_rules_parse(void **state)
 {
-	lv_config_t *cfg = load_ok(FIXTURES "/valid/cache_rules.ini");
+	lv_config_t *cfg = lv_test_load_ok(FIXTURES "/valid/cache_rules.ini");
 	assert_true(cfg->cache.memory == 1LL << 30);
 	assert_int_equal(cfg->cache.jitter_pct, 20);
 
@@ -473,7 +394,7 @@ static void count_cb(void *arg, const char *section, const char *key, const char
 
 static void test_rules_rows(void **state)
 {
-	lv_config_t *cfg = load_ok(FIXTURES "/valid/cache_rules.ini");
+	lv_config_t *cfg = lv_test_load_ok(FIXTURES "/valid/cache_rules.ini");
 	size_t n = 0;
 	lv_config_for_each(cfg, count_cb, &n);
 	assert_int_equal(n, lv__n_keys + 3 * lv__n_cache_rule_keys + 2 * lv__n_queue_rule_keys);
@@ -652,21 +573,22 @@ static void test_rule_errors(void **state)
 
 static void test_diff(void **state)
 {
-	lv_config_t *a = load_ok(FIXTURES "/valid/minimal.ini");
-	lv_config_t *b = load_ok(FIXTURES "/valid/cache_rules.ini");
+	lv_config_t *a = lv_test_load_ok(FIXTURES "/valid/minimal.ini");
+	lv_config_t *b = lv_test_load_ok(FIXTURES "/valid/cache_rules.ini");
 	lv_buf_t w;
 	lv_buf_init(&w);
 	/* memory changed; the rules and jitter need no restart. */
 	assert_int_equal(lv_config_diff(a, b, &w), 1);
-	assert_string_equal(buf_str(&w), "memory changed; restart to apply\n");
+	assert_string_equal(lv_test_buf_str(&w), "memory changed; restart to apply\n");
 	lv_buf_cleanup(&w);
 	lv_config_unref(b);
 
-	b = load_ok(write_temp("d.ini", HEAD "[queue]\nstream_prefix = other\nbatch_size = 7\n"
-					     "[cache]\nswr = 5s\n"));
+	b = lv_test_load_ok(lv_test_write_temp("d.ini", HEAD
+					       "[queue]\nstream_prefix = other\nbatch_size = 7\n"
+					       "[cache]\nswr = 5s\n"));
 	lv_buf_init(&w);
 	assert_int_equal(lv_config_diff(a, b, &w), 1);
-	assert_string_equal(buf_str(&w), "stream_prefix changed; restart to apply\n");
+	assert_string_equal(lv_test_buf_str(&w), "stream_prefix changed; restart to apply\n");
 	lv_buf_cleanup(&w);
 	lv_config_unref(a);
 	lv_config_unref(b);
@@ -679,9 +601,9 @@ static void test_diff(void **state)
  */
 static void test_reload_frees(void **state)
 {
-	lv_config_t *cur = load_ok(FIXTURES "/valid/cache_rules.ini");
+	lv_config_t *cur = lv_test_load_ok(FIXTURES "/valid/cache_rules.ini");
 	for (int i = 0; i < 5; i++) {
-		lv_config_t *next = load_ok(FIXTURES "/valid/cache_rules.ini");
+		lv_config_t *next = lv_test_load_ok(FIXTURES "/valid/cache_rules.ini");
 		assert_int_equal(next->n_cache_rules, 3);
 		lv_config_unref(cur);
 		cur = next;
@@ -689,14 +611,14 @@ static void test_reload_frees(void **state)
 		/* A broken file: everything it built so far is freed, the old generation kept. */
 		lv_buf_t errors;
 		lv_buf_init(&errors);
-		const char *bad = write_temp("bad.ini",
-					     HEAD "[cache.rule a]\nmatch = ^select\ntables = a, b\n"
-						  "fingerprint = 00000000000000ff\nttl = 1s\n"
-						  "match = again\n[cache.rule b]\nmatch = (\n"
-						  "[queue.rule q]\ntables = x, y\nkey = k\n"
-						  "[cache.rule a]\nmatch = .*\nttl = 1s\n");
+		const char *bad = lv_test_write_temp(
+			"bad.ini", HEAD "[cache.rule a]\nmatch = ^select\ntables = a, b\n"
+					"fingerprint = 00000000000000ff\nttl = 1s\n"
+					"match = again\n[cache.rule b]\nmatch = (\n"
+					"[queue.rule q]\ntables = x, y\nkey = k\n"
+					"[cache.rule a]\nmatch = .*\nttl = 1s\n");
 		assert_null(lv_config_load(bad, &errors));
-		assert_non_null(strstr(buf_str(&errors), "duplicate cache rule \"a\""));
+		assert_non_null(strstr(lv_test_buf_str(&errors), "duplicate cache rule \"a\""));
 		lv_buf_cleanup(&errors);
 		assert_string_equal(cur->cache_rules[2].match, "^select .* from countries");
 	}
@@ -713,5 +635,5 @@ int main(void)
 		cmocka_unit_test(test_rule_errors),  cmocka_unit_test(test_diff),
 		cmocka_unit_test(test_reload_frees),
 	};
-	return cmocka_run_group_tests(tests, NULL, remove_temp);
+	return cmocka_run_group_tests(tests, NULL, lv_test_remove_temp);
 }
