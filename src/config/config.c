@@ -86,35 +86,17 @@ static const char *home_label(const lv__key_t *k, char *buf, size_t cap)
 	return buf;
 }
 
-/*
- * The five tables: 0 fixed sections, 1 [database NAME], 2 [user NAME],
- * 3 [cache.rule NAME], 4 [queue.rule NAME].
- */
-#define N_TABLES 5
-
-static const lv__key_t *table_keys(size_t t)
-{
-	static const lv__key_t *const tables[N_TABLES] = {
-		lv__keys, lv__db_keys, lv__user_keys, lv__cache_rule_keys, lv__queue_rule_keys,
-	};
-	return tables[t];
-}
-
-static size_t table_len(size_t t)
-{
-	switch (t) {
-	case 0:
-		return lv__n_keys;
-	case 1:
-		return lv__n_db_keys;
-	case 2:
-		return lv__n_user_keys;
-	case 3:
-		return lv__n_cache_rule_keys;
-	default:
-		return lv__n_queue_rule_keys;
-	}
-}
+/* The five tables: the fixed sections, then those of the named ones. */
+static const struct {
+	const lv__key_t *keys;
+	const size_t *n;
+} tables[] = {
+	{lv__keys, &lv__n_keys},
+	{lv__db_keys, &lv__n_db_keys},
+	{lv__user_keys, &lv__n_user_keys},
+	{lv__cache_rule_keys, &lv__n_cache_rule_keys},
+	{lv__queue_rule_keys, &lv__n_queue_rule_keys},
+};
 
 /* Is row k part of the section the loader is in? */
 static bool in_current(const lv__load_t *ld, const lv__key_t *k)
@@ -148,9 +130,9 @@ static void unknown_key(lv__load_t *ld, const char *key)
 	else
 		snprintf(where, sizeof(where), "in [%s]", ld->sect_label);
 
-	for (size_t t = 0; t < N_TABLES; t++) {
-		for (size_t i = 0; i < table_len(t); i++) {
-			const lv__key_t *k = &table_keys(t)[i];
+	for (size_t t = 0; t < LV_ARRAY_LEN(tables); t++) {
+		for (size_t i = 0; i < *tables[t].n; i++) {
+			const lv__key_t *k = &tables[t].keys[i];
 			bool here = in_current(ld, k);
 			if (strcmp(k->key, key) == 0 && !here) {
 				char label[32];
@@ -215,38 +197,38 @@ static void set_key(lv__load_t *ld, const char *key, const char *value)
 		n = lv__n_keys;
 		base = cfg;
 		lines = ld->key_lines;
-		k = lv__key_find(table, n, ld->sect_label, key);
 		break;
 	case LV__SECT_DB:
 		table = lv__db_keys;
 		n = lv__n_db_keys;
 		base = &cfg->dbs[ld->sect_index];
-		lines = ld->db_lines + ld->sect_index * n;
-		k = lv__key_find(table, n, NULL, key);
+		lines = ld->db_lines;
 		break;
 	case LV__SECT_CACHE_RULE:
 		table = lv__cache_rule_keys;
 		n = lv__n_cache_rule_keys;
 		base = &cfg->cache_rules[ld->sect_index];
-		lines = ld->cache_rule_lines + ld->sect_index * n;
-		k = lv__key_find(table, n, NULL, key);
+		lines = ld->cache_rule_lines;
 		break;
 	case LV__SECT_QUEUE_RULE:
 		table = lv__queue_rule_keys;
 		n = lv__n_queue_rule_keys;
 		base = &cfg->queue_rules[ld->sect_index];
-		lines = ld->queue_rule_lines + ld->sect_index * n;
-		k = lv__key_find(table, n, NULL, key);
+		lines = ld->queue_rule_lines;
 		break;
 	case LV__SECT_USER:
 	default:
 		table = lv__user_keys;
 		n = lv__n_user_keys;
 		base = &cfg->users[ld->sect_index];
-		lines = ld->user_lines + ld->sect_index * n;
-		k = lv__key_find(table, n, NULL, key);
+		lines = ld->user_lines;
 		break;
 	}
+	/* The fixed sections share one table and one set of lines; a named entry has its own. */
+	bool fixed = ld->sect == LV__SECT_FIXED;
+	if (!fixed)
+		lines += ld->sect_index * n;
+	k = lv__key_find(table, n, fixed ? ld->sect_label : NULL, key);
 	if (!k) {
 		unknown_key(ld, key);
 		return;
@@ -716,21 +698,12 @@ bool lv_config_list_has(const char *list, const char *name)
 {
 	if (!list || !name)
 		return false;
-	size_t nl = strlen(name);
-	const char *p = list;
-	for (;;) {
-		while (*p == ' ' || *p == '\t')
-			p++;
-		const char *end = strchr(p, ',');
-		size_t n = end ? (size_t)(end - p) : strlen(p);
-		while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
-			n--;
-		if (n == nl && memcmp(p, name, n) == 0)
+	size_t nl = strlen(name), n;
+	const char *p = list, *e;
+	while ((e = lv__list_next(&p, &n)))
+		if (n == nl && memcmp(e, name, n) == 0)
 			return true;
-		if (!end)
-			return false;
-		p = end + 1;
-	}
+	return false;
 }
 
 int lv_config_pool_mode(const lv_config_t *cfg, const lv_cfg_db_t *db, const char *user)
@@ -818,9 +791,9 @@ int lv_config_diff(const lv_config_t *old_cfg, const lv_config_t *new_cfg, lv_bu
 
 void lv_config_for_each_key(lv_config_key_fn fn, void *arg)
 {
-	for (size_t t = 0; t < N_TABLES; t++) {
-		for (size_t i = 0; i < table_len(t); i++) {
-			const lv__key_t *k = &table_keys(t)[i];
+	for (size_t t = 0; t < LV_ARRAY_LEN(tables); t++) {
+		for (size_t i = 0; i < *tables[t].n; i++) {
+			const lv__key_t *k = &tables[t].keys[i];
 			char section[32];
 			if (t == 0)
 				snprintf(section, sizeof(section), "%s", k->section);

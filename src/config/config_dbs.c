@@ -249,17 +249,10 @@ static const lv__enum_t route_modes[] = {
  * lv_cfg_user_t.key; the arguments are those of LV_KEY in config_keys.c. An
  * empty default means "not set": integers stay -1 (use the [pool] value).
  */
-#define LV__SROW(stype, sect, name, ty, def_, lo_, hi_, flags_, doc_, ...)                 \
-	{                                                                                  \
-		.section = (sect), .key = #name, .type = LV__T_##ty,                       \
-		.offset = offsetof(stype, name), .size = sizeof(((stype *)0)->name),       \
-		.def = (def_), .lo = (lo_), .hi = (hi_), .flags = (flags_), .doc = (doc_), \
-		__VA_ARGS__                                                                \
-	}
 #define LV_DBKEY(key, ty, def, lo, hi, flags, doc, ...) \
-	LV__SROW(lv_cfg_db_t, "database", key, ty, def, lo, hi, flags, doc, __VA_ARGS__)
+	LV__KEY_ROW(lv_cfg_db_t, "database", #key, ty, key, def, lo, hi, flags, doc, __VA_ARGS__)
 #define LV_USERKEY(key, ty, def, lo, hi, flags, doc, ...) \
-	LV__SROW(lv_cfg_user_t, "user", key, ty, def, lo, hi, flags, doc, __VA_ARGS__)
+	LV__KEY_ROW(lv_cfg_user_t, "user", #key, ty, key, def, lo, hi, flags, doc, __VA_ARGS__)
 
 #define RELOAD LV_CF_RELOAD
 

@@ -81,6 +81,19 @@ struct lv__key {
 	size_t aux;              /* TABLES only: offset of the int count of the char ** */
 };
 
+/*
+ * The body of one row for field fld of struct stype, named key in section
+ * sect; each table file wraps it in its LV_KEY-style macros. After the doc
+ * sentence come optional designated initializers (.names, .parse, .check,
+ * .aux).
+ */
+#define LV__KEY_ROW(stype, sect, key_, ty, fld, def_, lo_, hi_, flags_, doc_, ...)                \
+	{                                                                                         \
+		.section = (sect), .key = (key_), .type = LV__T_##ty,                             \
+		.offset = offsetof(stype, fld), .size = sizeof(((stype *)0)->fld), .def = (def_), \
+		.lo = (lo_), .hi = (hi_), .flags = (flags_), .doc = (doc_), __VA_ARGS__           \
+	}
+
 /* session, transaction: shared by the [pool], [database] and [user] tables. */
 extern const lv__enum_t lv__pool_modes[];
 
@@ -103,6 +116,12 @@ int lv__parse_bool(const char *s, bool *out);
 int lv__parse_int(const char *s, int64_t *out);
 /* Parses "0", "1.5", ".25" (no sign, no exponent, locale-free). Returns 0 or LV_EINVAL. */
 int lv__parse_float(const char *s, double *out);
+/*
+ * Steps through a comma-separated list: returns the next entry of *p with
+ * blanks (space, tab) trimmed, its length in *n (0 for an empty entry), and
+ * moves *p past it; NULL when the list is done. "" is one empty entry.
+ */
+const char *lv__list_next(const char **p, size_t *n);
 /* Parses "500ms", "30s", "5min", "2h", "1d"; a plain number is milliseconds. 0 or < 0. */
 int lv__parse_duration(const char *s, int64_t *ms);
 /* Parses "512", "64kB", "256MB", "1GB"; a plain number is bytes. 0 or < 0. */

@@ -106,6 +106,24 @@ static const lv__enum_t server_tls_modes[] = {
 	{NULL, 0},
 };
 
+/* ---- Lists ---- */
+
+const char *lv__list_next(const char **p, size_t *n)
+{
+	const char *s = *p;
+	if (!s)
+		return NULL;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	const char *end = strchr(s, ',');
+	size_t len = end ? (size_t)(end - s) : strlen(s);
+	while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+		len--;
+	*n = len;
+	*p = end ? end + 1 : NULL;
+	return s;
+}
+
 /* ---- Checks run after a value is stored ---- */
 
 static const char *str_field(const lv__key_t *k, const void *base)
@@ -180,25 +198,18 @@ static int check_user_list(const lv__key_t *k, const void *base, lv_err_t *err)
 	const char *v = str_field(k, base);
 	if (!v)
 		return 0;
-	const char *p = v;
-	for (;;) {
-		while (*p == ' ' || *p == '\t')
-			p++;
-		const char *end = strchr(p, ',');
-		size_t n = end ? (size_t)(end - p) : strlen(p);
-		while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
-			n--;
+	const char *p = v, *e;
+	size_t n;
+	while ((e = lv__list_next(&p, &n))) {
 		if (n == 0)
 			return lv_err_set(err, LV_EINVAL,
 					  "expected a comma-separated list of user names");
 		if (n >= LV_NAME_LEN)
 			return lv_err_set(err, LV_EINVAL,
-					  "user name \"%.*s\" is longer than %d bytes", (int)n, p,
+					  "user name \"%.*s\" is longer than %d bytes", (int)n, e,
 					  LV_NAME_LEN - 1);
-		if (!end)
-			return 0;
-		p = end + 1;
 	}
+	return 0;
 }
 
 static int check_user_name(const lv__key_t *k, const void *base, lv_err_t *err)
@@ -238,33 +249,26 @@ static int check_function_list(const lv__key_t *k, const void *base, lv_err_t *e
 	const char *v = str_field(k, base);
 	if (!v)
 		return 0;
-	const char *p = v;
-	for (;;) {
-		while (*p == ' ' || *p == '\t')
-			p++;
-		const char *end = strchr(p, ',');
-		size_t n = end ? (size_t)(end - p) : strlen(p);
-		while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
-			n--;
+	const char *p = v, *e;
+	size_t n;
+	while ((e = lv__list_next(&p, &n))) {
 		if (n == 0)
 			return lv_err_set(err, LV_EINVAL, "the list has an empty entry");
-		size_t name_len = p[n - 1] == '*' ? n - 1 : n;
-		const char *dot = memchr(p, '.', name_len);
+		size_t name_len = e[n - 1] == '*' ? n - 1 : n;
+		const char *dot = memchr(e, '.', name_len);
 		/* A lone "*" or "schema.*" leaves an empty part, which is refused. */
-		bool ok = dot ? function_part_valid(p, (size_t)(dot - p)) &&
+		bool ok = dot ? function_part_valid(e, (size_t)(dot - e)) &&
 					  function_part_valid(dot + 1,
-							      name_len - (size_t)(dot - p) - 1)
-			      : function_part_valid(p, name_len);
+							      name_len - (size_t)(dot - e) - 1)
+			      : function_part_valid(e, name_len);
 		if (!ok)
 			return lv_err_set(
 				err, LV_EINVAL,
 				"entry \"%.*s%s\": expected a function name, schema.name, "
 				"or either ending in *",
-				(int)LV_MIN(n, (size_t)64), p, n > 64 ? "..." : "");
-		if (!end)
-			return 0;
-		p = end + 1;
+				(int)LV_MIN(n, (size_t)64), e, n > 64 ? "..." : "");
 	}
+	return 0;
 }
 
 /* [queue] stream_prefix: a Redis key prefix, printable and without spaces. */
@@ -289,19 +293,14 @@ static int check_stream_prefix(const lv__key_t *k, const void *base, lv_err_t *e
  * After the doc sentence come optional designated initializers: .names for
  * enums, .check for an extra check.
  */
-#define LV__ROW(sect, name, ty, field, def_, lo_, hi_, flags_, doc_, ...)                          \
-	{                                                                                          \
-		.section = (sect), .key = (name), .type = LV__T_##ty,                              \
-		.offset = offsetof(lv_config_t, field), .size = sizeof(((lv_config_t *)0)->field), \
-		.def = (def_), .lo = (lo_), .hi = (hi_), .flags = (flags_), .doc = (doc_),         \
-		__VA_ARGS__                                                                        \
-	}
 #define LV_KEY(sect, key, ty, def, lo, hi, flags, doc, ...) \
-	LV__ROW(#sect, #key, ty, sect.key, def, lo, hi, flags, doc, __VA_ARGS__)
-#define LV_KEY_MS(sect, key, def, lo, hi, flags, doc, ...) \
-	LV__ROW(#sect, #key, DURATION, sect.key##_ms, def, lo, hi, flags, doc, __VA_ARGS__)
-#define LV_KEY_PCT(sect, key, def, lo, hi, flags, doc, ...) \
-	LV__ROW(#sect, #key, PERCENT, sect.key##_pct, def, lo, hi, flags, doc, __VA_ARGS__)
+	LV__KEY_ROW(lv_config_t, #sect, #key, ty, sect.key, def, lo, hi, flags, doc, __VA_ARGS__)
+#define LV_KEY_MS(sect, key, def, lo, hi, flags, doc, ...)                                      \
+	LV__KEY_ROW(lv_config_t, #sect, #key, DURATION, sect.key##_ms, def, lo, hi, flags, doc, \
+		    __VA_ARGS__)
+#define LV_KEY_PCT(sect, key, def, lo, hi, flags, doc, ...)                                     \
+	LV__KEY_ROW(lv_config_t, #sect, #key, PERCENT, sect.key##_pct, def, lo, hi, flags, doc, \
+		    __VA_ARGS__)
 
 #define RELOAD LV_CF_RELOAD
 
@@ -719,21 +718,16 @@ static int set_tables(const lv__key_t *k, const char *value, void *base, lv_err_
 {
 	char **v = NULL;
 	int n = 0, cap = 0;
-	const char *p = value;
-	for (;;) {
-		while (*p == ' ' || *p == '\t')
-			p++;
-		const char *end = strchr(p, ',');
-		size_t len = end ? (size_t)(end - p) : strlen(p);
-		while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
-			len--;
+	const char *p = value, *e;
+	size_t len;
+	while ((e = lv__list_next(&p, &len))) {
 		char *t = NULL;
 		if (len == 0)
 			lv_err_set(err, LV_EINVAL,
 				   *value ? "the list has an empty entry"
 					  : "expected a comma-separated list of table names");
 		else
-			t = table_name(p, len, err);
+			t = table_name(e, len, err);
 		if (!t) {
 			for (int i = 0; i < n; i++)
 				lv_free(v[i]);
@@ -745,9 +739,6 @@ static int set_tables(const lv__key_t *k, const char *value, void *base, lv_err_
 			v = lv_xrealloc(v, (size_t)cap * sizeof(*v));
 		}
 		v[n++] = t;
-		if (!end)
-			break;
-		p = end + 1;
 	}
 	free_tables(k, base);
 	*(char ***)field(k, base) = v;
@@ -768,15 +759,17 @@ static int set_typed(const lv__key_t *k, const char *value, const char *dir, voi
 			return lv_err_set(err, LV_EINVAL, "expected true or false");
 		return 0;
 	case LV__T_INT:
-		if ((k->flags & LV_CF_AUTO) && strcasecmp(value, "auto") == 0) {
-			*(int *)dst = 0;
-			return 0;
-		}
-		if (lv__parse_int(value, &v) < 0 || v < k->lo || v > k->hi)
+	case LV__T_INT64:
+		if ((k->flags & LV_CF_AUTO) && strcasecmp(value, "auto") == 0)
+			v = 0;
+		else if (lv__parse_int(value, &v) < 0 || v < k->lo || v > k->hi)
 			return lv_err_set(err, LV_EINVAL, "expected %san integer from %lld to %lld",
 					  (k->flags & LV_CF_AUTO) ? "\"auto\" or " : "",
 					  (long long)k->lo, (long long)k->hi);
-		*(int *)dst = (int)v;
+		if (k->type == LV__T_INT64)
+			*(int64_t *)dst = v;
+		else
+			*(int *)dst = (int)v;
 		return 0;
 	case LV__T_SIZE:
 	case LV__T_SIZE64:
@@ -835,12 +828,6 @@ static int set_typed(const lv__key_t *k, const char *value, const char *dir, voi
 		*(lv_cfg_host_t *)dst = h;
 		return 0;
 	}
-	case LV__T_INT64:
-		if (lv__parse_int(value, &v) < 0 || v < k->lo || v > k->hi)
-			return lv_err_set(err, LV_EINVAL, "expected an integer from %lld to %lld",
-					  (long long)k->lo, (long long)k->hi);
-		*(int64_t *)dst = v;
-		return 0;
 	case LV__T_PERCENT: {
 		char num[24];
 		size_t n = strlen(value);
@@ -1033,8 +1020,10 @@ size_t lv__keys_check(const lv__key_t *keys, size_t n)
 		case LV__T_INT:
 		case LV__T_SIZE:
 		case LV__T_ENUM:
+		case LV__T_PERCENT:
 			want = sizeof(int);
 			break;
+		case LV__T_INT64:
 		case LV__T_SIZE64:
 		case LV__T_DURATION:
 			want = sizeof(int64_t);
@@ -1051,12 +1040,6 @@ size_t lv__keys_check(const lv__key_t *keys, size_t n)
 			break;
 		case LV__T_HOSTS:
 			want = sizeof(lv_cfg_host_t *);
-			break;
-		case LV__T_INT64:
-			want = sizeof(int64_t);
-			break;
-		case LV__T_PERCENT:
-			want = sizeof(int);
 			break;
 		case LV__T_FLOAT:
 			want = sizeof(double);

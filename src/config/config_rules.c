@@ -100,24 +100,18 @@ static const lv__enum_t cache_scopes[] = {
  * section. An empty default means "not set": such fields stay -1 (use the
  * [cache] value).
  */
-#define LV__RROW(stype, sect, name, ty, fld, def_, lo_, hi_, flags_, doc_, ...)                   \
-	{                                                                                         \
-		.section = (sect), .key = (name), .type = LV__T_##ty,                             \
-		.offset = offsetof(stype, fld), .size = sizeof(((stype *)0)->fld), .def = (def_), \
-		.lo = (lo_), .hi = (hi_), .flags = (flags_), .doc = (doc_), __VA_ARGS__           \
-	}
-#define LV_CRULEKEY(key, ty, def, lo, hi, flags, doc, ...)                                  \
-	LV__RROW(lv_cfg_cache_rule_t, "cache.rule", #key, ty, key, def, lo, hi, flags, doc, \
-		 __VA_ARGS__)
-#define LV_CRULEKEY_MS(key, def, lo, hi, flags, doc, ...)                                         \
-	LV__RROW(lv_cfg_cache_rule_t, "cache.rule", #key, DURATION, key##_ms, def, lo, hi, flags, \
-		 doc, __VA_ARGS__)
-#define LV_CRULEKEY_PCT(key, def, lo, hi, flags, doc, ...)                                        \
-	LV__RROW(lv_cfg_cache_rule_t, "cache.rule", #key, PERCENT, key##_pct, def, lo, hi, flags, \
-		 doc, __VA_ARGS__)
-#define LV_QRULEKEY(key, ty, def, lo, hi, flags, doc, ...)                                  \
-	LV__RROW(lv_cfg_queue_rule_t, "queue.rule", #key, ty, key, def, lo, hi, flags, doc, \
-		 __VA_ARGS__)
+#define LV_CRULEKEY(key, ty, def, lo, hi, flags, doc, ...)                                     \
+	LV__KEY_ROW(lv_cfg_cache_rule_t, "cache.rule", #key, ty, key, def, lo, hi, flags, doc, \
+		    __VA_ARGS__)
+#define LV_CRULEKEY_MS(key, def, lo, hi, flags, doc, ...)                                     \
+	LV__KEY_ROW(lv_cfg_cache_rule_t, "cache.rule", #key, DURATION, key##_ms, def, lo, hi, \
+		    flags, doc, __VA_ARGS__)
+#define LV_CRULEKEY_PCT(key, def, lo, hi, flags, doc, ...)                                    \
+	LV__KEY_ROW(lv_cfg_cache_rule_t, "cache.rule", #key, PERCENT, key##_pct, def, lo, hi, \
+		    flags, doc, __VA_ARGS__)
+#define LV_QRULEKEY(key, ty, def, lo, hi, flags, doc, ...)                                     \
+	LV__KEY_ROW(lv_cfg_queue_rule_t, "queue.rule", #key, ty, key, def, lo, hi, flags, doc, \
+		    __VA_ARGS__)
 
 #define RELOAD LV_CF_RELOAD
 
@@ -146,7 +140,7 @@ const lv__key_t lv__cache_rule_keys[] = {
 	LV_CRULEKEY(allow_volatile, BOOL, "false", 0, 0, RELOAD,
 		    "Cache statements that call volatile functions such as now() or random()."),
 	LV_CRULEKEY(key, NAME, "", 0, 0, RELOAD,
-		    "Column of the rule's tables that point reads and writes use (id): invalidate by row."),
+		    "Key column (id) of point reads and writes: invalidate by row, not table."),
 };
 
 const size_t lv__n_cache_rule_keys = LV_ARRAY_LEN(lv__cache_rule_keys);

@@ -1,4 +1,4 @@
-/* levee-test-deps: src/config/config_keys.c src/config/config_dbs.c src/config/config_rules.c src/config/auth_file.c */
+/* levee-test-deps: src/config/config_keys.c src/config/config_dbs.c src/config/config_rules.c src/config/auth_file.c tests/unit/helpers/config_files.c */
 /* SPDX-License-Identifier: ISC */
 /*
  * Tests of src/config/: the corpus under tests/unit/fixtures/config/ (every
@@ -22,6 +22,7 @@
 #include "config/config_int.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "helpers/config_files.h"
 
 #define FIXTURES "tests/unit/fixtures/config"
 
@@ -41,66 +42,6 @@ static char *read_file(const char *path)
 	fclose(f);
 	assert_true(lv_buf_put_u8(&b, 0));
 	return (char *)b.data;
-}
-
-/* The buffer's bytes as a NUL-terminated string (owned by the buffer). */
-static const char *buf_str(lv_buf_t *b)
-{
-	assert_true(lv_buf_put_u8(b, 0));
-	b->len--;
-	return (const char *)b->data;
-}
-
-/* Loads path and fails the test, printing the errors, when it does not load. */
-static lv_config_t *load_ok(const char *path)
-{
-	lv_buf_t errors;
-	lv_buf_init(&errors);
-	lv_config_t *cfg = lv_config_load(path, &errors);
-	if (!cfg || errors.len)
-		print_error("%s: %s\n", path, errors.len ? buf_str(&errors) : "(no message)");
-	assert_non_null(cfg);
-	assert_int_equal(errors.len, 0);
-	lv_buf_cleanup(&errors);
-	return cfg;
-}
-
-/* A directory for files written by tests; removed by remove_temp(). */
-static char temp_dir[64];
-
-/* Writes text to a file in temp_dir (made on first use); returns its path (static). */
-static const char *write_temp(const char *name, const char *text)
-{
-	static char path[128];
-	if (!temp_dir[0]) {
-		snprintf(temp_dir, sizeof(temp_dir), "/tmp/levee-test-config-XXXXXX");
-		assert_non_null(mkdtemp(temp_dir));
-	}
-	snprintf(path, sizeof(path), "%s/%s", temp_dir, name);
-	FILE *f = fopen(path, "w");
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-	return path;
-}
-
-/* Group teardown: removes temp_dir and the files in it. */
-static int remove_temp(void **state)
-{
-	if (!temp_dir[0])
-		return 0;
-	DIR *d = opendir(temp_dir);
-	struct dirent *e;
-	char path[512];
-	while (d && (e = readdir(d))) {
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", temp_dir, e->d_name);
-		unlink(path);
-	}
-	if (d)
-		closedir(d);
-	return rmdir(temp_dir);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -149,7 +90,7 @@ static void test_valid_corpus(void **state)
 	for (size_t i = 0; i < n; i++) {
 		char path[512];
 		snprintf(path, sizeof(path), FIXTURES "/valid/%s", names[i]);
-		lv_config_unref(load_ok(path));
+		lv_config_unref(lv_test_load_ok(path));
 	}
 	free_list(names, n);
 }
@@ -181,7 +122,7 @@ static void test_invalid_corpus(void **state)
 		lv_buf_t errors;
 		lv_buf_init(&errors);
 		lv_config_t *cfg = lv_config_load(names[i], &errors);
-		const char *got = buf_str(&errors);
+		const char *got = lv_test_buf_str(&errors);
 		if (cfg || strcmp(got, expect) != 0) {
 			print_error("%s: %s\n--- expected:\n%s--- got:\n%s", names[i],
 				    cfg ? "loaded but must fail" : "wrong messages", expect, got);
@@ -198,11 +139,11 @@ static void test_invalid_corpus(void **state)
 
 static void test_samples_load(void **state)
 {
-	lv_config_t *cfg = load_ok("etc/levee.ini");
+	lv_config_t *cfg = lv_test_load_ok("etc/levee.ini");
 	assert_non_null(lv_config_find_db(cfg, "app"));
 	assert_true(cfg->n_auth > 0);
 	lv_config_unref(cfg);
-	cfg = load_ok("etc/levee-minimal.ini");
+	cfg = lv_test_load_ok("etc/levee-minimal.ini");
 	assert_true(cfg->n_dbs >= 1);
 	lv_config_unref(cfg);
 }
@@ -212,7 +153,7 @@ static void test_missing_file(void **state)
 	lv_buf_t errors;
 	lv_buf_init(&errors);
 	assert_null(lv_config_load(FIXTURES "/no-such-file.ini", &errors));
-	assert_string_equal(buf_str(&errors),
+	assert_string_equal(lv_test_buf_str(&errors),
 			    FIXTURES "/no-such-file.ini: cannot open: No such file or directory\n");
 	lv_buf_cleanup(&errors);
 	/* A NULL error buffer is allowed. */
@@ -223,7 +164,7 @@ static void test_missing_file(void **state)
 
 static void test_defaults(void **state)
 {
-	lv_config_t *cfg = load_ok(FIXTURES "/valid/minimal.ini");
+	lv_config_t *cfg = lv_test_load_ok(FIXTURES "/valid/minimal.ini");
 	assert_string_equal(cfg->levee.listen, "127.0.0.1:6432");
 	assert_null(cfg->levee.http_listen);
 	assert_int_equal(cfg->levee.workers, 0);
@@ -295,7 +236,7 @@ static void show_all_cb(void *arg, const char *section, const char *key, const c
 
 static void test_routing_values(void **state)
 {
-	lv_config_t *cfg = load_ok(FIXTURES "/valid/routing.ini");
+	lv_config_t *cfg = lv_test_load_ok(FIXTURES "/valid/routing.ini");
 	assert_int_equal(cfg->routing.health_check_period_ms, 5000);
 	assert_int_equal(cfg->routing.health_check_failures, 5);
 	assert_int_equal(cfg->routing.health_check_timeout_ms, 1500);
@@ -319,7 +260,7 @@ static void test_routing_values(void **state)
 	lv_buf_t all;
 	lv_buf_init(&all);
 	lv_config_for_each(cfg, show_all_cb, &all);
-	const char *text = buf_str(&all);
+	const char *text = lv_test_buf_str(&all);
 	assert_null(strstr(text, "m0nitor-pw"));
 	static const char *const want[] = {
 		"routing.health_check_period=5s\n",
@@ -344,10 +285,10 @@ static void test_routing_values(void **state)
 	lv_config_unref(cfg);
 
 	/* The defaults render as the table writes them. */
-	cfg = load_ok(FIXTURES "/valid/minimal.ini");
+	cfg = lv_test_load_ok(FIXTURES "/valid/minimal.ini");
 	lv_buf_init(&all);
 	lv_config_for_each(cfg, show_all_cb, &all);
-	text = buf_str(&all);
+	text = lv_test_buf_str(&all);
 	assert_non_null(strstr(text, "routing.max_replica_lag_bytes=16MB\n"));
 	assert_non_null(strstr(text, "routing.health_check_password=\n"));
 	assert_non_null(strstr(text, "routing.read_your_writes=lsn\n"));
@@ -355,63 +296,46 @@ static void test_routing_values(void **state)
 	lv_config_unref(cfg);
 }
 
-/* Loads text from a temporary file and returns its error text ("" when it loaded). */
-static char *load_errors(const char *name, const char *text)
-{
-	lv_buf_t errors;
-	lv_buf_init(&errors);
-	lv_config_t *cfg = lv_config_load(write_temp(name, text), &errors);
-	assert_true(cfg ? errors.len == 0 : errors.len > 0);
-	lv_config_unref(cfg);
-	char *out = lv_xstrdup(buf_str(&errors));
-	lv_buf_cleanup(&errors);
-	/* Drop the directory part of each line's path. */
-	char *dir = strstr(out, temp_dir);
-	while (dir) {
-		size_t n = strlen(temp_dir) + 1;
-		memmove(dir, dir + n, strlen(dir + n) + 1);
-		dir = strstr(dir, temp_dir);
-	}
-	return out;
-}
-
 static void test_routing_rules(void **state)
 {
 	char *e;
 
 	/* Equal timeout and period are allowed; lsn mode accepts a timeout of 0 (no limit). */
-	e = load_errors("r1.ini", "[levee]\nauth_type = trust\n[routing]\n"
-				  "health_check_period = 2s\nhealth_check_timeout = 2s\n"
-				  "read_your_writes_timeout = 0\n");
+	e = lv_test_load_errors("r1.ini", "[levee]\nauth_type = trust\n[routing]\n"
+					  "health_check_period = 2s\nhealth_check_timeout = 2s\n"
+					  "read_your_writes_timeout = 0\n");
 	assert_string_equal(e, "");
 	lv_free(e);
 
 	/* The later of the two lines is named, also across two [routing] sections. */
-	e = load_errors("r2.ini", "[levee]\nauth_type = trust\n[routing]\n"
-				  "health_check_period = 200ms\n[pool]\npool_size = 5\n"
-				  "[routing]\nhealth_check_timeout = 300ms\n");
+	e = lv_test_load_errors("r2.ini", "[levee]\nauth_type = trust\n[routing]\n"
+					  "health_check_period = 200ms\n[pool]\npool_size = 5\n"
+					  "[routing]\nhealth_check_timeout = 300ms\n");
 	assert_string_equal(e, "r2.ini:8: health_check_timeout (300ms) is longer than "
 			       "health_check_period (200ms)\n");
 	lv_free(e);
 
 	/* A refused value is reported once; the rule across keys does not pile on. */
-	e = load_errors("r3.ini", "[levee]\nauth_type = trust\n[routing]\n"
-				  "health_check_period = 200ms\nhealth_check_timeout = 5min\n");
+	e = lv_test_load_errors("r3.ini",
+				"[levee]\nauth_type = trust\n[routing]\n"
+				"health_check_period = 200ms\nhealth_check_timeout = 5min\n");
 	assert_string_equal(e, "r3.ini:5: invalid value \"5min\" for health_check_timeout: "
 			       "expected a duration from 100ms to 1min, such as 500ms, 30s, 5min "
 			       "or 1h\n");
 	lv_free(e);
-	e = load_errors("r4.ini", "[levee]\nauth_type = trust\n[database app]\n"
-				  "primary = 127.0.0.1:5432\nreplicas = bad\nroute = replicas\n");
+	e = lv_test_load_errors("r4.ini",
+				"[levee]\nauth_type = trust\n[database app]\n"
+				"primary = 127.0.0.1:5432\nreplicas = bad\nroute = replicas\n");
 	assert_non_null(strstr(e, "r4.ini:5: invalid value \"bad\" for replicas"));
 	assert_null(strstr(e, "route = replicas"));
 	lv_free(e);
 
 	/* time mode with the default timeout, and route = replicas with replicas, load. */
-	e = load_errors("r5.ini", "[levee]\nauth_type = trust\n[routing]\n"
-				  "read_your_writes = TIME\nfailover = Follow\n[database app]\n"
-				  "primary = 127.0.0.1:5432\nreplicas = 127.0.0.1:5433\n"
-				  "route = replicas\n");
+	e = lv_test_load_errors("r5.ini",
+				"[levee]\nauth_type = trust\n[routing]\n"
+				"read_your_writes = TIME\nfailover = Follow\n[database app]\n"
+				"primary = 127.0.0.1:5432\nreplicas = 127.0.0.1:5433\n"
+				"route = replicas\n");
 	assert_string_equal(e, "");
 	lv_free(e);
 }
@@ -461,7 +385,7 @@ static void test_write_functions(void **state)
 
 static void test_full_values(void **state)
 {
-	lv_config_t *cfg = load_ok(FIXTURES "/valid/full.ini");
+	lv_config_t *cfg = lv_test_load_ok(FIXTURES "/valid/full.ini");
 	assert_string_equal(cfg->levee.listen, "0.0.0.0:7432, [::1]:7432, /tmp/.s.PGSQL.7432");
 	assert_string_equal(cfg->levee.http_listen, "127.0.0.1:9930");
 	assert_int_equal(cfg->levee.workers, 4);
@@ -526,7 +450,7 @@ static void test_full_values(void **state)
 
 static void test_hosts(void **state)
 {
-	lv_config_t *cfg = load_ok(FIXTURES "/valid/hosts.ini");
+	lv_config_t *cfg = lv_test_load_ok(FIXTURES "/valid/hosts.ini");
 	const lv_cfg_db_t *db = lv_config_find_db(cfg, "v6");
 	assert_string_equal(db->primary.host, "::1");
 	assert_int_equal(db->primary.port, 5432);
@@ -558,7 +482,7 @@ static void test_hosts(void **state)
 
 static void test_layout(void **state)
 {
-	lv_config_t *cfg = load_ok(FIXTURES "/valid/layout.ini");
+	lv_config_t *cfg = lv_test_load_ok(FIXTURES "/valid/layout.ini");
 	assert_int_equal(cfg->levee.auth_type, LV_AUTH_TRUST);
 	assert_int_equal(cfg->levee.log_level, LV_LOG_WARN);
 	assert_int_equal(cfg->pool.pool_size, 7);
@@ -566,14 +490,14 @@ static void test_layout(void **state)
 	assert_string_equal(lv_config_find_db(cfg, "app")->primary.host, "localhost");
 	lv_config_unref(cfg);
 
-	cfg = load_ok(FIXTURES "/valid/long_line.ini");
+	cfg = lv_test_load_ok(FIXTURES "/valid/long_line.ini");
 	const lv_cfg_db_t *db = lv_config_find_db(cfg, "app");
 	assert_int_equal(db->n_replicas, 12);
 	assert_string_equal(db->replicas[11].host, "replica-12.db.example.internal");
 	assert_int_equal(db->replicas[11].weight, 120);
 	lv_config_unref(cfg);
 
-	cfg = load_ok(FIXTURES "/valid/units.ini");
+	cfg = lv_test_load_ok(FIXTURES "/valid/units.ini");
 	assert_int_equal(cfg->levee.workers, 0);
 	assert_int_equal(cfg->levee.client_login_timeout_ms, 2500);
 	assert_int_equal(cfg->levee.shutdown_timeout_ms, 86400000);
@@ -582,7 +506,7 @@ static void test_layout(void **state)
 	assert_int_equal(cfg->pool.server_lifetime_ms, 7LL * 86400000);
 	lv_config_unref(cfg);
 
-	cfg = load_ok(FIXTURES "/valid/no_databases.ini");
+	cfg = lv_test_load_ok(FIXTURES "/valid/no_databases.ini");
 	assert_int_equal(cfg->n_dbs, 0);
 	assert_null(lv_config_find_db(cfg, "app"));
 	lv_config_unref(cfg);
@@ -596,7 +520,7 @@ static void test_long_value_error(void **state)
 	memset(bad, 'x', sizeof(bad) - 1);
 	bad[sizeof(bad) - 1] = '\0';
 	snprintf(text, sizeof(text), "[levee]\nauth_type = trust\nlisten = %s:1 ; c\n", bad);
-	const char *path = write_temp("long.ini", text);
+	const char *path = lv_test_write_temp("long.ini", text);
 	lv_buf_t errors;
 	lv_buf_init(&errors);
 	assert_null(lv_config_load(path, &errors));
@@ -605,8 +529,36 @@ static void test_long_value_error(void **state)
 		 "%s:3: invalid value \"%.80s...\" for listen: entry \"%.64s...\": the host is "
 		 "longer than 255 bytes\n",
 		 path, bad, bad);
-	assert_string_equal(buf_str(&errors), want);
+	assert_string_equal(lv_test_buf_str(&errors), want);
 	lv_buf_cleanup(&errors);
+}
+
+/* The comma-list walker behind every list setting: trimmed entries, empty ones kept. */
+static void check_list_next(void)
+{
+	const char *p = " a ,\tbb,, c d ", *e;
+	size_t n;
+	static const char *const want[] = {"a", "bb", "", "c d"};
+	for (size_t i = 0; i < LV_ARRAY_LEN(want); i++) {
+		e = lv__list_next(&p, &n);
+		assert_non_null(e);
+		assert_int_equal(n, strlen(want[i]));
+		assert_memory_equal(e, want[i], n);
+	}
+	assert_null(lv__list_next(&p, &n));
+	assert_null(lv__list_next(&p, &n));
+	/* An empty list is one empty entry, so "expected a list" can be reported. */
+	p = "";
+	assert_non_null(lv__list_next(&p, &n));
+	assert_int_equal(n, 0);
+	assert_null(lv__list_next(&p, &n));
+	/* A trailing comma leaves an empty last entry. */
+	p = "x,";
+	assert_non_null(lv__list_next(&p, &n));
+	assert_int_equal(n, 1);
+	assert_non_null(lv__list_next(&p, &n));
+	assert_int_equal(n, 0);
+	assert_null(lv__list_next(&p, &n));
 }
 
 static void test_parsers(void **state)
@@ -668,6 +620,8 @@ static void test_parsers(void **state)
 	assert_true(lv__name_valid("app_1.v2-x$y@z"));
 	assert_false(lv__name_valid(""));
 	assert_false(lv__name_valid("my app"));
+
+	check_list_next();
 }
 
 /* ---- The tables ---- */
@@ -751,7 +705,7 @@ static void test_tables(void **state)
 
 static void test_auth_file(void **state)
 {
-	lv_config_t *cfg = load_ok(FIXTURES "/valid/auth.ini");
+	lv_config_t *cfg = lv_test_load_ok(FIXTURES "/valid/auth.ini");
 	assert_int_equal(cfg->n_auth, 6);
 	for (size_t i = 1; i < cfg->n_auth; i++)
 		assert_true(strcmp(cfg->auth[i - 1].user, cfg->auth[i].user) < 0);
@@ -776,7 +730,7 @@ static void test_auth_file(void **state)
 
 static void test_lookups(void **state)
 {
-	lv_config_t *cfg = load_ok(FIXTURES "/valid/full.ini");
+	lv_config_t *cfg = lv_test_load_ok(FIXTURES "/valid/full.ini");
 	const lv_cfg_db_t *app = lv_config_find_db(cfg, "app");
 	const lv_cfg_db_t *reports = lv_config_find_db(cfg, "reports");
 	assert_non_null(reports);
@@ -841,29 +795,30 @@ static void show_cb(void *arg, const char *section, const char *key, const char 
 
 static void test_for_each_masks_secrets(void **state)
 {
-	lv_config_t *cfg = load_ok(FIXTURES "/valid/full.ini");
+	lv_config_t *cfg = lv_test_load_ok(FIXTURES "/valid/full.ini");
 	shown_t s;
 	memset(&s, 0, sizeof(s));
 	lv_buf_init(&s.all);
 	lv_config_for_each(cfg, show_cb, &s);
 	assert_int_equal(s.n, lv__n_keys);
 	assert_string_equal(s.redis, "redis://********@127.0.0.1:6380/2");
-	assert_null(strstr(buf_str(&s.all), "hunter2"));
+	assert_null(strstr(lv_test_buf_str(&s.all), "hunter2"));
 	assert_string_equal(s.pool_size, "50");
 	assert_true(s.pool_size_reloadable);
 	assert_false(s.listen_reloadable);
 	/* Values are rendered back in the file's syntax. */
-	assert_non_null(strstr(buf_str(&s.all), "pool.server_idle_timeout=5min\n"));
-	assert_non_null(strstr(buf_str(&s.all), "levee.max_packet_size=64MB\n"));
-	assert_non_null(strstr(buf_str(&s.all), "levee.log_connections=false\n"));
-	assert_non_null(strstr(buf_str(&s.all), "levee.auth_type=scram-sha-256\n"));
-	assert_non_null(strstr(buf_str(&s.all), "levee.http_listen=127.0.0.1:9930\n"));
+	assert_non_null(strstr(lv_test_buf_str(&s.all), "pool.server_idle_timeout=5min\n"));
+	assert_non_null(strstr(lv_test_buf_str(&s.all), "levee.max_packet_size=64MB\n"));
+	assert_non_null(strstr(lv_test_buf_str(&s.all), "levee.log_connections=false\n"));
+	assert_non_null(strstr(lv_test_buf_str(&s.all), "levee.auth_type=scram-sha-256\n"));
+	assert_non_null(strstr(lv_test_buf_str(&s.all), "levee.http_listen=127.0.0.1:9930\n"));
 	lv_buf_cleanup(&s.all);
 	lv_config_unref(cfg);
 
 	/* A URL without a password is shown as is; the masked form hides a user too. */
-	cfg = load_ok(write_temp("redis.ini", "[levee]\nauth_type = trust\n"
-					      "redis = redis://cache.internal:6379/0\n"));
+	cfg = lv_test_load_ok(lv_test_write_temp("redis.ini",
+						 "[levee]\nauth_type = trust\n"
+						 "redis = redis://cache.internal:6379/0\n"));
 	memset(&s, 0, sizeof(s));
 	lv_buf_init(&s.all);
 	lv_config_for_each(cfg, show_cb, &s);
@@ -874,28 +829,30 @@ static void test_for_each_masks_secrets(void **state)
 
 static void test_diff(void **state)
 {
-	lv_config_t *a = load_ok(write_temp("a.ini", "[levee]\nauth_type = trust\n"
-						     "listen = 127.0.0.1:6432\nworkers = 2\n"
-						     "[pool]\npool_size = 10\n"));
-	lv_config_t *b = load_ok(write_temp("b.ini", "[levee]\nauth_type = trust\n"
-						     "listen = 127.0.0.1:6433\nworkers = 2\n"
-						     "[pool]\npool_size = 30\n"
-						     "[tls]\nserver_tls = prefer\n"));
+	lv_config_t *a =
+		lv_test_load_ok(lv_test_write_temp("a.ini", "[levee]\nauth_type = trust\n"
+							    "listen = 127.0.0.1:6432\nworkers = 2\n"
+							    "[pool]\npool_size = 10\n"));
+	lv_config_t *b =
+		lv_test_load_ok(lv_test_write_temp("b.ini", "[levee]\nauth_type = trust\n"
+							    "listen = 127.0.0.1:6433\nworkers = 2\n"
+							    "[pool]\npool_size = 30\n"
+							    "[tls]\nserver_tls = prefer\n"));
 	lv_buf_t w;
 	lv_buf_init(&w);
 	assert_int_equal(lv_config_diff(a, a, &w), 0);
 	assert_int_equal(w.len, 0);
 	assert_int_equal(lv_config_diff(a, b, &w), 2);
-	assert_string_equal(buf_str(&w), "listen changed; restart to apply\n"
-					 "server_tls changed; restart to apply\n");
+	assert_string_equal(lv_test_buf_str(&w), "listen changed; restart to apply\n"
+						 "server_tls changed; restart to apply\n");
 	assert_int_equal(lv_config_diff(b, a, NULL), 2);
 	lv_buf_cleanup(&w);
 	lv_config_unref(a);
 	lv_config_unref(b);
 
 	/* [routing] is reloadable: changing every key needs no restart. */
-	a = load_ok(FIXTURES "/valid/minimal.ini");
-	b = load_ok(FIXTURES "/valid/routing.ini");
+	a = lv_test_load_ok(FIXTURES "/valid/minimal.ini");
+	b = lv_test_load_ok(FIXTURES "/valid/routing.ini");
 	assert_int_equal(lv_config_diff(a, b, NULL), 0);
 	lv_config_unref(a);
 	lv_config_unref(b);
@@ -903,7 +860,7 @@ static void test_diff(void **state)
 
 static void test_refcount(void **state)
 {
-	lv_config_t *cfg = load_ok(FIXTURES "/valid/full.ini");
+	lv_config_t *cfg = lv_test_load_ok(FIXTURES "/valid/full.ini");
 	for (int i = 0; i < 10; i++)
 		assert_ptr_equal(lv_config_ref(cfg), cfg);
 	assert_int_equal(cfg->refcount, 11);
@@ -938,5 +895,5 @@ int main(void)
 		cmocka_unit_test(test_diff),
 		cmocka_unit_test(test_refcount),
 	};
-	return cmocka_run_group_tests(tests, NULL, remove_temp);
+	return cmocka_run_group_tests(tests, NULL, lv_test_remove_temp);
 }
