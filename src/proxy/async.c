@@ -135,38 +135,39 @@ static bool enqueue(lv_client_t *c, const lv_request_t *rq, const lv_sql_info_t 
 	lv_worker_t *w = c->conn.worker;
 	const lv_wire_bind_t *b = &rq->bind;
 	uint16_t n = rq->extended ? b->n_params : 0;
-	const char **values = NULL;
-	int32_t *lens = NULL;
-	int16_t *formats = NULL;
-	uint32_t *types = NULL;
-	if (n) {
-		values = lv_calloc(n, sizeof(*values));
-		lens = lv_calloc(n, sizeof(*lens));
-		formats = lv_calloc(n, sizeof(*formats));
-		types = lv_calloc(n, sizeof(*types));
+	/* The parameters as the queue's message wants them: on the stack when few, else the four
+	 * arrays in one allocation. */
+	const char *values[16], **vp = values;
+	int32_t lens[16], *lp = lens;
+	int16_t formats[16], *fp = formats;
+	uint32_t types[16], *tp = types;
+	void *heap = NULL;
+	if (n > 16) {
+		heap = lv_calloc(n, sizeof(*vp) + sizeof(*lp) + sizeof(*fp) + sizeof(*tp));
+		vp = heap;
+		tp = (uint32_t *)(vp + n);
+		lp = (int32_t *)(tp + n);
+		fp = (int16_t *)(lp + n);
 	}
-	bool ok = !n || (values && lens && formats && types);
+	bool ok = n <= 16 || heap;
 	lv_wire_reader_t r;
 	lv_wire_reader_init(&r, b->params, b->params_len);
 	for (uint16_t i = 0; ok && i < n; i++) {
 		const uint8_t *v;
 		int32_t vlen;
 		ok = lv_wire_bind_next_param(&r, &v, &vlen);
-		values[i] = vlen < 0 ? NULL : (const char *)v;
-		lens[i] = vlen < 0 ? 0 : vlen;
-		formats[i] = lv_wire_bind_param_format(b, i);
-		types[i] = lv_request_type(rq, i);
+		vp[i] = ok && vlen >= 0 ? (const char *)v : NULL;
+		lp[i] = ok && vlen >= 0 ? vlen : 0;
+		fp[i] = lv_wire_bind_param_format(b, i);
+		tp[i] = lv_request_type(rq, i);
 	}
 	const char *table = lv_sql_table_written(info, 0);
 	const char *dot = strrchr(table, '.');
 	lv_wq_msg_t m = {.db = c->database, .user = c->user, .key = key, .table = dot ? dot + 1 : table,
-			 .sql = rq->sql, .sql_len = rq->sql_len, .n_params = n, .values = values, .lens = lens,
-			 .formats = formats, .types = types};
+			 .sql = rq->sql, .sql_len = rq->sql_len, .n_params = n, .values = vp, .lens = lp,
+			 .formats = fp, .types = tp};
 	*st = ok ? lv_wq_enqueue(w->redis, w->cfg, &m, enqueued, op) : LV_WQ_OOM;
-	lv_free(values);
-	lv_free(lens);
-	lv_free(formats);
-	lv_free(types);
+	lv_free(heap);
 	return *st == LV_WQ_OK;
 }
 

@@ -529,17 +529,29 @@ static void fill_go_to_server(lv_client_t *c, struct lv_cfill *f)
 	lv_client_cache_fill(c);
 }
 
+/*
+ * Redis or the lock-wait timer is back for f: its client, unparked, or NULL
+ * when the client left meanwhile (f is then freed).
+ */
+static lv_client_t *fill_resume(struct lv_cfill *f)
+{
+	lv_client_t *c = f->c;
+	if (!c) {
+		fill_free(f);
+		return NULL;
+	}
+	unpark(c);
+	return c;
+}
+
 static void wait_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
 	struct lv_cfill *f = arg;
-	lv_client_t *c = f->c;
-	if (!c) {
-		fill_free(f);
+	lv_client_t *c = fill_resume(f);
+	if (!c)
 		return;
-	}
-	unpark(c);
 	lv_worker_t *w = c->conn.worker;
 	bool last = lv_time_update() >= f->wait_until_us;
 	if (!w->redis || !lv_redis_is_up(w->redis) || !l2_lookup(w, f, last))
@@ -559,12 +571,9 @@ static void l2_reply(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 	(void)r;
 	struct lv_cfill *f = arg;
 	f->l2_pending = false;
-	lv_client_t *c = f->c;
-	if (!c) {
-		fill_free(f);
+	lv_client_t *c = fill_resume(f);
+	if (!c)
 		return;
-	}
-	unpark(c);
 	lv_worker_t *w = c->conn.worker;
 	lv_cache_t *cache = cache_of(w);
 	lv_usec_t now = lv_time_update();

@@ -794,6 +794,23 @@ static int track_response(lv_server_t *sv, uint8_t type)
 	return 1;
 }
 
+/*
+ * The header of the server message at offset off of sv's input: 1 when read,
+ * 0 when not all of it is there yet, -1 when it is invalid (sv is then closed).
+ */
+static int peek_header(lv_server_t *sv, size_t off, uint8_t *type, uint32_t *len)
+{
+	uint8_t hdr[5];
+	if (!lv_sbuf_peek(&sv->conn.sb, off, hdr, 5))
+		return 0;
+	if (lv_wire_read_header(hdr, 5, (size_t)1 << 30, type, len) != 0) {
+		lv_metric_inc_l(LV_M_ERRORS_TOTAL, LV_ML_ERROR_KIND_SERVER_PROTOCOL);
+		lv_server_close(sv, "levee: invalid message from server");
+		return -1;
+	}
+	return 1;
+}
+
 void lv_server_flush_to_client(lv_server_t *sv)
 {
 	lv_client_t *c = sv->client;
@@ -819,15 +836,13 @@ void lv_server_flush_to_client(lv_server_t *sv)
 		bool again = false;
 		while (sv->fwd_left == 0 && batch + 5 <= avail) {
 			uint8_t hdr[6];
-			if (!lv_sbuf_peek(sb, batch, hdr, 5))
-				break;
 			uint8_t type;
 			uint32_t len;
-			if (lv_wire_read_header(hdr, 5, (size_t)1 << 30, &type, &len) != 0) {
-				lv_metric_inc_l(LV_M_ERRORS_TOTAL, LV_ML_ERROR_KIND_SERVER_PROTOCOL);
-				lv_server_close(sv, "levee: invalid message from server");
+			int hr = peek_header(sv, batch, &type, &len);
+			if (hr < 0)
 				return;
-			}
+			if (hr == 0)
+				break;
 			size_t whole = (size_t)len + 1;
 			if (txn && sv->respq.n > 0) {
 				lv_resp_t *h = lv_respq_head(&sv->respq);
@@ -945,15 +960,10 @@ static void refresh_input(lv_server_t *sv)
 			continue;
 		}
 		uint8_t hdr[6];
-		if (!lv_sbuf_peek(sb, 0, hdr, 5))
-			return;
 		uint8_t type;
 		uint32_t len;
-		if (lv_wire_read_header(hdr, 5, (size_t)1 << 30, &type, &len) != 0) {
-			lv_metric_inc_l(LV_M_ERRORS_TOTAL, LV_ML_ERROR_KIND_SERVER_PROTOCOL);
-			lv_server_close(sv, "levee: invalid message from server");
+		if (peek_header(sv, 0, &type, &len) <= 0)
 			return;
-		}
 		size_t whole = (size_t)len + 1;
 		bool ready = type == PqMsg_ReadyForQuery;
 		if (ready) {
