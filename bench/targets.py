@@ -41,6 +41,8 @@ BENCH_PASSWORD = "bench"
 BENCH_DB = "bench"
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "admin"
+# Levee's auth_file and PgBouncer's userlist.txt: the same format.
+USERS_FILE = f'"{BENCH_USER}" "{BENCH_PASSWORD}"\n"{ADMIN_USER}" "{ADMIN_PASSWORD}"\n'
 
 
 class TargetError(Exception):
@@ -175,6 +177,18 @@ def metric(snap, name, **labels):
     return total if seen else None
 
 
+def series_deltas(before, after, keep):
+    """{'name{label="value",...}': after - before} for every series of after whose name
+    keep(name) accepts (a series missing from before counts from 0)."""
+    out = {}
+    for (name, labels), v in after.items():
+        if keep(name):
+            key = name + ("{" + ",".join(f'{k}="{x}"' for k, x in labels) + "}"
+                          if labels else "")
+            out[key] = v - before.get((name, labels), 0.0)
+    return out
+
+
 def metric_delta(before, after, name, **labels):
     a, b = metric(after, name, **labels), metric(before, name, **labels)
     if a is None:
@@ -226,6 +240,7 @@ class Target:
         self.proc = None
         self.logfile = None
         self.note = ""
+        self._locks = []  # PortLocks held from start() until stop()
 
     # CPU of the proxy process tree; None for PostgreSQL direct.
     def cpu_ticks(self):
@@ -251,19 +266,16 @@ class Target:
             log.close()
 
     def _wait_ready(self, probe, timeout=60):
-        def ready():
-            if self.proc.poll() is not None:
-                raise TargetError(f"{self.label} exited with status {self.proc.returncode}:\n"
-                                  + self.log_tail())
-            ok, out = probe()
-            return ok
+        """Polls probe() -> (ok, output) until ok; a TargetError when the process exits
+        first (at once, not after timeout) or timeout passes."""
         try:
-            stk.wait_until(ready, timeout, 0.1, message=f"{self.label} to answer")
+            stk.wait_until(lambda: self.proc.poll() is not None or probe()[0], timeout, 0.1,
+                           message=f"{self.label} to answer")
         except TimeoutError as exc:
-            if self.proc.poll() is not None:
-                raise TargetError(f"{self.label} exited with status {self.proc.returncode}:\n"
-                                  + self.log_tail()) from None
             raise TargetError(f"{exc}\n{self.log_tail()}") from None
+        if self.proc.poll() is not None:
+            raise TargetError(f"{self.label} exited with status {self.proc.returncode}:\n"
+                              + self.log_tail())
 
     def log_tail(self, lines=30):
         try:
@@ -276,35 +288,33 @@ class Target:
         return signal.SIGTERM
 
     def stop(self, timeout=20):
-        """Stops the process group: the polite signal, then SIGKILL after timeout. Never raises."""
+        """Stops the process group: the polite signal, then SIGKILL after timeout; releases the
+        ports start() took. Never raises."""
         p, self.proc = self.proc, None
-        if p is None:
-            return
-        try:
-            if p.poll() is None:
-                os.killpg(p.pid, self.stop_signal())
-                try:
-                    p.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    pass
-            # Children (Pgpool-II's) may outlive the leader for a moment.
+        if p is not None:
             try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.wait(5)
-        except Exception as exc:  # noqa: BLE001 - stopping must go on
-            print(f"bench: stopping {self.label}: {exc}", flush=True)
-        if self.port_lock is not None:
-            self.port_lock.release()
-            self.port_lock = None
+                if p.poll() is None:
+                    os.killpg(p.pid, self.stop_signal())
+                    try:
+                        p.wait(timeout)
+                    except subprocess.TimeoutExpired:
+                        pass
+                # Children (Pgpool-II's) may outlive the leader for a moment.
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait(5)
+            except Exception as exc:  # noqa: BLE001 - stopping must go on
+                print(f"bench: stopping {self.label}: {exc}", flush=True)
+        while self._locks:
+            self._locks.pop().release()
 
-    port_lock = None
-
-    def _take_port(self):
-        self.port_lock = stk.PortLock()
-        self.port = self.port_lock.port
-        return self.port
+    def _new_port(self):
+        """A free loopback port, held (stk.PortLock) until stop()."""
+        lock = stk.PortLock()
+        self._locks.append(lock)
+        return lock.port
 
 
 class Direct(Target):
@@ -318,9 +328,6 @@ class Direct(Target):
 
     def start(self):
         return self
-
-    def stop(self, timeout=20):
-        pass
 
 
 class Levee(Target):
@@ -339,6 +346,7 @@ class Levee(Target):
         self.auth_type = auth_type
         self.levee_lines = levee_lines  # extra "key = value" lines for [levee]
         self.sections = sections        # extra sections, before [database bench]
+        self.http_port = None
         if label is not None:
             self.name = tag
             self.label = label
@@ -346,15 +354,14 @@ class Levee(Target):
     def start(self):
         d = os.path.join(self.st.dir, self.tag)
         os.makedirs(d, exist_ok=True)
-        port = self._take_port()
-        self.http_lock = stk.PortLock()
-        _write(os.path.join(d, "users.txt"),
-               f'"{BENCH_USER}" "{BENCH_PASSWORD}"\n"{ADMIN_USER}" "{ADMIN_PASSWORD}"\n')
+        port = self.port = self._new_port()
+        self.http_port = self._new_port()
+        _write(os.path.join(d, "users.txt"), USERS_FILE)
         conf = os.path.join(d, "levee.ini")
         _write(conf, f"""; written by bench/targets.py
 [levee]
 listen = {HOST}:{port}
-http_listen = {HOST}:{self.http_lock.port}
+http_listen = {HOST}:{self.http_port}
 workers = {self.workers}
 auth_file = users.txt
 auth_type = {self.auth_type}
@@ -378,37 +385,18 @@ primary = {HOST}:{self.pg.port}
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, timeout=30)
             if p.returncode != 0:
-                self.release_ports()
+                self.stop()
                 raise TargetError(f"{self.label}: levee --check-config refused the config: "
                                   + " | ".join(p.stdout.strip().splitlines()[:3]))
         self._spawn([self.binary, "-c", conf], d, as_server=False)
         self._wait_ready(lambda: psql(port, "SHOW VERSION", ADMIN_USER, ADMIN_PASSWORD, "levee"))
         return self
 
-    @property
-    def http_port(self):
-        lock = getattr(self, "http_lock", None)
-        return lock.port if lock is not None else None
-
     def metrics(self, timeout=10):
         """A parse_prometheus() snapshot of Levee's /metrics."""
         with urllib.request.urlopen(f"http://{HOST}:{self.http_port}/metrics",
                                     timeout=timeout) as resp:
             return parse_prometheus(resp.read().decode("utf-8", "replace"))
-
-    def release_ports(self):
-        for attr in ("port_lock", "http_lock"):
-            lock = getattr(self, attr, None)
-            if lock is not None:
-                lock.release()
-                setattr(self, attr, None)
-
-    def stop(self, timeout=20):
-        super().stop(timeout)
-        lock = getattr(self, "http_lock", None)
-        if lock is not None:
-            lock.release()
-            self.http_lock = None
 
 
 class PgBouncer(Target):
@@ -424,9 +412,8 @@ class PgBouncer(Target):
     def start(self):
         d = os.path.join(self.st.dir, self.tag)
         os.makedirs(d, exist_ok=True)
-        port = self._take_port()
-        _write(os.path.join(d, "userlist.txt"),
-               f'"{BENCH_USER}" "{BENCH_PASSWORD}"\n"{ADMIN_USER}" "{ADMIN_PASSWORD}"\n')
+        port = self.port = self._new_port()
+        _write(os.path.join(d, "userlist.txt"), USERS_FILE)
         conf = os.path.join(d, "pgbouncer.ini")
         _write(conf, f"""; written by bench/targets.py
 [databases]
@@ -474,8 +461,8 @@ class Pgpool(Target):
     def start(self):
         d = os.path.join(self.st.dir, self.tag)
         os.makedirs(os.path.join(d, "oiddir"), exist_ok=True)
-        port = self._take_port()
-        self.pcp_lock = stk.PortLock()
+        port = self.port = self._new_port()
+        pcp_port = self._new_port()
         _write(os.path.join(d, "pool_passwd"),
                f"{BENCH_USER}:TEXT{BENCH_PASSWORD}\n{ADMIN_USER}:TEXT{ADMIN_PASSWORD}\n")
         _write(os.path.join(d, "pool_hba.conf"),
@@ -488,7 +475,7 @@ listen_addresses = '{HOST}'
 port = {port}
 socket_dir = '{d}'
 pcp_listen_addresses = ''
-pcp_port = {self.pcp_lock.port}
+pcp_port = {pcp_port}
 pcp_socket_dir = '{d}'
 backend_hostname0 = '{HOST}'
 backend_port0 = {self.pg.port}
@@ -545,13 +532,6 @@ listen_backlog_multiplier = 2
             except (TypeError, ValueError):
                 out[k] = v
         return out
-
-    def stop(self, timeout=20):
-        super().stop(timeout)
-        lock = getattr(self, "pcp_lock", None)
-        if lock is not None:
-            lock.release()
-            self.pcp_lock = None
 
 
 
