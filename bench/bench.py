@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: ISC
 """Levee side by side with PgBouncer, Pgpool-II and PostgreSQL direct.
 
-Run by bench/run.sh (`make bench`): `bench.py /abs/path/to/levee`.
+Run by bench/run.sh (`make bench`): `bench.py [--quick] /abs/path/to/levee`.
 
 What it does, in order:
   1. starts a PostgreSQL 15 primary (tools/stack.py) tuned for the run, creates
@@ -24,7 +24,7 @@ Everything started is stopped at the end, on error and on Ctrl-C / SIGTERM.
 Figures, not assertions: a failed pgbench run is reported, not fatal.
 
 Environment:
-  BENCH_QUICK=1          one client count (64), 3 s runs, 3 rounds
+  BENCH_QUICK=1 or --quick   one client count (64), 3 s runs, 3 rounds
   BENCH_SECONDS=N        seconds per pgbench run (default 10; quick 3)
   BENCH_ROUNDS=N         rounds per workload (default 3, at least 1)
   BENCH_CLIENTS=8,64,256 client counts
@@ -108,27 +108,46 @@ def env_list(name, default, allowed=None, conv=str):
     return out
 
 
-class Settings:
-    def __init__(self, levee_binary):
+def positive_int(text):
+    """int(text), for env_list(conv=): a value under 1 is a ValueError."""
+    v = int(text)
+    if v < 1:
+        raise ValueError(text)
+    return v
+
+
+class CommonSettings:
+    """What every benchmark of bench/ reads alike: the Levee binary, quick mode (--quick or
+    BENCH_QUICK), BENCH_SECONDS, BENCH_ROUNDS, the targets (targets_env, any subset of
+    order, kept in that order), BENCH_LEVEE_WORKERS and BENCH_POOL_SIZE.
+
+    seconds and rounds are the defaults as (quick, full)."""
+
+    def __init__(self, levee_binary, quick, *, seconds, rounds, targets_env, order,
+                 default_targets=None):
         self.levee_binary = levee_binary
-        self.quick = os.environ.get("BENCH_QUICK", "") not in ("", "0")
-        self.seconds = env_int("BENCH_SECONDS", 3 if self.quick else 10, 2)
-        self.rounds = env_int("BENCH_ROUNDS", 3, 1)
+        self.quick = quick or os.environ.get("BENCH_QUICK", "") not in ("", "0")
+        self.seconds = env_int("BENCH_SECONDS", seconds[0] if self.quick else seconds[1], 2)
+        self.rounds = env_int("BENCH_ROUNDS", rounds[0] if self.quick else rounds[1], 1)
+        chosen = env_list(targets_env, default_targets or order, order)
+        self.targets = [t for t in order if t in chosen]
+        self.levee_workers = env_int("BENCH_LEVEE_WORKERS", 0, 0)
+        self.pool_size = env_int("BENCH_POOL_SIZE", 16, 1)
+        self.nproc = os.cpu_count() or 1
+
+
+class Settings(CommonSettings):
+    def __init__(self, levee_binary, quick):
+        super().__init__(levee_binary, quick, seconds=(3, 10), rounds=(3, 3),
+                         targets_env="BENCH_TARGETS", order=TARGET_ORDER)
         self.clients = env_list("BENCH_CLIENTS", [64] if self.quick else [8, 64, 256],
-                                conv=int)
-        if any(c < 1 for c in self.clients):
-            sys.exit("bench: BENCH_CLIENTS must be positive")
+                                conv=positive_int)
         self.protocols = env_list("BENCH_PROTOCOLS", PROTOCOLS, PROTOCOLS)
         self.workloads = env_list("BENCH_WORKLOADS", WORKLOADS, WORKLOADS)
-        self.targets = env_list("BENCH_TARGETS", TARGET_ORDER, TARGET_ORDER)
-        self.targets = [t for t in TARGET_ORDER if t in self.targets]
         self.idle_clients = env_int("BENCH_IDLE_CLIENTS", 10000, 0)
         self.levee_mode = os.environ.get("BENCH_LEVEE_MODE", "auto") or "auto"
         if self.levee_mode not in ("auto", "session", "transaction"):
             sys.exit("bench: BENCH_LEVEE_MODE must be auto, session or transaction")
-        self.levee_workers = env_int("BENCH_LEVEE_WORKERS", 0, 0)
-        self.pool_size = env_int("BENCH_POOL_SIZE", 16, 1)
-        self.nproc = os.cpu_count() or 1
 
 
 # ---------------------------------------------------------------------------
@@ -414,12 +433,11 @@ def _remove_logs(log_dir):
             os.unlink(os.path.join(log_dir, n))
 
 
-def read_latency_logs(log_dir, script=None):
+def read_latency_logs(log_dir):
     """Latencies in µs of every completed transaction in pgbench -l files under log_dir.
 
     A line is "client_id transaction_no time script_no time_epoch time_us [...]";
-    failed or skipped transactions (time not a number) are left out. script
-    keeps only that script number (0-based, in -f order)."""
+    failed or skipped transactions (time not a number) are left out."""
     out = []
     for n in sorted(os.listdir(log_dir)):
         if not n.startswith("tx."):
@@ -428,8 +446,6 @@ def read_latency_logs(log_dir, script=None):
             for line in f:
                 parts = line.split()
                 if len(parts) < 4 or not parts[2].isdigit():
-                    continue
-                if script is not None and parts[3] != str(script):
                     continue
                 out.append(int(parts[2]))
     return out
@@ -469,6 +485,7 @@ def probe_transaction_mode(st, pg, binary):
     try:
         t.start()
     except Exception as exc:  # noqa: BLE001 - the answer is "no", with the reason
+        t.stop()  # a Levee that never answered may still run, and holds its ports
         return False, f"Levee did not start with pool_mode = transaction: {exc}"
     try:
         ok, why = asyncio.run(_probe(t.port))
@@ -586,19 +603,42 @@ def target_note(value, target, op, fmt_value):
     return f"{fmt_value(value)} ({'met' if met else 'not met'})"
 
 
-def header_lines(ctx, title, started, extra_versions=("pgpool", "postgres")):
+def header_lines(ctx, title, started, extra_versions=("pgpool", "postgres"),
+                 sharing="PostgreSQL, the proxies and pgbench"):
     """The title and the machine / version lines every report starts with."""
     m, v = ctx["machine"], ctx["versions"]
     L = [f"# {title}, {started:%Y-%m-%d %H:%M:%S}", ""]
     L.append(f"- Machine: {m['nproc']} CPUs, {m['cpu']}, {m['ram']} RAM, Linux {m['kernel']} "
-             f"(PostgreSQL, the proxies and pgbench share it)")
+             f"({sharing} share it)")
     L.append(f"- Levee: {v['levee']}")
     L.append("- " + "; ".join(v[k] for k in extra_versions if k in v))
     return L
 
 
-def write_report(started, suffix, quick, report):
-    """Writes bench/results/<time>-<suffix>[-quick].md; returns its path."""
+def run_lines(ctx, started, finished):
+    """The command and wall-time lines that end every report's header."""
+    return [f"- Command: `{ctx['command']}`",
+            f"- Wall time: {(finished - started).total_seconds() / 60:.1f} min; load average "
+            f"(1/5/15 min) {ctx['machine']['loadavg']} at the start, {ctx['loadavg_end']} at "
+            f"the end"]
+
+
+def runs_table_head(columns, rounds):
+    """The two head lines of an "every run" table: columns, then one per round."""
+    return ["| " + " | ".join(columns + [f"round {i + 1}" for i in range(rounds)]) + " |",
+            "|" + "---|" * len(columns) + "---:|" * rounds]
+
+
+def failed_runs(results, labels, describe_key):
+    """'- <target>, <describe_key(key)> round <i>: <error>' for every failed run of
+    results ({key: {target: [Run]}})."""
+    return [f"- {labels[t]}, {describe_key(key)} round {i + 1}: {r.error}"
+            for key, per in results.items() for t, runs in per.items()
+            for i, r in enumerate(runs) if not r.ok]
+
+
+def publish(prog, started, suffix, quick, report):
+    """Writes bench/results/<time>[-<suffix>][-quick].md, prints the report and where it went."""
     out_dir = os.path.join(HERE, "results")
     os.makedirs(out_dir, exist_ok=True)
     name = f"{started:%Y%m%d-%H%M%S}" + (f"-{suffix}" if suffix else "") + \
@@ -606,13 +646,19 @@ def write_report(started, suffix, quick, report):
     path = os.path.join(out_dir, name + ".md")
     with open(path, "w") as f:
         f.write(report + "\n")
-    return path
+    log("")
+    log(report)
+    log(f"{prog}: results written to {os.path.relpath(path, ROOT)}")
 
 
-def command_line(script, binary):
-    """How the run was started, with the BENCH_* settings, for the report."""
-    return " ".join([f"{k}={os.environ[k]}" for k in sorted(os.environ)
-                     if k.startswith("BENCH_")] + [script, binary])
+def base_context(cfg, wrapper, quick_flag):
+    """What every report's header starts from: the machine, the versions, and how the run
+    was started (the BENCH_* settings, wrapper, --quick when it was given, the binary)."""
+    command = " ".join([f"{k}={os.environ[k]}" for k in sorted(os.environ)
+                        if k.startswith("BENCH_")] +
+                       [wrapper] + (["--quick"] if quick_flag else []) + [cfg.levee_binary])
+    return {"machine": machine_info(), "versions": versions(cfg.levee_binary),
+            "command": command}
 
 
 def render(cfg, ctx, results, idle, started, finished):
@@ -645,9 +691,7 @@ def render(cfg, ctx, results, idle, started, finished):
         L.append(f"- Pgpool-II: raw mode + connection_cache (connection pooling mode), "
                  f"num_init_children {ctx['pgpool_children']}, max_pool 1, load_balance off, "
                  f"auth md5 (pool_passwd)")
-    L.append(f"- Command: `{ctx['command']}`")
-    L.append(f"- Wall time: {(finished - started).total_seconds() / 60:.1f} min; load average "
-             f"(1/5/15 min) {m['loadavg']} at the start, {ctx['loadavg_end']} at the end")
+    L += run_lines(ctx, started, finished)
     L.append("")
 
     names = {"levee": "Levee", "pgbouncer": "PgBouncer", "pgpool": "Pgpool-II",
@@ -716,12 +760,7 @@ def render(cfg, ctx, results, idle, started, finished):
                          f"{d['errors'][0]}")
         L.append("")
 
-    fails = []
-    for (w, p, c), per in results.items():
-        for t, runs in per.items():
-            for i, r in enumerate(runs):
-                if not r.ok:
-                    fails.append(f"- {names[t]}, {w} {p} c={c} round {i + 1}: {r.error}")
+    fails = failed_runs(results, names, lambda k: f"{k[0]} {k[1]} c={k[2]}")
     if fails:
         L.append("## Failed runs")
         L.append("")
@@ -730,9 +769,7 @@ def render(cfg, ctx, results, idle, started, finished):
 
     L.append("## Every run (tps / proxy µs per txn / pgbench latency ms)")
     L.append("")
-    L.append("| workload | protocol | clients | target | " +
-             " | ".join(f"round {i + 1}" for i in range(cfg.rounds)) + " |")
-    L.append("|---|---|---|---|" + "---:|" * cfg.rounds)
+    L += runs_table_head(["workload", "protocol", "clients", "target"], cfg.rounds)
     for (w, p, c), per in results.items():
         for t in cols:
             runs = per.get(t, [])
@@ -752,18 +789,104 @@ def render(cfg, ctx, results, idle, started, finished):
 
 
 # ---------------------------------------------------------------------------
+# What every benchmark's main() does alike
+
+
+def parse_command(argv, prog, tools):
+    """(levee binary, --quick given) from `argv[0] [--quick] /abs/path/to/levee`.
+
+    -h / --help prints the usage and the script's docstring; other arguments exit
+    with the usage (status 2); a binary or one of tools that is not an executable
+    exits with a message."""
+    usage = f"usage: {argv[0]} [--quick] /abs/path/to/levee"
+    args = argv[1:]
+    if "-h" in args or "--help" in args:
+        print(usage + "\n\n" + (sys.modules["__main__"].__doc__ or "").strip())
+        sys.exit(0)
+    quick = "--quick" in args
+    args = [a for a in args if a != "--quick"]
+    if len(args) != 1:
+        print(usage, file=sys.stderr)
+        sys.exit(2)
+    binary = os.path.abspath(args[0])
+    if not os.access(binary, os.X_OK):
+        sys.exit(f"{prog}: {binary} is not an executable (run `make` first)")
+    for tool in tools:
+        if not os.access(tool, os.X_OK):
+            sys.exit(f"{prog}: {tool} not found (tools/install-deps.sh installs it)")
+    return binary, quick
+
+
+def new_stack(cfg):
+    """A Stack, with the Levee under test copied into it; cfg.levee_binary then names the
+    copy. The whole run uses one build, even if build/levee is rebuilt meanwhile (a proxy
+    restarted after a hang must be the same program)."""
+    st = stk.Stack()
+    binary = os.path.join(st.dir, "levee-under-test")
+    shutil.copy2(cfg.levee_binary, binary)
+    cfg.levee_binary = binary
+    return st
+
+
+def start_targets(makers, names, live, prog, unavailable=None):
+    """Starts makers[name]() for each of names, in order; returns {name: started target}.
+
+    Each target goes into live (which the caller stops in its finally) before it
+    starts. Without `unavailable` a target that fails to start fails the run;
+    with it (a dict) that target is stopped, left out, and its first error line
+    recorded there under its name, and the others go on."""
+    tg = {}
+    for name in names:
+        t = makers[name]()
+        live.append(t)
+        try:
+            t.start()
+        except T.TargetError as exc:
+            if unavailable is None:
+                raise
+            live.remove(t)
+            t.stop()
+            unavailable[name] = str(exc).splitlines()[0][:300]
+            log(f"{prog}: {t.label} not available: {unavailable[name]}")
+            continue
+        tg[name] = t
+        log(f"{prog}: {t.label} on port {t.port}")
+    return tg
+
+
+def after_run(t, r, prog):
+    """After a measured run r through t: fails the benchmark when the proxy died; after a
+    hung run starts it afresh, so that whatever state the hang left behind (servers stuck
+    in a transaction, queued clients) does not spill into the next runs."""
+    if not r.ok and t.proc is not None and t.proc.poll() is not None:
+        raise RuntimeError(f"{t.label} died:\n{t.log_tail()}")
+    if r.hung and t.proc is not None:
+        t.stop()
+        t.start()
+        log(f"{prog}: {t.label} restarted after a hung run; now on port {t.port}")
+
+
+def run_main(main, prog):
+    """Runs main(sys.argv) as a benchmark's entry point and exits with its status: 130 on
+    Ctrl-C, 1 when something could not be started or died (main's finally has stopped
+    everything it started by then)."""
+    try:
+        sys.exit(main(sys.argv))
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; everything started was stopped", file=sys.stderr)
+        sys.exit(130)
+    except (T.TargetError, stk.StackError, RuntimeError, TimeoutError) as exc:
+        print(f"{prog}: error: {exc}\n{prog}: everything started was stopped", file=sys.stderr)
+        sys.exit(1)
+
+
+# ---------------------------------------------------------------------------
 # Main
 
 
 def main(argv):
-    if len(argv) != 2:
-        sys.exit("usage: bench.py /abs/path/to/levee")
-    cfg = Settings(os.path.abspath(argv[1]))
-    if not os.access(cfg.levee_binary, os.X_OK):
-        sys.exit(f"bench: {cfg.levee_binary} is not an executable (run `make` first)")
-    for tool in (PGBENCH, T.PGBOUNCER, T.PGPOOL, T.PSQL):
-        if not os.access(tool, os.X_OK):
-            sys.exit(f"bench: {tool} not found (tools/install-deps.sh installs it)")
+    binary, quick = parse_command(argv, "bench", (PGBENCH, T.PGBOUNCER, T.PGPOOL, T.PSQL))
+    cfg = Settings(binary, quick)
 
     started = datetime.datetime.now()
     nofile = raise_nofile(cfg.idle_clients + 1000)
@@ -773,24 +896,13 @@ def main(argv):
             f"{cfg.idle_clients} to {n} clients")
         cfg.idle_clients = n
 
-    ctx = {
-        "machine": machine_info(),
-        "versions": versions(cfg.levee_binary),
-        "command": " ".join([f"{k}={os.environ[k]}" for k in sorted(os.environ)
-                             if k.startswith("BENCH_")] + ["bench/run.sh", cfg.levee_binary]),
-        "pgpool_children": max(cfg.clients) + 8,
-    }
+    ctx = dict(base_context(cfg, "bench/run.sh", quick), pgpool_children=max(cfg.clients) + 8)
     log(f"bench: {'QUICK MODE: ' if cfg.quick else ''}{cfg.seconds} s runs, {cfg.rounds} rounds, "
         f"clients {cfg.clients}, protocols {cfg.protocols}, workloads {cfg.workloads}")
     m = ctx["machine"]
     log(f"bench: machine: {m['nproc']} CPUs, {m['cpu']}, {m['ram']}")
 
-    st = stk.Stack()
-    # The whole run uses one build, even if build/levee is rebuilt meanwhile
-    # (a proxy restarted after a hang must be the same program).
-    binary = os.path.join(st.dir, "levee-under-test")
-    shutil.copy2(cfg.levee_binary, binary)
-    cfg.levee_binary = binary
+    st = new_stack(cfg)
     live = []
     results = {}
     idle = {"skipped": []}
@@ -829,13 +941,7 @@ def main(argv):
             "pgpool": lambda: T.Pgpool(st, pg, ctx["pgpool_children"]),
             "direct": lambda: T.Direct(st, pg),
         }
-        tg = {}
-        for name in cfg.targets:
-            t = makers[name]()
-            live.append(t)
-            t.start()
-            tg[name] = t
-            log(f"bench: {t.label} on port {t.port}")
+        tg = start_targets(makers, cfg.targets, live, "bench")
 
         # Warm-up, not recorded: pools filled, tables cached.
         for name in cfg.targets:
@@ -870,16 +976,7 @@ def main(argv):
                     if r.ok and r.cpu_us is not None:
                         what += f", proxy {r.cpu_us:.1f} µs/txn"
                     log(f"[{k}/{total}] {w} {p} c={c} round {rnd + 1} {tg[name].label}: {what}")
-                    t = tg[name]
-                    if not r.ok and t.proc is not None and t.proc.poll() is not None:
-                        raise RuntimeError(f"{t.label} died:\n{t.log_tail()}")
-                    if r.hung and t.proc is not None:
-                        # Whatever state the hang left behind (servers stuck
-                        # in a transaction, queued clients) must not spill
-                        # into the next runs: start it afresh.
-                        t.stop()
-                        t.start()
-                        log(f"bench: {t.label} restarted after a hung run; now on port {t.port}")
+                    after_run(tg[name], r, "bench")
 
         for t in live:
             t.stop()
@@ -925,24 +1022,9 @@ def main(argv):
 
     finished = datetime.datetime.now()
     ctx["loadavg_end"] = loadavg()
-    report = render(cfg, ctx, results, idle, started, finished)
-    out_dir = os.path.join(HERE, "results")
-    os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, f"{started:%Y%m%d-%H%M%S}{'-quick' if cfg.quick else ''}.md")
-    with open(path, "w") as f:
-        f.write(report + "\n")
-    log("")
-    log(report)
-    log(f"bench: results written to {os.path.relpath(path, ROOT)}")
+    publish("bench", started, "", cfg.quick, render(cfg, ctx, results, idle, started, finished))
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv))
-    except KeyboardInterrupt:
-        print("bench: interrupted; everything started was stopped", file=sys.stderr)
-        sys.exit(130)
-    except (T.TargetError, stk.StackError, RuntimeError) as exc:
-        print(f"bench: error: {exc}\nbench: everything started was stopped", file=sys.stderr)
-        sys.exit(1)
+    run_main(main, "bench")

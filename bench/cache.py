@@ -59,7 +59,6 @@ Environment (see bench/README.md):
 
 import datetime
 import os
-import shutil
 import sys
 import threading
 import time
@@ -68,7 +67,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import bench as B  # noqa: E402  (puts tools/ on sys.path too)
-import stack as stk  # noqa: E402
 import targets as T  # noqa: E402
 
 import psycopg  # noqa: E402
@@ -98,30 +96,21 @@ GOAL_HIT_P99_MS = 0.3
 GOAL_HIT_RATIO = 0.85
 
 
-class Settings:
-    def __init__(self, levee_binary, quick_flag):
-        self.levee_binary = levee_binary
-        self.quick = quick_flag or os.environ.get("BENCH_QUICK", "") not in ("", "0")
-        self.seconds = B.env_int("BENCH_SECONDS", 5 if self.quick else 10, 2)
-        self.rounds = B.env_int("BENCH_ROUNDS", 2 if self.quick else 3, 1)
-        self.clients = B.env_list("BENCH_CLIENTS", [64], conv=int)
-        if any(c < 1 for c in self.clients):
-            sys.exit("cache: BENCH_CLIENTS must be positive")
+class Settings(B.CommonSettings):
+    def __init__(self, levee_binary, quick):
+        super().__init__(levee_binary, quick, seconds=(5, 10), rounds=(2, 3),
+                         targets_env="BENCH_CACHE_TARGETS", order=ORDER)
+        self.clients = B.env_list("BENCH_CLIENTS", [64], conv=B.positive_int)
         self.protocols = B.env_list("BENCH_PROTOCOLS", PROTOCOLS, PROTOCOLS + ["prepared"])
         self.workloads = B.env_list("BENCH_CACHE_WORKLOADS", list(WORKLOADS), list(WORKLOADS))
-        chosen = B.env_list("BENCH_CACHE_TARGETS", ORDER, ORDER)
-        self.targets = [t for t in ORDER if t in chosen]
         self.rows = B.env_int("BENCH_CACHE_ROWS", 100000, 1)
         self.hot_rows = min(self.rows, B.env_int("BENCH_CACHE_HOT_ROWS", 1000, 1))
         raw = os.environ.get("BENCH_CACHE_LAT_CLIENTS")
         self.lat_clients = ([] if raw is not None and raw.strip() == "" else
-                            B.env_list("BENCH_CACHE_LAT_CLIENTS", [1, 64], conv=int))
+                            B.env_list("BENCH_CACHE_LAT_CLIENTS", [1, 64], conv=B.positive_int))
         self.check = B.env_int("BENCH_CACHE_CHECK", 1, 0) != 0
         checkable = [p for p in self.protocols if p in ("extended", "simple")]
         self.check_protocols = checkable[:1] if self.quick else checkable
-        self.levee_workers = B.env_int("BENCH_LEVEE_WORKERS", 0, 0)
-        self.pool_size = B.env_int("BENCH_POOL_SIZE", 16, 1)
-        self.nproc = os.cpu_count() or 1
 
 
 # ---------------------------------------------------------------------------
@@ -157,10 +146,10 @@ def make_levee(st, pg, cfg, rd, with_cache):
                    label=LABELS[tag])
 
 
-def make_pgpool(st, pg, cfg):
+def make_pgpool(st, pg, children):
     conf = T.pgpool_memqcache_conf(total_size=PGPOOL_CACHE_SIZE, expire=PGPOOL_EXPIRE)
-    return T.Pgpool(st, pg, max(max(cfg.clients), max(cfg.lat_clients or [1])) + 8,
-                    tag="pgpool-cache", extra_conf=conf, label=LABELS["pgpool-cache"])
+    return T.Pgpool(st, pg, children, tag="pgpool-cache", extra_conf=conf,
+                    label=LABELS["pgpool-cache"])
 
 
 def cache_snapshot(t):
@@ -191,14 +180,10 @@ def cache_delta(before, after):
                     "hit_p99_s": None, "note": "no levee_cache_requests_total in /metrics"}
         lookups = sum(by.values())
         hits = by.get("hit", 0.0)
-        counters = {}
-        for (name, labels), v in a.items():
-            if (name.startswith("levee_cache_") or name.startswith("levee_redis_")) and \
-                    not name.endswith(("_bucket", "_sum", "_count")) and \
-                    name not in ("levee_cache_entries", "levee_cache_bytes", "levee_redis_up"):
-                key = name + ("{" + ",".join(f'{k}="{x}"' for k, x in labels) + "}"
-                              if labels else "")
-                counters[key] = v - b.get((name, labels), 0.0)
+        counters = T.series_deltas(b, a, lambda name: (
+            name.startswith(("levee_cache_", "levee_redis_"))
+            and not name.endswith(("_bucket", "_sum", "_count"))
+            and name not in ("levee_cache_entries", "levee_cache_bytes", "levee_redis_up")))
         return {"hits": hits, "lookups": lookups, "ratio": hits / lookups if lookups else None,
                 "by_result": by, "counters": counters,
                 "entries": T.metric(a, "levee_cache_entries"),
@@ -374,9 +359,7 @@ def render(cfg, ctx, mixed, lat, checks, started, finished):
              "pre-filled (every row read once as pgbench sends it), so the runs measure the steady state")
     for name, why in ctx["unavailable"].items():
         L.append(f"- **{LABELS[name]}: not available**: {why}")
-    L.append(f"- Command: `{ctx['command']}`")
-    L.append(f"- Wall time: {(finished - started).total_seconds() / 60:.1f} min; load average "
-             f"{ctx['machine']['loadavg']} at the start, {ctx['loadavg_end']} at the end")
+    L += B.run_lines(ctx, started, finished)
     L.append("")
 
     cols = cfg.targets
@@ -505,9 +488,9 @@ def render(cfg, ctx, mixed, lat, checks, started, finished):
 
     L.append("## Against the targets (figures, not assertions)")
     L.append("")
-    def figure(w, other, fn):
-        """fn(per) for the first (w, protocol, clients) cell where both Levee cache and
-        `other` have figures, extended first; (value, 'where')."""
+    def figure(w, fn):
+        """(fn(per), 'where') for the first (w, protocol, clients) cell where fn(per) is
+        not None, extended first."""
         for p in ("extended", "simple", "prepared"):
             for (w2, p2, c), per in mixed.items():
                 if w2 != w or p2 != p:
@@ -523,14 +506,14 @@ def render(cfg, ctx, mixed, lat, checks, started, finished):
             b = B.median_of(per.get(other, []), "tps")
             return a / b if a and b else None
         return fn
-    for w in [w for w in cfg.workloads]:
-        v, where = figure(w, "direct", tps_ratio("direct"))
+    for w in cfg.workloads:
+        v, where = figure(w, tps_ratio("direct"))
         L.append(f"- Levee cache ≥ {GOAL_VS_DIRECT:g}× direct tps ({where}): " +
                  B.target_note(v, GOAL_VS_DIRECT, ">=", lambda x: f"{x:.2f}×"))
-        v, where = figure(w, "pgpool-cache", tps_ratio("pgpool-cache"))
+        v, where = figure(w, tps_ratio("pgpool-cache"))
         L.append(f"- Levee cache ≥ {GOAL_VS_PGPOOL:g}× Pgpool-II cached tps ({where}): " +
                  B.target_note(v, GOAL_VS_PGPOOL, ">=", lambda x: f"{x:.2f}×"))
-        v, where = figure(w, None, lambda per: median_cache(per.get("levee-cache", [])))
+        v, where = figure(w, lambda per: median_cache(per.get("levee-cache", [])))
         L.append(f"- Hit ratio ≥ {GOAL_HIT_RATIO * 100:.0f}% ({where}): " +
                  B.target_note(v, GOAL_HIT_RATIO, ">=", lambda x: f"{x * 100:.1f}%"))
     big = max(lat) if lat else None
@@ -548,9 +531,7 @@ def render(cfg, ctx, mixed, lat, checks, started, finished):
 
     L.append("## Every run (tps / proxy µs per txn / hit ratio)")
     L.append("")
-    L.append("| workload | protocol | clients | target | " +
-             " | ".join(f"round {i + 1}" for i in range(cfg.rounds)) + " |")
-    L.append("|---|---|---|---|" + "---:|" * cfg.rounds)
+    L += B.runs_table_head(["workload", "protocol", "clients", "target"], cfg.rounds)
     for (w, p, c), per in mixed.items():
         for t in cols:
             cells = []
@@ -561,12 +542,8 @@ def render(cfg, ctx, mixed, lat, checks, started, finished):
                 hr = r.cache.get("ratio") if getattr(r, "cache", None) else None
                 cells.append(f"{B.fmt(r.tps)} / {B.fmt(r.cpu_us, 1)} / {pct(hr)}")
             L.append(f"| {w} | {p} | {c} | {LABELS[t]} | " + " | ".join(cells) + " |")
-    fails = [f"- {LABELS[t]}, {w} {p} c={c} round {i + 1}: {r.error}"
-             for (w, p, c), per in mixed.items() for t, runs in per.items()
-             for i, r in enumerate(runs) if not r.ok]
-    fails += [f"- {LABELS[t]}, select-only c={c} round {i + 1}: {r.error}"
-              for c, per in lat.items() for t, runs in per.items()
-              for i, r in enumerate(runs) if not r.ok]
+    fails = B.failed_runs(mixed, LABELS, lambda k: f"{k[0]} {k[1]} c={k[2]}")
+    fails += B.failed_runs(lat, LABELS, lambda c: f"select-only c={c}")
     if fails:
         L += ["", "## Failed runs", ""] + fails
     L.append("")
@@ -578,34 +555,16 @@ def render(cfg, ctx, mixed, lat, checks, started, finished):
 
 
 def main(argv):
-    args = argv[1:]
-    quick = "--quick" in args
-    args = [a for a in args if a != "--quick"]
-    if len(args) != 1:
-        sys.exit("usage: cache.py [--quick] /abs/path/to/levee")
-    cfg = Settings(os.path.abspath(args[0]), quick)
-    if not os.access(cfg.levee_binary, os.X_OK):
-        sys.exit(f"cache: {cfg.levee_binary} is not an executable (run `make` first)")
-    for tool in (B.PGBENCH, T.PGPOOL, T.PSQL):
-        if not os.access(tool, os.X_OK):
-            sys.exit(f"cache: {tool} not found (tools/install-deps.sh installs it)")
+    binary, quick = B.parse_command(argv, "cache", (B.PGBENCH, T.PGPOOL, T.PSQL))
+    cfg = Settings(binary, quick)
     started = datetime.datetime.now()
-    ctx = {
-        "machine": B.machine_info(),
-        "versions": B.versions(cfg.levee_binary),
-        "command": B.command_line("bench/run-cache.sh" + (" --quick" if quick else ""),
-                                  cfg.levee_binary),
-        "pgpool_children": max(max(cfg.clients), max(cfg.lat_clients or [1])) + 8,
-        "unavailable": {},
-    }
+    ctx = dict(B.base_context(cfg, "bench/run-cache.sh", quick), unavailable={},
+               pgpool_children=max(max(cfg.clients), max(cfg.lat_clients or [1])) + 8)
     B.log(f"cache: {'QUICK MODE: ' if cfg.quick else ''}{cfg.seconds} s runs, {cfg.rounds} "
           f"rounds, clients {cfg.clients}, protocols {cfg.protocols}, workloads "
           f"{cfg.workloads}, targets {cfg.targets}")
-    st = stk.Stack()
-    binary = os.path.join(st.dir, "levee-under-test")
-    shutil.copy2(cfg.levee_binary, binary)
-    cfg.levee_binary = binary
-    live, mixed, lat, checks, checked = [], {}, {}, {}, []
+    st = B.new_stack(cfg)
+    live, mixed, lat, checks, checked = [], {}, {}, {}, set()
     defines = {"rows": cfg.rows}
     hot = {"rows": cfg.hot_rows}
     try:
@@ -618,22 +577,10 @@ def main(argv):
         makers = {
             "levee-cache": lambda: make_levee(st, pg, cfg, rd, True),
             "levee-nocache": lambda: make_levee(st, pg, cfg, rd, False),
-            "pgpool-cache": lambda: make_pgpool(st, pg, cfg),
+            "pgpool-cache": lambda: make_pgpool(st, pg, ctx["pgpool_children"]),
             "direct": lambda: T.Direct(st, pg),
         }
-        tg = {}
-        for name in cfg.targets:
-            t = makers[name]()
-            try:
-                t.start()
-            except T.TargetError as exc:
-                t.stop()
-                ctx["unavailable"][name] = str(exc).splitlines()[0][:300]
-                B.log(f"cache: {LABELS[name]} not available: {ctx['unavailable'][name]}")
-                continue
-            live.append(t)
-            tg[name] = t
-            B.log(f"cache: {LABELS[name]} on port {t.port}")
+        tg = B.start_targets(makers, cfg.targets, live, "cache", ctx["unavailable"])
         names = [n for n in cfg.targets if n in tg]
         sel = [os.path.join(SCRIPTS, SELECT_SCRIPT)]
 
@@ -667,10 +614,10 @@ def main(argv):
                     per.setdefault(name, []).append(r)
                     B.log(f"[{k}/{total}] {w} {p} c={c} round {rnd + 1} {LABELS[name]}: "
                           f"{describe_run(r)}")
-                    after_run(t, r)
+                    B.after_run(t, r, "cache")
             if w == "mixed" and cfg.check and p in cfg.check_protocols and \
-                    (w, p) not in [(x[0], x[1]) for x in checked]:
-                checked.append((w, p))
+                    (w, p) not in checked:
+                checked.add((w, p))
                 run_checks(cfg, pg, tg, p, checks,
                            isolate=lambda t, p=p, script=script: isolate_target(t, rd, cfg, p, script, defines))
 
@@ -693,7 +640,7 @@ def main(argv):
                         per.setdefault(name, []).append(r)
                         B.log(f"[{k}/{total}] select-only hot c={c} round {rnd + 1} "
                               f"{LABELS[name]}: {describe_run(r)}")
-                        after_run(t, r)
+                        B.after_run(t, r, "cache")
 
     finally:
         for t in reversed(live):
@@ -702,11 +649,8 @@ def main(argv):
 
     finished = datetime.datetime.now()
     ctx["loadavg_end"] = B.loadavg()
-    report = render(cfg, ctx, mixed, lat, checks, started, finished)
-    path = B.write_report(started, "cache", cfg.quick, report)
-    B.log("")
-    B.log(report)
-    B.log(f"cache: results written to {os.path.relpath(path, B.ROOT)}")
+    B.publish("cache", started, "cache", cfg.quick,
+              render(cfg, ctx, mixed, lat, checks, started, finished))
     return 0
 
 
@@ -714,7 +658,7 @@ def isolate_target(t, rd, cfg, p, script, defines):
     """Leaves t with a cache that only writes through t have touched: a restart (an empty
     memory cache; Redis flushed for Levee's L2 and generations), every row read once, and
     5 s of the mixed workload through t alone."""
-    if t.label.startswith("Levee"):
+    if isinstance(t, T.Levee):
         rd.client().flushall()
     t.stop()
     t.start()
@@ -743,21 +687,5 @@ def run_checks(cfg, pg, tg, p, checks, isolate=None):
         checks[(name, p)] = d
 
 
-def after_run(t, r):
-    if not r.ok and t.proc is not None and t.proc.poll() is not None:
-        raise RuntimeError(f"{t.label} died:\n{t.log_tail()}")
-    if r.hung and t.proc is not None:
-        t.stop()
-        t.start()
-        B.log(f"cache: {t.label} restarted after a hung run; now on port {t.port}")
-
-
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv))
-    except KeyboardInterrupt:
-        print("cache: interrupted; everything started was stopped", file=sys.stderr)
-        sys.exit(130)
-    except (T.TargetError, stk.StackError, RuntimeError, TimeoutError) as exc:
-        print(f"cache: error: {exc}\ncache: everything started was stopped", file=sys.stderr)
-        sys.exit(1)
+    B.run_main(main, "cache")

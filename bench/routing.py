@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: ISC
 """Read/write splitting: Levee routing reads to two replicas, next to Pgpool-II load balancing.
 
-Run by bench/run-routing.sh: `routing.py /abs/path/to/levee`.
+Run by bench/run-routing.sh: `routing.py [--quick] /abs/path/to/levee`.
 
 What it does, in order:
   1. starts a PostgreSQL 15 primary tuned as in bench.py (bench.start_postgres),
@@ -26,7 +26,7 @@ The targets reuse bench/targets.py (Levee, Pgpool) and the pgbench runner of
 bench/bench.py; the only difference is extra config lines, appended to the
 config file those classes write just before the process is spawned.
 
-Environment: BENCH_QUICK, BENCH_SECONDS, BENCH_ROUNDS, BENCH_LEVEE_WORKERS,
+Environment: BENCH_QUICK (or --quick), BENCH_SECONDS, BENCH_ROUNDS, BENCH_LEVEE_WORKERS,
 BENCH_POOL_SIZE as in bench.py, and
   BENCH_CLIENTS=64                   one or more client counts (default 64)
   BENCH_PROTOCOLS=simple,extended    pgbench -M values
@@ -37,7 +37,6 @@ BENCH_POOL_SIZE as in bench.py, and
 
 import datetime
 import os
-import shutil
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -82,6 +81,12 @@ class LeveeRouted(T.Levee):
                     f"[routing]\nhealth_check_user = {T.BENCH_USER}\n"
                     f"health_check_period = 1s\n")
         super()._spawn(cmd, cwd, as_server)
+
+    def start(self):
+        """Starts Levee and waits until SHOW BACKENDS lists every replica usable."""
+        super().start()
+        self.wait_usable()
+        return self
 
     def backends(self):
         """SHOW BACKENDS rows as dicts (empty when the console does not answer)."""
@@ -161,15 +166,9 @@ def ports_seen(port, n=20):
 
 
 def render(cfg, ctx, results, started, finished):
-    L = []
-    label = "QUICK MODE" if cfg.quick else "full run"
-    L.append(f"# Levee read/write-splitting benchmark, {started:%Y-%m-%d %H:%M:%S} ({label})")
-    L.append("")
-    m, v = ctx["machine"], ctx["versions"]
-    L.append(f"- Machine: {m['nproc']} CPUs, {m['cpu']}, {m['ram']} RAM, Linux {m['kernel']} "
-             f"(the primary, both replicas, the proxies and pgbench share it)")
-    L.append(f"- Levee: {v['levee']}")
-    L.append(f"- {v['pgpool']}; {v['postgres']}")
+    L = B.header_lines(ctx, "Levee read/write-splitting benchmark", started,
+                       sharing="the primary, both replicas, the proxies and pgbench")
+    L[0] += f" ({'QUICK MODE' if cfg.quick else 'full run'})"
     L.append(f"- PostgreSQL: primary + {N_REPLICAS} streaming replicas (pg_basebackup -R), each "
              f"shared_buffers {ctx['pg']['shared_buffers']}, fsync off; "
              f"data pgbench -i -s {B.SCALE}")
@@ -184,16 +183,14 @@ def render(cfg, ctx, results, started, finished):
     L.append(f"- Runs: pgbench -S -n, {cfg.seconds} s each, {cfg.rounds} rounds, targets "
              f"interleaved ({' → '.join(cfg.targets)}); pgbench -j = min(clients, {cfg.nproc}); "
              f"medians over rounds")
-    L.append(f"- Spread checks (inet_server_port() over 20 fresh connections, 2 queries each): "
+    L.append("- Spread checks (inet_server_port() over 20 fresh connections, 2 queries each): "
              + "; ".join(f"{LABELS[k]} {v}" for k, v in ctx["spread"].items()))
     if "pool_nodes" in ctx:
         L.append(f"- Pgpool-II SHOW POOL_NODES select_cnt after the runs (port: count): "
                  f"{ctx['pool_nodes']}")
     L.append(f"- Ports: primary {ctx['ports']['primary']}, replicas "
              f"{', '.join(map(str, ctx['ports']['replicas']))}")
-    L.append(f"- Command: `{ctx['command']}`")
-    L.append(f"- Wall time: {(finished - started).total_seconds() / 60:.1f} min; load average "
-             f"{m['loadavg']} at the start, {ctx['loadavg_end']} at the end")
+    L += B.run_lines(ctx, started, finished)
     L.append("")
     cols = cfg.targets
     L.append(f"## pgbench -S: median tps over {cfg.rounds} rounds")
@@ -213,17 +210,13 @@ def render(cfg, ctx, results, started, finished):
     L.append("")
     L.append("## Every run (tps / pgbench latency ms)")
     L.append("")
-    L.append("| protocol | clients | target | " +
-             " | ".join(f"round {i + 1}" for i in range(cfg.rounds)) + " |")
-    L.append("|---|---|---|" + "---:|" * cfg.rounds)
+    L += B.runs_table_head(["protocol", "clients", "target"], cfg.rounds)
     for (p, c), per in results.items():
         for t in cols:
             cells = [f"{B.fmt(r.tps)} / {B.fmt(r.latency_ms, 2)}" if r.ok
                      else ("hung" if r.hung else "error") for r in per.get(t, [])]
             L.append(f"| {p} | {c} | {LABELS[t]} | " + " | ".join(cells) + " |")
-    fails = [f"- {LABELS[t]}, {p} c={c} round {i + 1}: {r.error}"
-             for (p, c), per in results.items() for t, runs in per.items()
-             for i, r in enumerate(runs) if not r.ok]
+    fails = B.failed_runs(results, LABELS, lambda k: f"{k[0]} c={k[1]}")
     if fails:
         L += ["", "## Failed runs", ""] + fails
     L.append("")
@@ -234,49 +227,24 @@ def render(cfg, ctx, results, started, finished):
 # Main
 
 
-class Settings:
-    def __init__(self, levee_binary):
-        self.levee_binary = levee_binary
-        self.quick = os.environ.get("BENCH_QUICK", "") not in ("", "0")
-        self.seconds = B.env_int("BENCH_SECONDS", 3 if self.quick else 10, 2)
-        self.rounds = B.env_int("BENCH_ROUNDS", 3, 1)
-        self.clients = B.env_list("BENCH_CLIENTS", [64], conv=int)
-        if any(c < 1 for c in self.clients):
-            sys.exit("routing: BENCH_CLIENTS must be positive")
+class Settings(B.CommonSettings):
+    def __init__(self, levee_binary, quick):
+        super().__init__(levee_binary, quick, seconds=(3, 10), rounds=(3, 3),
+                         targets_env="BENCH_ROUTING_TARGETS", order=ORDER)
+        self.clients = B.env_list("BENCH_CLIENTS", [64], conv=B.positive_int)
         self.protocols = B.env_list("BENCH_PROTOCOLS", PROTOCOLS, PROTOCOLS + ["prepared"])
-        chosen = B.env_list("BENCH_ROUTING_TARGETS", ORDER, ORDER)
-        self.targets = [t for t in ORDER if t in chosen]
-        self.levee_workers = B.env_int("BENCH_LEVEE_WORKERS", 0, 0)
-        self.pool_size = B.env_int("BENCH_POOL_SIZE", 16, 1)
         self.primary_weight = B.env_int("BENCH_PGPOOL_PRIMARY_WEIGHT", 0, 0)
-        self.nproc = os.cpu_count() or 1
 
 
 def main(argv):
-    if len(argv) != 2:
-        sys.exit("usage: routing.py /abs/path/to/levee")
-    cfg = Settings(os.path.abspath(argv[1]))
-    if not os.access(cfg.levee_binary, os.X_OK):
-        sys.exit(f"routing: {cfg.levee_binary} is not an executable (run `make` first)")
-    for tool in (B.PGBENCH, T.PGPOOL, T.PSQL):
-        if not os.access(tool, os.X_OK):
-            sys.exit(f"routing: {tool} not found (tools/install-deps.sh installs it)")
+    binary, quick = B.parse_command(argv, "routing", (B.PGBENCH, T.PGPOOL, T.PSQL))
+    cfg = Settings(binary, quick)
     started = datetime.datetime.now()
-    ctx = {
-        "machine": B.machine_info(),
-        "versions": B.versions(cfg.levee_binary),
-        "command": " ".join([f"{k}={os.environ[k]}" for k in sorted(os.environ)
-                             if k.startswith("BENCH_")] + ["bench/run-routing.sh",
-                                                           cfg.levee_binary]),
-        "pgpool_children": max(cfg.clients) + 8,
-        "spread": {},
-    }
+    ctx = dict(B.base_context(cfg, "bench/run-routing.sh", quick), spread={},
+               pgpool_children=max(cfg.clients) + 8)
     B.log(f"routing: {'QUICK MODE: ' if cfg.quick else ''}{cfg.seconds} s runs, {cfg.rounds} "
           f"rounds, clients {cfg.clients}, protocols {cfg.protocols}, targets {cfg.targets}")
-    st = stk.Stack()
-    binary = os.path.join(st.dir, "levee-under-test")
-    shutil.copy2(cfg.levee_binary, binary)
-    cfg.levee_binary = binary
+    st = B.new_stack(cfg)
     live, results = [], {}
     try:
         pg, ctx["pg"] = B.start_postgres(st)
@@ -297,15 +265,7 @@ def main(argv):
                                           cfg.primary_weight),
             "direct": lambda: T.Direct(st, pg),
         }
-        tg = {}
-        for name in cfg.targets:
-            t = makers[name]()
-            live.append(t)
-            t.start()
-            tg[name] = t
-            if isinstance(t, LeveeRouted):
-                t.wait_usable()
-            B.log(f"routing: {LABELS[name]} on port {t.port}")
+        tg = B.start_targets(makers, cfg.targets, live, "routing")
 
         # Where reads go, checked before anything is measured.
         rep_ports = {r.port for r in replicas}
@@ -337,14 +297,7 @@ def main(argv):
                     B.log(f"[{k}/{total}] -S {p} c={c} round {rnd + 1} {LABELS[name]}: " +
                           (f"{B.fmt(r.tps)} tps, {B.fmt(r.latency_ms, 2)} ms" if r.ok
                            else f"FAILED: {r.error}"))
-                    t = tg[name]
-                    if not r.ok and t.proc is not None and t.proc.poll() is not None:
-                        raise RuntimeError(f"{t.label} died:\n{t.log_tail()}")
-                    if r.hung and t.proc is not None:
-                        t.stop()
-                        t.start()
-                        if isinstance(t, LeveeRouted):
-                            t.wait_usable()
+                    B.after_run(tg[name], r, "routing")
         if "pgpool-lb" in tg:
             try:
                 ctx["pool_nodes"] = tg["pgpool-lb"].pool_nodes()
@@ -357,26 +310,10 @@ def main(argv):
 
     finished = datetime.datetime.now()
     ctx["loadavg_end"] = B.loadavg()
-    report = render(cfg, ctx, results, started, finished)
-    out_dir = os.path.join(HERE, "results")
-    os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, f"{started:%Y%m%d-%H%M%S}-routing"
-                                 f"{'-quick' if cfg.quick else ''}.md")
-    with open(path, "w") as f:
-        f.write(report + "\n")
-    B.log("")
-    B.log(report)
-    B.log(f"routing: results written to {os.path.relpath(path, B.ROOT)}")
+    B.publish("routing", started, "routing", cfg.quick,
+              render(cfg, ctx, results, started, finished))
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv))
-    except KeyboardInterrupt:
-        print("routing: interrupted; everything started was stopped", file=sys.stderr)
-        sys.exit(130)
-    except (T.TargetError, stk.StackError, RuntimeError, TimeoutError) as exc:
-        print(f"routing: error: {exc}\nrouting: everything started was stopped",
-              file=sys.stderr)
-        sys.exit(1)
+    B.run_main(main, "routing")

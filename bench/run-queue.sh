@@ -4,18 +4,8 @@
 # Usage: bench/run-queue.sh [--quick] /abs/path/to/levee   (what `make bench-queue` runs)
 # Environment: BENCH_QUICK=1, BENCH_SECONDS, BENCH_ROUNDS, ... (see bench/README.md).
 # Everything it starts (PostgreSQL, Redis, Levee, pgbench) is stopped when it ends,
-# fails, or is interrupted.
+# fails, or is interrupted. write_queue.py checks the arguments.
 set -eu
-quick=
-if [ "${1:-}" = "--quick" ]; then
-	quick=--quick
-	shift
-fi
-if [ $# -ne 1 ]; then
-	echo "usage: $0 [--quick] /abs/path/to/levee" >&2
-	exit 2
-fi
-here=$(cd "$(dirname "$0")" && pwd)
 # 128 clients plus Levee's servers: well within the default limit, but be safe.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-exec /usr/bin/python3 "$here/write_queue.py" $quick "$1"
+exec /usr/bin/python3 "$(dirname "$0")/write_queue.py" "$@"

@@ -53,8 +53,6 @@ Environment (see bench/README.md):
 
 import datetime
 import os
-import shutil
-import statistics
 import sys
 import time
 
@@ -82,25 +80,19 @@ GOAL_P99_MS = 2.0
 GOAL_ROWS_PER_TXN = 50.0
 
 
-class Settings:
-    def __init__(self, levee_binary, quick_flag):
-        self.levee_binary = levee_binary
-        self.quick = quick_flag or os.environ.get("BENCH_QUICK", "") not in ("", "0")
-        self.seconds = B.env_int("BENCH_SECONDS", 5 if self.quick else 20, 2)
-        self.rounds = B.env_int("BENCH_ROUNDS", 3, 1)
+class Settings(B.CommonSettings):
+    def __init__(self, levee_binary, quick):
+        super().__init__(levee_binary, quick, seconds=(5, 20), rounds=(3, 3),
+                         targets_env="BENCH_QUEUE_TARGETS", order=ORDER,
+                         default_targets=["direct", "levee-async"])
         self.clients = B.env_int("BENCH_CLIENTS", 128, 1)
         self.protocols = B.env_list("BENCH_PROTOCOLS", ["simple"],
                                     ["simple", "extended", "prepared"])
-        chosen = B.env_list("BENCH_QUEUE_TARGETS", ["direct", "levee-async"], ORDER)
-        self.targets = [t for t in ORDER if t in chosen]
         self.durable = B.env_int("BENCH_QUEUE_DURABLE", 1, 0) != 0
         raw = os.environ.get("BENCH_QUEUE_CONF", "")
         self.queue_conf = [x.strip() for x in raw.replace("\n", ";").split(";") if x.strip()]
         self.drain_timeout = B.env_int("BENCH_QUEUE_DRAIN_TIMEOUT",
                                        max(60, 10 * self.seconds), 1)
-        self.levee_workers = B.env_int("BENCH_LEVEE_WORKERS", 0, 0)
-        self.pool_size = B.env_int("BENCH_POOL_SIZE", 16, 1)
-        self.nproc = os.cpu_count() or 1
 
 
 # ---------------------------------------------------------------------------
@@ -204,11 +196,8 @@ def run_spike(t, pg, rd, cfg, protocol, log_dir):
     xc_end = xact_commit(pg)
     if with_metrics:
         m1 = t.metrics()
-        for (name, labels), v in m1.items():
-            if name.startswith("levee_queue_") and not name.endswith("_bucket"):
-                key = name + ("{" + ",".join(f'{k}="{v2}"' for k, v2 in labels) + "}"
-                              if labels else "")
-                s.queue_metrics[key] = v - m0.get((name, labels), 0.0)
+        s.queue_metrics = T.series_deltas(
+            m0, m1, lambda name: name.startswith("levee_queue_") and not name.endswith("_bucket"))
         applied = T.metric_delta(m0, m1, "levee_queue_applied_total")
         batches = T.metric_delta(m0, m1, "levee_queue_batches_total")
         if applied is not None and batches:
@@ -236,9 +225,8 @@ def wait_empty(pg, rd, timeout=120):
 # Report
 
 
-def med(spikes, attr):
-    vals = [getattr(s, attr) for s in spikes if s.ok and getattr(s, attr) is not None]
-    return statistics.median(vals) if vals else None
+# A Spike has .ok and the figures as attributes, as a Run does.
+med = B.median_of
 
 
 def render(cfg, ctx, results, started, finished):
@@ -268,9 +256,7 @@ def render(cfg, ctx, results, started, finished):
         L.append("- **The write queue did not defer anything**: levee_queue_enqueued_total did "
                  "not move and there is no Redis stream under `levee:q`; the async INSERTs went "
                  "straight through to PostgreSQL.")
-    L.append(f"- Command: `{ctx['command']}`")
-    L.append(f"- Wall time: {(finished - started).total_seconds() / 60:.1f} min; load average "
-             f"{ctx['machine']['loadavg']} at the start, {ctx['loadavg_end']} at the end")
+    L += B.run_lines(ctx, started, finished)
     L.append("")
     L.append(f"## Write spike: medians over {cfg.rounds} rounds")
     L.append("")
@@ -355,30 +341,13 @@ def render(cfg, ctx, results, started, finished):
 
 
 def main(argv):
-    args = argv[1:]
-    quick = "--quick" in args
-    args = [a for a in args if a != "--quick"]
-    if len(args) != 1:
-        sys.exit("usage: write_queue.py [--quick] /abs/path/to/levee")
-    cfg = Settings(os.path.abspath(args[0]), quick)
-    if not os.access(cfg.levee_binary, os.X_OK):
-        sys.exit(f"queue: {cfg.levee_binary} is not an executable (run `make` first)")
-    if not os.access(B.PGBENCH, os.X_OK):
-        sys.exit(f"queue: {B.PGBENCH} not found (tools/install-deps.sh installs it)")
+    binary, quick = B.parse_command(argv, "queue", (B.PGBENCH,))
+    cfg = Settings(binary, quick)
     started = datetime.datetime.now()
-    ctx = {
-        "machine": B.machine_info(),
-        "versions": B.versions(cfg.levee_binary),
-        "command": B.command_line("bench/run-queue.sh" + (" --quick" if quick else ""),
-                                  cfg.levee_binary),
-        "unavailable": {},
-    }
+    ctx = dict(B.base_context(cfg, "bench/run-queue.sh", quick), unavailable={})
     B.log(f"queue: {'QUICK MODE: ' if cfg.quick else ''}{cfg.seconds} s spikes, {cfg.rounds} "
           f"rounds, {cfg.clients} clients, protocols {cfg.protocols}, targets {cfg.targets}")
-    st = stk.Stack()
-    binary = os.path.join(st.dir, "levee-under-test")
-    shutil.copy2(cfg.levee_binary, binary)
-    cfg.levee_binary = binary
+    st = B.new_stack(cfg)
     live, results = [], {}
     durable = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
     try:
@@ -405,19 +374,7 @@ def main(argv):
                   "levee-async": lambda: levee("levee-async"),
                   "levee-rule": lambda: levee("levee-rule",
                                               "[queue.rule events]\ntables = bench_events\n")}
-        tg = {}
-        for name in cfg.targets:
-            t = makers[name]()
-            try:
-                t.start()
-            except T.TargetError as exc:
-                t.stop()
-                ctx["unavailable"][name] = str(exc).splitlines()[0][:300]
-                B.log(f"queue: {LABELS[name]} not available: {ctx['unavailable'][name]}")
-                continue
-            live.append(t)
-            tg[name] = t
-            B.log(f"queue: {LABELS[name]} on port {t.port}")
+        tg = B.start_targets(makers, cfg.targets, live, "queue", ctx["unavailable"])
         names = [n for n in cfg.targets if n in tg]
 
         # Warm-up, not recorded: connections made, the table's first pages.
@@ -455,11 +412,7 @@ def main(argv):
                     else:
                         what = f"FAILED: {s.error}"
                     B.log(f"[{k}/{total}] -M {p} round {rnd + 1} {LABELS[name]}: {what}")
-                    if not s.ok and t.proc is not None and t.proc.poll() is not None:
-                        raise RuntimeError(f"{t.label} died:\n{t.log_tail()}")
-                    if s.run.hung and t.proc is not None:
-                        t.stop()
-                        t.start()
+                    B.after_run(t, s.run, "queue")
         if "levee-async" in tg or "levee-rule" in tg:
             spikes = [s for per in results.values() for t in ("levee-async", "levee-rule")
                       for s in per.get(t, [])]
@@ -473,20 +426,9 @@ def main(argv):
 
     finished = datetime.datetime.now()
     ctx["loadavg_end"] = B.loadavg()
-    report = render(cfg, ctx, results, started, finished)
-    path = B.write_report(started, "queue", cfg.quick, report)
-    B.log("")
-    B.log(report)
-    B.log(f"queue: results written to {os.path.relpath(path, B.ROOT)}")
+    B.publish("queue", started, "queue", cfg.quick, render(cfg, ctx, results, started, finished))
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv))
-    except KeyboardInterrupt:
-        print("queue: interrupted; everything started was stopped", file=sys.stderr)
-        sys.exit(130)
-    except (T.TargetError, stk.StackError, RuntimeError, TimeoutError) as exc:
-        print(f"queue: error: {exc}\nqueue: everything started was stopped", file=sys.stderr)
-        sys.exit(1)
+    B.run_main(main, "queue")
