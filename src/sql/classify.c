@@ -264,6 +264,18 @@ static size_t lx_significant_end(const char *s, size_t start, size_t end)
 	return last;
 }
 
+/* Start of the first token at or after pos in s[0..end) that is not space or a comment. */
+static size_t lx_skip_blank(const char *s, size_t end, size_t pos)
+{
+	lx_tok_t t;
+	for (;;) {
+		size_t at = pos;
+		lx_next(s, end, &pos, &t);
+		if (t.kind != LX_SPACE && t.kind != LX_COMMENT)
+			return at;
+	}
+}
+
 /* ---------------------------------------------------------------- hints */
 
 typedef enum {
@@ -2063,31 +2075,10 @@ static size_t int_from_source(const cls_t *c, long loc, char *buf, size_t cap)
 	bool neg = false;
 	if (loc < 0 || (size_t)loc >= n)
 		return 0;
-	for (i = (size_t)loc; i < n;) {
-		if (s[i] == '-' && i + 1 < n && s[i + 1] == '-') {
-			while (i < n && s[i] != '\n' && s[i] != '\r')
-				i++;
-		} else if (s[i] == '/' && i + 1 < n && s[i + 1] == '*') {
-			int depth = 1;
-			for (i += 2; i < n && depth > 0;) {
-				if (s[i] == '/' && i + 1 < n && s[i + 1] == '*') {
-					depth++;
-					i += 2;
-				} else if (s[i] == '*' && i + 1 < n && s[i + 1] == '/') {
-					depth--;
-					i += 2;
-				} else {
-					i++;
-				}
-			}
-		} else if (s[i] == '-') {
+	for (i = lx_skip_blank(s, n, (size_t)loc); i < n && (s[i] == '-' || s[i] == '(');
+	     i = lx_skip_blank(s, n, i + 1)) {
+		if (s[i] == '-')
 			neg = !neg;
-			i++;
-		} else if (s[i] == '(' || isspace((unsigned char)s[i])) {
-			i++;
-		} else {
-			break;
-		}
 	}
 	size_t start = i;
 	while (i < n && isdigit((unsigned char)s[i]))
@@ -2835,22 +2826,8 @@ int lv_sql_cache_classify(lv_sql_cache_t *c, const char *sql, size_t len, const 
 
 const char *lv_sql_first_word(const char *sql, size_t n, size_t *len)
 {
-	size_t i = 0;
-	for (;;) {
-		while (i < n && isspace((unsigned char)sql[i]))
-			i++;
-		if (i + 1 < n && sql[i] == '-' && sql[i + 1] == '-') {
-			while (i < n && sql[i] != '\n')
-				i++;
-			continue;
-		}
-		if (i + 1 < n && sql[i] == '/' && sql[i + 1] == '*') {
-			const char *e = memmem(sql + i + 2, n - i - 2, "*/", 2);
-			i = e ? (size_t)(e - sql) + 2 : n;
-			continue;
-		}
-		break;
-	}
+	/* Block comments nest, as in PostgreSQL: the lexer skips them whole. */
+	size_t i = lx_skip_blank(sql, n, 0);
 	size_t w = i;
 	while (i < n && isalpha((unsigned char)sql[i]))
 		i++;

@@ -1015,6 +1015,7 @@ static void point_value_str(const lv_sql_info_t *in, const lv_sql_value_t *v, ch
 		assert_int_equal(v->len, 0);
 		break;
 	case LV_SQL_VALUE_INT:
+	case LV_SQL_VALUE_BOOL:
 		snprintf(buf, cap, "%s", text);
 		break;
 	case LV_SQL_VALUE_FLOAT:
@@ -1022,9 +1023,6 @@ static void point_value_str(const lv_sql_info_t *in, const lv_sql_value_t *v, ch
 		break;
 	case LV_SQL_VALUE_STRING:
 		snprintf(buf, cap, "'%s'", text);
-		break;
-	case LV_SQL_VALUE_BOOL:
-		snprintf(buf, cap, "%s", text);
 		break;
 	case LV_SQL_VALUE_NULL:
 		snprintf(buf, cap, "null");
@@ -1237,6 +1235,61 @@ static void test_point_limits(void **state)
 	lv_sql_cache_free(c);
 }
 
+/* ---------------------------------------------------------------- scans without a parse */
+
+static void test_first_word(void **state)
+{
+	static const struct {
+		const char *sql;
+		const char *word;
+	} cases[] = {
+		{"select 1", "select"},
+		{"  \n\tUPDATE t set a = 1", "UPDATE"},
+		{"SELECT(1)", "SELECT"},
+		{"-- note\nDELETE FROM t", "DELETE"},
+		{"-- note\rinsert into t values (1)", "insert"},
+		{"/* c */ /* d */ with x as (select 1) select * from x", "with"},
+		/* Block comments nest: all of this is one comment, then DELETE. */
+		{"/* a /* b */ select */ delete from t", "delete"},
+		{"/**/set x = 1", "set"},
+		{"/* never closed select 1", ""},
+		{"-- only a comment", ""},
+		{"", ""},
+		{"   ", ""},
+		{"(select 1)", ""},
+		{"$1", ""},
+	};
+	for (size_t i = 0; i < LV_ARRAY_LEN(cases); i++) {
+		const char *sql = cases[i].sql;
+		size_t len = 99;
+		const char *w = lv_sql_first_word(sql, strlen(sql), &len);
+		if (len != strlen(cases[i].word) || strncmp(w, cases[i].word, len) != 0)
+			print_error("[%s]: got '%.*s'\n", sql, (int)len, w);
+		assert_int_equal(len, strlen(cases[i].word));
+		assert_memory_equal(w, cases[i].word, len);
+		assert_true(w >= sql && w + len <= sql + strlen(sql));
+	}
+	/* The length bounds the scan: the word stops at n even mid-text. */
+	size_t len;
+	const char *w = lv_sql_first_word("select", 3, &len);
+	assert_int_equal(len, 3);
+	assert_memory_equal(w, "sel", 3);
+}
+
+static void test_mentions_levee(void **state)
+{
+	assert_true(lv_sql_mentions_levee("/* levee:cache */ select 1", 26));
+	assert_true(lv_sql_mentions_levee("select 1 -- LeVeE:primary", 25));
+	assert_true(lv_sql_mentions_levee("levee:", 6));
+	assert_false(lv_sql_mentions_levee("select 1", 8));
+	assert_false(lv_sql_mentions_levee("select '1'::int, levee from t", 29));
+	assert_false(lv_sql_mentions_levee("evee:", 5)); /* a colon too near the start */
+	assert_false(lv_sql_mentions_levee(":", 1));
+	assert_false(lv_sql_mentions_levee("", 0));
+	/* Only len bytes are read: the hint past it does not count. */
+	assert_false(lv_sql_mentions_levee("select 1 /* levee:cache */", 17));
+}
+
 static int teardown_all(void **state)
 {
 	lv_sql_thread_cleanup();
@@ -1268,6 +1321,8 @@ int main(void)
 		cmocka_unit_test(test_cache_churn),
 		cmocka_unit_test(test_point_fixture),
 		cmocka_unit_test(test_point_limits),
+		cmocka_unit_test(test_first_word),
+		cmocka_unit_test(test_mentions_levee),
 	};
 	return cmocka_run_group_tests(tests, NULL, teardown_all);
 }
