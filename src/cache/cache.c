@@ -7,7 +7,9 @@
  * freed). Thread-safe: the policy is pure, the counters are atomics, slot
  * creation takes rules_lock.
  */
+#include "core/lv.h"
 #include "cache/cache.h"
+
 #include "core/mem.h"
 #include "core/str.h"
 
@@ -85,10 +87,45 @@ static bool rule_has_table(const lv_cfg_cache_rule_t *r, const char *t)
 	return false;
 }
 
-static bool rule_matches(const lv_cfg_cache_rule_t *r, const lv_sql_info_t *info, const char *sql, size_t len,
-			 const char *db)
+/*
+ * One statement as the rules see it. The normalized text (a parse) and the
+ * fingerprint's hex are worked out on first need, once for all the rules.
+ */
+typedef struct rule_input {
+	const lv_sql_info_t *info;
+	const char *sql;
+	size_t len;
+	const char *db;
+	char fp[17];       /* info->fingerprint in hex; "" until a rule needs it */
+	bool is_norm_done; /* norm is set (or failed) */
+	const char *norm;  /* constants as $n; NULL when the text does not normalize */
+	char *norm_buf;    /* the caller's scratch for norm, norm_cap bytes */
+	size_t norm_cap;
+	char *norm_heap; /* owned: the text when it does not fit norm_buf */
+} rule_input_t;
+
+static const char *rule_input_norm(rule_input_t *in)
 {
-	if (r->database[0] && strcmp(r->database, db) != 0)
+	if (in->is_norm_done)
+		return in->norm;
+	in->is_norm_done = true;
+	char *out = in->norm_buf;
+	size_t cap = in->norm_cap;
+	if (in->len + 64 > cap) {
+		cap = in->len * 2 + 64;
+		out = in->norm_heap = lv_malloc(cap);
+		if (!out)
+			return NULL;
+	}
+	if (lv_sql_normalize(in->sql, in->len, out, cap) >= 0)
+		in->norm = out;
+	return in->norm;
+}
+
+static bool rule_matches(const lv_cfg_cache_rule_t *r, rule_input_t *in)
+{
+	const lv_sql_info_t *info = in->info;
+	if (r->database[0] && strcmp(r->database, in->db) != 0)
 		return false;
 	if (r->n_tables > 0) {
 		if (info->n_read == 0 || info->read_overflow)
@@ -98,27 +135,18 @@ static bool rule_matches(const lv_cfg_cache_rule_t *r, const lv_sql_info_t *info
 				return false;
 	}
 	if (r->fingerprint) {
-		char fp[17];
-		snprintf(fp, sizeof(fp), "%016llx", (unsigned long long)info->fingerprint);
-		if (!info->fingerprint || strcmp(fp, r->fingerprint) != 0)
+		if (!info->fingerprint)
+			return false;
+		if (!in->fp[0])
+			snprintf(in->fp, sizeof(in->fp), "%016llx",
+				 (unsigned long long)info->fingerprint);
+		if (strcmp(in->fp, r->fingerprint) != 0)
 			return false;
 	}
 	if (r->match && r->match_re) {
 		/* Normalized text: constants are $n, so one rule covers every value. */
-		char stackbuf[4096];
-		char *norm = stackbuf;
-		size_t cap = sizeof(stackbuf);
-		if (len + 64 > cap) {
-			cap = len * 2 + 64;
-			norm = lv_malloc(cap);
-			if (!norm)
-				return false;
-		}
-		int n = lv_sql_normalize(sql, len, norm, cap);
-		bool ok = n >= 0 && regexec((const regex_t *)r->match_re, norm, 0, NULL, 0) == 0;
-		if (norm != stackbuf)
-			lv_free(norm);
-		if (!ok)
+		const char *norm = rule_input_norm(in);
+		if (!norm || regexec((const regex_t *)r->match_re, norm, 0, NULL, 0) != 0)
 			return false;
 	}
 	return true;
@@ -132,9 +160,17 @@ lv_cache_skip_t lv_cache_decide(const lv_config_t *cfg, const lv_sql_info_t *inf
 		return LV_CACHE_SKIP_NOCACHE;
 	int rule = -1;
 	if (!h->want_cache) {
+		char norm_buf[4096]; /* not zeroed: written only when a match rule needs it */
+		rule_input_t in = {.info = info,
+				   .sql = sql,
+				   .len = len,
+				   .db = db,
+				   .norm_buf = norm_buf,
+				   .norm_cap = sizeof(norm_buf)};
 		for (size_t i = 0; i < cfg->n_cache_rules && rule < 0; i++)
-			if (rule_matches(&cfg->cache_rules[i], info, sql, len, db))
+			if (rule_matches(&cfg->cache_rules[i], &in))
 				rule = (int)i;
+		lv_free(in.norm_heap);
 		if (rule < 0)
 			return LV_CACHE_SKIP_NOT_MARKED;
 	}
