@@ -85,10 +85,8 @@ static bool datarow_ok(const uint8_t *body, size_t len)
 /* CommandComplete body: one tag string. */
 static bool complete_ok(const uint8_t *body, size_t len)
 {
-	lv_wire_reader_t r;
-	lv_wire_reader_init(&r, body, len);
-	(void)lv_wire_get_cstr(&r, NULL);
-	return lv_wire_reader_done(&r);
+	const char *tag;
+	return lv_wire_parse_command_complete(body, len, &tag) == 0;
 }
 
 /* Reads the message at p[0..n); 0 with its type, body and total size, or LV_EPROTO. */

@@ -265,9 +265,15 @@ static stripe_t *stripe_of(lv_cache_store_t *s, uint64_t hash)
 	return &s->stripes[hash & (s->n_stripes - 1)];
 }
 
+/* The low 6 bits chose the stripe (at most 64): the bucket comes from the bits above them. */
+static size_t bucket_in(uint64_t hash, size_t n_buckets)
+{
+	return (size_t)(hash >> 6) & (n_buckets - 1);
+}
+
 static size_t bucket_of(const stripe_t *st, uint64_t hash)
 {
-	return (size_t)(hash >> 6) & (st->n_buckets - 1);
+	return bucket_in(hash, st->n_buckets);
 }
 
 static size_t stripe_budget(lv_cache_store_t *s)
@@ -323,7 +329,7 @@ static void maybe_grow(stripe_t *st)
 		lv_cache_entry_t *e = st->buckets[i];
 		while (e) {
 			lv_cache_entry_t *next = e->hnext;
-			size_t j = (size_t)(e->hash >> 6) & (nb - 1);
+			size_t j = bucket_in(e->hash, nb);
 			e->hnext = b[j];
 			b[j] = e;
 			e = next;

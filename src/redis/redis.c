@@ -367,18 +367,18 @@ static bool guard_pop(lv_redis_t *r, guard_t *g)
 	return false;
 }
 
-static void timer_arm(struct event *ev, int64_t ms)
-{
-	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
-	event_add(ev, &tv);
-}
-
+/* Arms ev to fire in us microseconds (at least one millisecond). */
 static void timer_arm_us(struct event *ev, lv_usec_t us)
 {
 	if (us < 1000)
 		us = 1000;
 	struct timeval tv = { .tv_sec = us / LV_USEC_PER_SEC, .tv_usec = us % LV_USEC_PER_SEC };
 	event_add(ev, &tv);
+}
+
+static void timer_arm(struct event *ev, int64_t ms)
+{
+	timer_arm_us(ev, ms * LV_USEC_PER_MS);
 }
 
 /* Cuts the link between r and its context; the caller frees the context or hiredis does. */
