@@ -57,13 +57,6 @@ void lv_cache_free(lv_cache_t *cache)
 	lv_free(cache);
 }
 
-bool lv_cache_may_apply(const lv_config_t *cfg, const char *sql, size_t len)
-{
-	if (cfg->n_cache_rules > 0)
-		return true;
-	return lv_sql_mentions_levee(sql, len);
-}
-
 bool lv_cache_needs_fingerprint(const lv_config_t *cfg)
 {
 	for (size_t i = 0; i < cfg->n_cache_rules; i++)

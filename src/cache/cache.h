@@ -95,8 +95,6 @@ lv_cache_skip_t lv_cache_decide(const lv_config_t *cfg, const lv_sql_info_t *inf
 				const char *db, const char *user, lv_cache_policy_t *out);
 /* True when some rule needs the fingerprint (so classification must compute it). */
 bool lv_cache_needs_fingerprint(const lv_config_t *cfg);
-/* True when a statement could be cached at all: rules exist, or the text has a cache hint. */
-bool lv_cache_may_apply(const lv_config_t *cfg, const char *sql, size_t len);
 
 /* Counters of rule (an index into cfg->cache_rules, or -1 for hints); never NULL. */
 lv_cache_rule_stats_t *lv_cache_rule_stats(lv_cache_t *cache, const lv_config_t *cfg, int rule);

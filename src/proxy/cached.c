@@ -84,6 +84,7 @@ struct lv_cfill {
 	lv_usec_t start_us;
 	struct event *timer;     /* waiting for another instance's fill */
 	lv_usec_t wait_until_us;
+	char hex[65];            /* the key's SHA-256, naming it in Redis; "" until needed */
 	/* Buffers, kept across reuse. */
 	lv_cache_key_t key;
 	lv_cache_key_t plain_key; /* verbatim fills: the key of the same request without the Describe */
@@ -368,14 +369,20 @@ static void end_flight(lv_worker_t *w, struct lv_cfill *f, lv_cache_entry_t *e)
 	wake_workers(w, mask);
 }
 
+/* The name of f's key in Redis (a SHA-256 of it), computed once per fill. */
+static const char *redis_name(struct lv_cfill *f)
+{
+	if (!f->hex[0])
+		lv_cache_key_digest_hex(&f->key, f->hex);
+	return f->hex;
+}
+
 static void release_l2_lock(lv_worker_t *w, struct lv_cfill *f)
 {
 	if (!f->locked || !w->redis)
 		return;
 	f->locked = false;
-	char hex[65];
-	lv_cache_key_digest_hex(&f->key, hex);
-	if (!lv_redis_cmdf(w->redis, NULL, NULL, "DEL levee:cl:%s", hex))
+	if (!lv_redis_cmdf(w->redis, NULL, NULL, "DEL levee:cl:%s", redis_name(f)))
 		lv_log_debug("cache: could not release the fill lock (redis down)");
 }
 
@@ -484,11 +491,9 @@ static void l2_reply(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg);
 static bool l2_lookup(lv_worker_t *w, struct lv_cfill *f, bool take_lock)
 {
 	lv_config_t *cfg = w->cfg;
-	char hex[65];
-	lv_cache_key_digest_hex(&f->key, hex);
 	char ekey[80], lkey[80];
-	snprintf(ekey, sizeof(ekey), "levee:ce:%s", hex);
-	snprintf(lkey, sizeof(lkey), "levee:cl:%s", hex);
+	snprintf(ekey, sizeof(ekey), "levee:ce:%s", redis_name(f));
+	snprintf(lkey, sizeof(lkey), "levee:cl:%s", redis_name(f));
 	const char *argv[9 + LV_SQL_MAX_TABLES];
 	char gkeys[LV_SQL_MAX_TABLES][2 * LV_NAME_LEN + 16];
 	char nkeys[16], px[24], allkey[32];
@@ -1214,9 +1219,8 @@ static void finish_fill(lv_worker_t *w, struct lv_cfill *f)
 		if (w->redis && cfg->cache.redis_l2 && lv_redis_is_up(w->redis)) {
 			lv_buf_t enc;
 			lv_buf_init(&enc);
-			char hex[65], ekey[80];
-			lv_cache_key_digest_hex(&f->key, hex);
-			snprintf(ekey, sizeof(ekey), "levee:ce:%s", hex);
+			char ekey[80];
+			snprintf(ekey, sizeof(ekey), "levee:ce:%s", redis_name(f));
 			long long px = (long long)(f->pol.ttl_ms + f->pol.swr_ms);
 			if (lv_cache_entry_encode(e, now, lv_time_wall_us(), &enc) &&
 			    !lv_redis_cmdf(w->redis, NULL, NULL, "SET %s %b PX %lld", ekey, enc.data, enc.len,
