@@ -103,27 +103,21 @@
 #include <openssl/evp.h>
 #include <pthread.h>
 
-#define DEFAULT_PREFIX "levee:q"
 #define MAX_CONNS 4 /* PostgreSQL connections per database: batches of that many parts at once */
 #define TICK_MS 100
 #define TRIM_EVERY_US (1 * LV_USEC_PER_SEC)
 
 /* ------------------------------------------------------------------ names */
 
-static const char *prefix_of(const lv_config_t *cfg)
-{
-	return cfg->queue.stream_prefix && *cfg->queue.stream_prefix ? cfg->queue.stream_prefix
-								    : DEFAULT_PREFIX;
-}
-
+/* stream_prefix is never empty: the key table's check refuses that. */
 void lv__wq_stream_key(char *out, const lv_config_t *cfg, const char *db, unsigned p)
 {
-	snprintf(out, LV__WQ_KEY_LEN, "%s:%s:%u", prefix_of(cfg), db, p);
+	snprintf(out, LV__WQ_KEY_LEN, "%s:%s:%u", cfg->queue.stream_prefix, db, p);
 }
 
 void lv__wq_named_key(char *out, const lv_config_t *cfg, const char *db, const char *what)
 {
-	snprintf(out, LV__WQ_KEY_LEN, "%s:%s:%s", prefix_of(cfg), db, what);
+	snprintf(out, LV__WQ_KEY_LEN, "%s:%s:%s", cfg->queue.stream_prefix, db, what);
 }
 
 /* =================================================================== producer */
@@ -270,7 +264,7 @@ static void enq_reply_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg
 		return;
 	}
 	if (!lv_redis_cmdf(r, enq_wait_cb, q, "WAIT %d %lld", q->wait_replicas,
-			   (long long)(q->wait_timeout_ms > 0 ? q->wait_timeout_ms : 1000)))
+			   (long long)q->wait_timeout_ms))
 		enq_finish(q, LV_WQ_NO_REPLICAS, q->id, "could not send WAIT");
 }
 
@@ -371,15 +365,14 @@ typedef struct entry {
 	lv_list_t node;           /* in part->entries, stream order */
 	char id[48];
 	uint64_t id_ms;           /* when Redis accepted it */
-	char *payload;            /* raw JSON, for dead letters; owned */
-	size_t payload_len;
 	lv_wq_decoded_t msg;      /* decoded; zeroed when malformed */
-	bool is_bad;              /* malformed payload */
 	entry_state_t state;
 	batch_result_t result;    /* in the running batch */
 	int attempts;             /* failed applications so far */
 	lv_usec_t retry_at_us;    /* not before this time */
 	char *last_error;         /* owned; NULL if never failed */
+	size_t payload_len;
+	char payload[];           /* raw JSON and a NUL, for dead letters ("" without field m) */
 } entry_t;
 
 struct dbq;
@@ -486,21 +479,22 @@ struct lv_wq {
 static void pump(dbq_t *q);
 static void batch_fail(pgc_t *c, const char *why);
 
-static int64_t claim_idle_ms(const lv_wq_t *wq)
-{
-	return wq->cfg && wq->cfg->queue.claim_idle_ms > 0 ? wq->cfg->queue.claim_idle_ms : 30000;
-}
+/*
+ * The [queue] settings are read from wq->cfg as they are: the key table
+ * (config/config_keys.c) gives each its default and keeps it in range.
+ */
 
-static int batch_size(const lv_wq_t *wq)
+/* Delay before retry number attempt of a message or, counted apart, of a failed batch. */
+static int64_t retry_delay_ms(const lv_wq_t *wq, int attempt)
 {
-	return wq->cfg && wq->cfg->queue.batch_size > 0 ? wq->cfg->queue.batch_size : 100;
+	return lv_wq_backoff_ms(attempt, wq->cfg->queue.retry_backoff_ms,
+				wq->cfg->queue.retry_backoff_max_ms);
 }
 
 /* ------------------------------------------------------------------ entries */
 
 static void entry_free(entry_t *e)
 {
-	lv_free(e->payload);
 	lv_wq_decoded_cleanup(&e->msg);
 	lv_free(e->last_error);
 	lv_free(e);
@@ -538,13 +532,6 @@ static bool add_entry(part_t *p, const lv_redis_reply_t *item)
 	const lv_redis_reply_t *fields = lv_redis_reply_at(item, 1);
 	if (!id || id_len == 0 || id_len >= sizeof(((entry_t *)0)->id))
 		return false;
-	entry_t *e = lv_calloc(1, sizeof(*e));
-	if (!e)
-		return false;
-	memcpy(e->id, id, id_len);
-	uint64_t seq;
-	if (!lv_wq_parse_id(e->id, &e->id_ms, &seq))
-		e->id_ms = 0;
 	const char *payload = NULL;
 	size_t plen = 0;
 	for (size_t i = 0; i + 1 < lv_redis_reply_len(fields); i += 2) {
@@ -553,19 +540,24 @@ static bool add_entry(part_t *p, const lv_redis_reply_t *item)
 		if (f && flen == 1 && f[0] == 'm')
 			payload = lv_redis_reply_str(lv_redis_reply_at(fields, i + 1), &plen);
 	}
-	lv_err_t err = {0};
-	if (payload)
-		e->payload = lv_strndup(payload, plen);
-	if (payload && !e->payload) {
-		lv_free(e);
+	if (!payload)
+		plen = 0;
+	/* One allocation per entry: the payload follows the struct. */
+	entry_t *e = lv_calloc(1, sizeof(*e) + plen + 1);
+	if (!e)
 		return false;
-	}
+	memcpy(e->id, id, id_len);
+	uint64_t seq;
+	if (!lv_wq_parse_id(e->id, &e->id_ms, &seq))
+		e->id_ms = 0;
+	if (payload)
+		memcpy(e->payload, payload, plen);
 	e->payload_len = plen;
+	lv_err_t err = {0};
 	if (!payload || lv_wq_decode(payload, plen, &e->msg, &err) != 0) {
 		char why[LV_ERR_MSG_LEN + 40];
 		snprintf(why, sizeof(why), "malformed queue message: %s",
 			 payload ? err.msg : "no field m");
-		e->is_bad = true;
 		e->state = E_DEAD;
 		e->last_error = lv_strdup(why);
 		lv_log_warn("queue %s: entry %s is malformed (%s); dead-lettering it", p->stream, e->id,
@@ -600,7 +592,8 @@ static void lose_lease(part_t *p, const char *why)
 		lv_log_info("queue %s: lease lost (%s)", p->stream, why);
 	p->has_lease = false;
 	p->is_claimed = false;
-	p->lease_try_at_us = lv_time_now_us() + claim_idle_ms(p->q->wq) * LV_USEC_PER_MS / 3;
+	int64_t ttl_us = p->q->wq->cfg->queue.claim_idle_ms * LV_USEC_PER_MS;
+	p->lease_try_at_us = lv_time_now_us() + ttl_us / 3;
 	/* Entries of a running batch go when it ends. */
 	if (!p->busy)
 		drop_entries(p, false);
@@ -626,7 +619,7 @@ static void lease_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 		return;
 	p->lease_pending = false;
 	lv_usec_t now = lv_time_now_us();
-	int64_t ttl_us = claim_idle_ms(p->q->wq) * LV_USEC_PER_MS;
+	int64_t ttl_us = p->q->wq->cfg->queue.claim_idle_ms * LV_USEC_PER_MS;
 	bool won = (lv_redis_reply_type(reply) == LV_REDIS_STATUS) ||
 		   (lv_redis_reply_type(reply) == LV_REDIS_INTEGER && lv_redis_reply_int(reply) == 1);
 	if (won) {
@@ -655,7 +648,7 @@ static void send_lease(part_t *p)
 {
 	lv_wq_t *wq = p->q->wq;
 	char ttl[32];
-	snprintf(ttl, sizeof(ttl), "%lld", (long long)claim_idle_ms(wq));
+	snprintf(ttl, sizeof(ttl), "%lld", (long long)wq->cfg->queue.claim_idle_ms);
 	bool ok;
 	if (p->has_lease) {
 		const char *argv[] = {"EVAL", RENEW_LUA, "1", p->lease_key, wq->instance_id, ttl};
@@ -734,7 +727,7 @@ static void send_claim(part_t *p)
 	if (!p->claim_cursor[0])
 		snprintf(p->claim_cursor, sizeof(p->claim_cursor), "0-0");
 	char count[16];
-	snprintf(count, sizeof(count), "%d", LV_MAX(batch_size(wq), 100));
+	snprintf(count, sizeof(count), "%d", LV_MAX(wq->cfg->queue.batch_size, 100));
 	const char *argv[] = {"XAUTOCLAIM", p->stream, LV_WQ_GROUP, wq->instance_id, "0",
 			      p->claim_cursor, "COUNT", count};
 	p->claim_pending = cmd_argv(wq, claim_cb, p, 8, argv);
@@ -773,8 +766,7 @@ static void send_read(dbq_t *q)
 	lv_wq_t *wq = q->wq;
 	if (q->read_pending || !q->reader || !lv_redis_is_up(q->reader))
 		return;
-	int max_inflight = wq->cfg->queue.max_inflight > 0 ? wq->cfg->queue.max_inflight : 1000;
-	int room = max_inflight - q->inflight;
+	int room = wq->cfg->queue.max_inflight - q->inflight;
 	if (room <= 0)
 		return;
 	const char *argv[9 + 2 * LV_WQ_PARTITIONS];
@@ -787,7 +779,7 @@ static void send_read(dbq_t *q)
 	}
 	if (n_streams == 0)
 		return;
-	int count = LV_MIN(batch_size(wq), LV_MAX(1, room / n_streams));
+	int count = LV_MIN(wq->cfg->queue.batch_size, LV_MAX(1, room / n_streams));
 	int64_t wait_ms = LV_MIN(LV_MAX(wq->cfg->queue.max_wait_ms, 10), 5000);
 	char count_s[16], block_s[32];
 	snprintf(count_s, sizeof(count_s), "%d", count);
@@ -855,17 +847,18 @@ static void send_trim(part_t *p)
 	}
 }
 
-typedef struct ack_req {
-	part_t *p;
-	bool is_dead;    /* a dead-letter XADD, then its XACK */
-	entry_t *e;      /* is_dead: the entry */
-} ack_req_t;
+/* Adds n to field of the database's cluster-wide counters (SHOW QUEUE); not waited for. */
+static void stats_add(dbq_t *q, const char *field, int n)
+{
+	char num[16];
+	snprintf(num, sizeof(num), "%d", n);
+	const char *argv[] = {"HINCRBY", q->stats_key, field, num};
+	(void)cmd_argv(q->wq, NULL, NULL, 4, argv);
+}
 
 static void ack_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 {
-	ack_req_t *a = arg;
-	part_t *p = a->p;
-	lv_free(a);
+	part_t *p = arg;
 	if (p->q->wq->closing)
 		return;
 	p->ack_pending = false;
@@ -892,34 +885,21 @@ static void ack_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 /* XACK every entry of p in state E_ACK, in one command. */
 static void send_acks(part_t *p)
 {
-	int n = 0;
-	lv_list_t *pos;
-	lv_list_for_each(pos, &p->entries)
-	{
-		entry_t *e = lv_container_of(pos, entry_t, node);
-		n += e->state == E_ACK;
-	}
-	if (n == 0)
+	const char **argv = lv_malloc(sizeof(char *) * (size_t)(p->n_entries + 3));
+	if (!argv)
 		return;
-	const char **argv = lv_malloc(sizeof(char *) * (size_t)(n + 3));
-	ack_req_t *a = lv_calloc(1, sizeof(*a));
-	if (!argv || !a) {
-		lv_free(argv);
-		lv_free(a);
-		return;
-	}
 	int k = 0;
 	argv[k++] = "XACK";
 	argv[k++] = p->stream;
 	argv[k++] = LV_WQ_GROUP;
+	lv_list_t *pos;
 	lv_list_for_each(pos, &p->entries)
 	{
 		entry_t *e = lv_container_of(pos, entry_t, node);
 		if (e->state == E_ACK)
 			argv[k++] = e->id;
 	}
-	a->p = p;
-	if (cmd_argv(p->q->wq, ack_cb, a, k, argv)) {
+	if (k > 3 && cmd_argv(p->q->wq, ack_cb, p, k, argv)) {
 		p->ack_pending = true;
 		lv_list_for_each(pos, &p->entries)
 		{
@@ -927,15 +907,19 @@ static void send_acks(part_t *p)
 			if (e->state == E_ACK)
 				e->state = E_ACKING;
 		}
-	} else {
-		lv_free(a);
 	}
 	lv_free(argv);
 }
 
+/* A dead-letter XADD in flight: its entry stays in p (state E_DEADING) until the reply. */
+typedef struct dead_req {
+	part_t *p;
+	entry_t *e;
+} dead_req_t;
+
 static void dead_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 {
-	ack_req_t *a = arg;
+	dead_req_t *a = arg;
 	part_t *p = a->p;
 	entry_t *e = a->e;
 	lv_free(a);
@@ -950,8 +934,7 @@ static void dead_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 	lv_log_warn("queue %s: message %s dead-lettered after %d attempts: %s", p->stream, e->id,
 		    e->attempts, e->last_error ? e->last_error : "");
 	lv_metric_inc(LV_M_QUEUE_DEAD_LETTERED_TOTAL);
-	const char *hargv[] = {"HINCRBY", p->q->stats_key, "dead", "1"};
-	(void)cmd_argv(p->q->wq, NULL, NULL, 4, hargv);
+	stats_add(p->q, "dead", 1);
 	/* Now in the dead stream: acknowledge the original. */
 	e->state = E_ACK;
 	send_acks(p);
@@ -964,17 +947,16 @@ static void send_dead(part_t *p, entry_t *e)
 	char attempts[16];
 	snprintf(attempts, sizeof(attempts), "%d", e->attempts);
 	const char *argv[] = {"XADD", p->q->dead_key, "*", "id", e->id, "stream", p->stream,
-			      "db", p->q->name, "payload", e->payload ? e->payload : "",
+			      "db", p->q->name, "payload", e->payload,
 			      "error", e->last_error ? e->last_error : "", "attempts", attempts};
 	size_t lens[LV_ARRAY_LEN(argv)];
 	for (size_t i = 0; i < LV_ARRAY_LEN(argv); i++)
 		lens[i] = strlen(argv[i]);
-	lens[10] = e->payload ? e->payload_len : 0;
-	ack_req_t *a = lv_calloc(1, sizeof(*a));
+	lens[10] = e->payload_len;
+	dead_req_t *a = lv_calloc(1, sizeof(*a));
 	if (!a)
 		return;
 	a->p = p;
-	a->is_dead = true;
 	a->e = e;
 	lv_wq_t *wq = p->q->wq;
 	if (wq->cmd && lv_redis_is_up(wq->cmd) &&
@@ -1006,13 +988,12 @@ static void conn_close(pgc_t *c)
 /*
  * An idle connection (no batch) for slot name key (the user, or "" with a
  * server user), opened as user when there is none: a free slot, else the
- * least recently used idle connection of another user, closed first. *busy
- * is set when every slot runs a batch; NULL then, or when open failed.
+ * least recently used idle connection of another user, closed first. The
+ * caller has made sure a slot is idle (has_idle_conn()); NULL when open failed.
  */
-static pgc_t *conn_for(dbq_t *q, const char *key, const char *user, bool *busy)
+static pgc_t *conn_for(dbq_t *q, const char *key, const char *user)
 {
 	pgc_t *free_slot = NULL, *lru = NULL;
-	*busy = false;
 	for (int i = 0; i < MAX_CONNS; i++) {
 		pgc_t *c = &q->conns[i];
 		if (c->step != B_IDLE)
@@ -1025,10 +1006,8 @@ static pgc_t *conn_for(dbq_t *q, const char *key, const char *user, bool *busy)
 			lru = c;
 	}
 	pgc_t *c = free_slot ? free_slot : lru;
-	if (!c) {
-		*busy = true;
+	if (!c)
 		return NULL;
-	}
 	conn_close(c);
 	snprintf(c->user, sizeof(c->user), "%s", key);
 	c->h = q->wq->pg.open(q->wq->pg.ctx, q->name, user, pg_cb, c);
@@ -1046,15 +1025,15 @@ static bool pg_send(pgc_t *c, lv_buf_t *b, bool ok)
 	return ok;
 }
 
-/* Appends s as an SQL string literal ('...' with quotes doubled). */
+/* Appends s as an SQL string literal ('...' with quotes doubled), a run at a time. */
 static bool put_literal(lv_buf_t *b, const char *s)
 {
 	if (!lv_buf_append(b, "'", 1))
 		return false;
-	for (const char *p = s; *p; p++)
-		if (!lv_buf_append(b, p, 1) || (*p == '\'' && !lv_buf_append(b, "'", 1)))
+	for (const char *q; (q = strchr(s, '\'')) != NULL; s = q + 1)
+		if (!lv_buf_append(b, s, (size_t)(q - s) + 1) || !lv_buf_append(b, "'", 1))
 			return false;
-	return lv_buf_append(b, "'", 1);
+	return lv_buf_append_str(b, s) && lv_buf_append(b, "'", 1);
 }
 
 static bool write_query_buf(lv_buf_t *out, lv_buf_t *sql)
@@ -1084,16 +1063,22 @@ static void step_reset(pgc_t *c, batch_step_t step, int rfq)
 	c->err_msg = NULL;
 }
 
-static void send_setup(pgc_t *c)
+/* Starts step, one simple Query of sql (one ReadyForQuery); the batch fails if not sent. */
+static void send_step_query(pgc_t *c, batch_step_t step, const char *sql)
 {
 	lv_buf_t b;
 	lv_buf_init(&b);
-	step_reset(c, B_SETUP, 1);
-	if (!pg_send(c, &b,
-		     lv_wire_write_query(&b, "CREATE TABLE IF NOT EXISTS levee_applied (stream text NOT NULL, "
-					     "id text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), "
-					     "PRIMARY KEY (stream, id))")))
+	step_reset(c, step, 1);
+	if (!pg_send(c, &b, lv_wire_write_query(&b, sql)))
 		batch_fail(c, "could not send to PostgreSQL");
+}
+
+static void send_setup(pgc_t *c)
+{
+	send_step_query(c, B_SETUP,
+			"CREATE TABLE IF NOT EXISTS levee_applied (stream text NOT NULL, "
+			"id text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), "
+			"PRIMARY KEY (stream, id))");
 }
 
 /* Appends the DELETE of p's levee_applied rows below its trim point, if any is due. */
@@ -1296,9 +1281,7 @@ static void batch_fail(pgc_t *c, const char *why)
 	part_t *p = c->part;
 	lv_metric_inc(LV_M_QUEUE_BATCH_FAILURES_TOTAL);
 	q->batch_failures++;
-	int64_t delay = lv_wq_backoff_ms(q->batch_failures, wq->cfg->queue.retry_backoff_ms > 0
-							? wq->cfg->queue.retry_backoff_ms : 1000,
-					 wq->cfg->queue.retry_backoff_max_ms);
+	int64_t delay = retry_delay_ms(wq, q->batch_failures);
 	q->batch_retry_at_us = lv_time_now_us() + delay * LV_USEC_PER_MS;
 	if (q->batch_failures == 1 || q->batch_failures % 10 == 0)
 		lv_log_warn("queue %s: batch of %d failed (%s); retrying in %lld ms", q->name,
@@ -1329,7 +1312,7 @@ static void batch_done(pgc_t *c)
 	int n_applied = 0, n_skipped = 0, n_retried = 0;
 	const char *tables[64];
 	int n_tables = 0;
-	int max_attempts = wq->cfg->queue.max_attempts > 0 ? wq->cfg->queue.max_attempts : 5;
+	int max_attempts = wq->cfg->queue.max_attempts;
 	lv_usec_t now = lv_time_now_us();
 	for (int i = 0; i < c->n_ent; i++) {
 		entry_t *e = c->ent[i];
@@ -1361,11 +1344,7 @@ static void batch_done(pgc_t *c)
 			} else {
 				n_retried++;
 				e->state = E_WAITING;
-				int64_t d = lv_wq_backoff_ms(e->attempts,
-							     wq->cfg->queue.retry_backoff_ms > 0
-								     ? wq->cfg->queue.retry_backoff_ms
-								     : 1000,
-							     wq->cfg->queue.retry_backoff_max_ms);
+				int64_t d = retry_delay_ms(wq, e->attempts);
 				e->retry_at_us = now + d * LV_USEC_PER_MS;
 				lv_log_info("queue %s: message %s failed (attempt %d of %d, retry in %lld ms): %s",
 					    p->stream, e->id, e->attempts, max_attempts, (long long)d,
@@ -1380,17 +1359,10 @@ static void batch_done(pgc_t *c)
 	lv_metric_add(LV_M_QUEUE_SKIPPED_TOTAL, 0, n_skipped);
 	lv_metric_add(LV_M_QUEUE_RETRIED_TOTAL, 0, n_retried);
 	lv_metric_observe_value(LV_M_QUEUE_BATCH_SIZE, 0, c->n_ent);
-	char num[32];
-	if (n_applied) {
-		snprintf(num, sizeof(num), "%d", n_applied);
-		const char *argv[] = {"HINCRBY", q->stats_key, "applied", num};
-		(void)cmd_argv(wq, NULL, NULL, 4, argv);
-	}
-	if (n_retried) {
-		snprintf(num, sizeof(num), "%d", n_retried);
-		const char *argv[] = {"HINCRBY", q->stats_key, "retried", num};
-		(void)cmd_argv(wq, NULL, NULL, 4, argv);
-	}
+	if (n_applied)
+		stats_add(q, "applied", n_applied);
+	if (n_retried)
+		stats_add(q, "retried", n_retried);
 	lv_log_debug("queue %s: batch committed: %d applied, %d skipped, %d failed", p->stream,
 		     n_applied, n_skipped, c->n_ent - n_applied - n_skipped);
 	if (n_tables && wq->on_applied)
@@ -1454,17 +1426,10 @@ static void step_rfq(pgc_t *c, uint8_t status)
 		lv_log_info("queue %s: pipelined batch of %d rolled back (%s); "
 			    "applying it message by message",
 			    c->part->stream, c->n_ent, c->err_msg ? c->err_msg : "no COMMIT");
-		if (status == 'I') {
+		if (status == 'I')
 			send_begin(c);
-			return;
-		}
-		{
-			lv_buf_t b;
-			lv_buf_init(&b);
-			step_reset(c, B_ROLLBACK, 1);
-			if (!pg_send(c, &b, lv_wire_write_query(&b, "ROLLBACK")))
-				batch_fail(c, "could not send to PostgreSQL");
-		}
+		else
+			send_step_query(c, B_ROLLBACK, "ROLLBACK");
 		return;
 	case B_ROLLBACK:
 		if (c->step_error || status != 'I') {
@@ -1561,8 +1526,9 @@ static void pg_cb(void *arg, lv_wq_pg_event_t ev, uint8_t type, const uint8_t *b
 		break;
 	case PqMsg_CommandComplete: {
 		const char *tag = NULL;
-		if (lv_wire_parse_command_complete(body, len, &tag) == 0 && tag &&
-		    (c->step == B_COMMIT || c->step == B_PIPE) && strcmp(tag, "COMMIT") == 0)
+		if ((c->step == B_COMMIT || c->step == B_PIPE) &&
+		    lv_wire_parse_command_complete(body, len, &tag) == 0 && tag &&
+		    strcmp(tag, "COMMIT") == 0)
 			c->commit_ok = true;
 		break;
 	}
@@ -1608,7 +1574,7 @@ static bool key_blocked(const char *const *keys, int n, const char *key)
 /* Collects p's eligible entries into q->scratch; returns how many. */
 static int collect(dbq_t *q, part_t *p, lv_usec_t now)
 {
-	int want = batch_size(q->wq);
+	int want = q->wq->cfg->queue.batch_size;
 	q->n_scratch = 0;
 	if (q->cap_scratch < want) {
 		entry_t **nb = lv_realloc(q->scratch, sizeof(*nb) * (size_t)want);
@@ -1670,10 +1636,7 @@ static void start_batches(dbq_t *q, lv_usec_t now)
 		if (!p->has_lease || p->busy || p->n_entries == 0 || collect(q, p, now) == 0)
 			continue;
 		const char *user = q->scratch[0]->msg.user;
-		bool busy;
-		pgc_t *c = conn_for(q, q->has_server_user ? "" : user, user, &busy);
-		if (busy)
-			return; /* cannot happen after has_idle_conn(); kept for safety */
+		pgc_t *c = conn_for(q, q->has_server_user ? "" : user, user);
 		if (!c) {
 			q->n_scratch = 0;
 			q->batch_failures++;
