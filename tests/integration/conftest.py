@@ -101,8 +101,11 @@ def redis(stack):
 
 
 def _marker_overrides(node):
-    layers = [m.args[0] if m.args else m.kwargs.get("overrides")
-              for m in reversed(list(node.iter_markers("levee_config")))]
+    """Every levee_config marker of the test, outermost first, each with any number of
+    override layers (levee_config(A, B) is A then B)."""
+    layers = []
+    for m in reversed(list(node.iter_markers("levee_config"))):
+        layers.extend(m.args or [m.kwargs.get("overrides")])
     return utils.merge_overrides(*layers)
 
 
