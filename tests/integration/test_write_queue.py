@@ -492,6 +492,23 @@ def test_async_insert_acknowledged_with_notice_and_tag(levee, pg, tables, mode):
 
 @needs_producer
 @pytest.mark.parametrize("mode", MODES)
+def test_async_write_with_many_parameters(levee, pg, tables, mode):
+    """A deferred statement with more parameters than the producer keeps on its stack
+    (16), text and binary, NULLs among them: every value arrives."""
+    n = 40
+    sql = ("/* levee:async */ INSERT INTO t (k, v, n) VALUES (%s, %s, concat_ws(',', "
+           + ", ".join(["%s::text"] * (n - 2)) + "))")
+    params = ["many", 7] + [None if i % 5 == 0 else str(i) for i in range(n - 2)]
+    expected = ",".join(str(i) for i in range(n - 2) if i % 5 != 0)
+    with levee.conn(autocommit=True) as conn:
+        for binary in (False, True):
+            assert conn.execute(sql, params, binary=binary).statusmessage == "INSERT 0 0"
+    wait_until(lambda: count(pg, "t") == 2, 10, message="both applied")
+    assert db_sql(pg, "SELECT k, v, n FROM t") == [("many", 7, expected)] * 2
+
+
+@needs_producer
+@pytest.mark.parametrize("mode", MODES)
 def test_ten_thousand_inserts_from_32_clients(levee, pg, tables, mode):
     errors = []
 
