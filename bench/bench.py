@@ -293,7 +293,7 @@ class Run:
 
 
 def run_pgbench(target, workload, protocol, clients, seconds, nproc, *, scripts=None,
-                defines=None, log_dir=None, on_progress=None):
+                defines=None, log_dir=None, on_progress=None, rate=None):
     """Runs pgbench once against target; returns a Run (never raises for a failed run).
 
     workload is "select-only", "tpcb-like", or a label for `scripts`: a list of
@@ -302,7 +302,9 @@ def run_pgbench(target, workload, protocol, clients, seconds, nproc, *, scripts=
     there (-l) and the Run gets lat_n / lat_p50_ms / lat_p99_ms from them; the
     log files are removed afterwards. on_progress(elapsed_s) is called at each of
     pgbench's one-second progress reports (the queue benchmark samples the
-    primary's commit counter there).
+    primary's commit counter there). rate: pgbench -R (transactions per second
+    over all clients, Poisson arrivals); latencies then count from each
+    transaction's scheduled start, so time spent waiting for a client counts.
     """
     # pgbench prepares statements synchronously (PQprepare): with more clients
     # than a transaction pooler's pool_size, one blocked client stalls its
@@ -320,6 +322,8 @@ def run_pgbench(target, workload, protocol, clients, seconds, nproc, *, scripts=
         cmd.append("-S")
     for k, v in (defines or {}).items():
         cmd += ["-D", f"{k}={v}"]
+    if rate:
+        cmd += ["-R", str(rate)]
     log_prefix = None
     if log_dir is not None:
         os.makedirs(log_dir, exist_ok=True)

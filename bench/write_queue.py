@@ -44,6 +44,11 @@ Environment (see bench/README.md):
   BENCH_ROUNDS=N               rounds (default 3)
   BENCH_CLIENTS=128            clients
   BENCH_PROTOCOLS=simple       pgbench -M values (simple, extended, prepared)
+  BENCH_QUEUE_RATES=0,12000    arrival rates, one spike each: 0 is closed loop (every
+                               client sends its next INSERT as soon as the last one is
+                               answered, so p99 is mostly clients / throughput); N is
+                               pgbench -R N (Poisson arrivals at N/s over all clients,
+                               latency counted from each INSERT's scheduled start)
   BENCH_QUEUE_TARGETS=direct,levee-async   (levee-rule, levee-sync also allowed)
   BENCH_QUEUE_DURABLE=1        0: fsync / synchronous_commit off as in bench.py
   BENCH_QUEUE_CONF="k = v; k2 = v2"  lines for Levee's [queue] section
@@ -89,6 +94,13 @@ class Settings(B.CommonSettings):
         self.protocols = B.env_list("BENCH_PROTOCOLS", ["simple"],
                                     ["simple", "extended", "prepared"])
         self.durable = B.env_int("BENCH_QUEUE_DURABLE", 1, 0) != 0
+        rates = os.environ.get("BENCH_QUEUE_RATES", "0,12000")
+        try:
+            self.rates = [int(x) for x in rates.split(",") if x.strip()]
+        except ValueError:
+            raise SystemExit(f"BENCH_QUEUE_RATES: want comma-separated integers, got {rates!r}")
+        if not self.rates or any(r < 0 for r in self.rates):
+            raise SystemExit(f"BENCH_QUEUE_RATES: want integers >= 0, got {rates!r}")
         raw = os.environ.get("BENCH_QUEUE_CONF", "")
         self.queue_conf = [x.strip() for x in raw.replace("\n", ";").split(";") if x.strip()]
         self.drain_timeout = B.env_int("BENCH_QUEUE_DRAIN_TIMEOUT",
@@ -152,7 +164,11 @@ class Spike:
         self.error = run.error
 
 
-def run_spike(t, pg, rd, cfg, protocol, log_dir):
+def mode_label(protocol, rate):
+    return f"{protocol}, closed loop" if not rate else f"{protocol}, -R {rate:,}"
+
+
+def run_spike(t, pg, rd, cfg, protocol, rate, log_dir):
     with_metrics = isinstance(t, T.Levee)
     m0 = t.metrics() if with_metrics else None
     xc0 = xact_commit(pg)
@@ -162,7 +178,7 @@ def run_spike(t, pg, rd, cfg, protocol, log_dir):
         samples.append((time.monotonic(), xact_commit(pg)))
     script = os.path.join(SCRIPTS, SCRIPT[t.name])
     r = B.run_pgbench(t, "insert", protocol, cfg.clients, cfg.seconds, cfg.nproc,
-                      scripts=[script], log_dir=log_dir, on_progress=on_progress)
+                      scripts=[script], log_dir=log_dir, on_progress=on_progress, rate=rate)
     s = Spike(r)
     if not r.ok:
         return s
@@ -246,7 +262,11 @@ def render(cfg, ctx, results, started, finished):
              f"-T {cfg.seconds} -l, one single-row INSERT per transaction into "
              f"bench_events(id bigserial, payload text, created_at timestamptz default now()) "
              f"(bench/scripts/queue-insert.sql; queue-insert-async.sql adds "
-             f"`/* levee:async */`); {cfg.rounds} rounds, targets interleaved "
+             f"`/* levee:async */`); arrival: " +
+             ", ".join("closed loop (each client sends its next INSERT when the last is "
+                       "answered)" if not r else f"pgbench -R {r:,} (Poisson arrivals, latency "
+                       "from each INSERT's scheduled start)" for r in cfg.rates) +
+             f"; {cfg.rounds} rounds, targets interleaved "
              f"({' → '.join(cfg.targets)}); bench_events emptied before each run; medians")
     for name, why in ctx["unavailable"].items():
         L.append(f"- **{LABELS[name]}: not available**: {why}")
@@ -267,9 +287,12 @@ def render(cfg, ctx, results, started, finished):
              "transaction: Levee's levee_queue_applied_total / levee_queue_batches_total when "
              "it exports them, else rows / commits on the primary from the start of the spike "
              "to the end of the drain. Drain: from pgbench's exit until count(*) reaches "
-             "the acknowledged inserts and the queue's streams have nothing pending.")
+             "the acknowledged inserts and the queue's streams have nothing pending. "
+             "Closed loop, every client waits for its answer before sending again, so the "
+             "run measures throughput and p99 is about clients / tps; at a fixed rate (-R) "
+             "p99 is the latency an INSERT sees at that arrival rate, queueing included.")
     L.append("")
-    L.append("| protocol | target | client tps | p50 ms | p99 ms | primary commits/s | "
+    L.append("| protocol, arrival | target | client tps | p50 ms | p99 ms | primary commits/s | "
              "rows per applied txn | left at spike end | drain s | rows/s while draining | "
              "rows / acknowledged |")
     L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
@@ -317,7 +340,7 @@ def render(cfg, ctx, results, started, finished):
     L.append("")
     L.append("## Every run")
     L.append("")
-    L.append("| protocol | target | round | tps | p99 ms | commits/s | rows/txn (source) | "
+    L.append("| protocol, arrival | target | round | tps | p99 ms | commits/s | rows/txn (source) | "
              "drain s | rows | acknowledged | levee_queue_* deltas |")
     L.append("|---|---|---:|---:|---:|---:|---|---:|---:|---:|---|")
     for p, per in results.items():
@@ -394,15 +417,15 @@ def main(argv):
                 ctx.setdefault("skipped", []).append(
                     f"{LABELS['levee-async']} not run with -M {p}: pgbench turns the hint's "
                     f"\":async\" into a parameter ($n) in that mode (use levee-rule)")
-        total, k = sum(len(v) for v in runnable.values()) * cfg.rounds, 0
-        for p in cfg.protocols:
-            per = results.setdefault(p, {})
+        total, k = sum(len(v) for v in runnable.values()) * cfg.rounds * len(cfg.rates), 0
+        for p, rate in [(p, rate) for p in cfg.protocols for rate in cfg.rates]:
+            per = results.setdefault(mode_label(p, rate), {})
             for rnd in range(cfg.rounds):
                 for name in runnable[p]:
                     k += 1
                     t = tg[name]
                     wait_empty(pg, rd)
-                    s = run_spike(t, pg, rd, cfg, p, log_dir)
+                    s = run_spike(t, pg, rd, cfg, p, rate, log_dir)
                     per.setdefault(name, []).append(s)
                     if s.ok:
                         what = (f"{B.fmt(s.tps)} tps, p99 {B.fmt(s.p99_ms, 3)} ms, primary "
@@ -411,7 +434,8 @@ def main(argv):
                                 f"{B.fmt(s.drain_s, 2)} s, rows {s.rows}/{s.acked} acked")
                     else:
                         what = f"FAILED: {s.error}"
-                    B.log(f"[{k}/{total}] -M {p} round {rnd + 1} {LABELS[name]}: {what}")
+                    B.log(f"[{k}/{total}] -M {mode_label(p, rate)} round {rnd + 1} "
+                          f"{LABELS[name]}: {what}")
                     B.after_run(t, s.run, "queue")
         if "levee-async" in tg or "levee-rule" in tg:
             spikes = [s for per in results.values() for t in ("levee-async", "levee-rule")

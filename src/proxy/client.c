@@ -817,13 +817,16 @@ static void attach(lv_client_t *c, lv_server_t *sv)
 
 /*
  * Classifies through the worker's cache, counting hits and misses and timing
- * the parses (the metrics behind the cache hit ratio and parse time).
+ * the parses (the metrics behind the cache hit ratio and parse time). by_shape:
+ * the caller reads nothing a constant can change (lv_sql_cache_classify_shape).
  */
-static int classify(lv_worker_t *w, const char *sql, size_t len, const lv_sql_opts_t *opts, lv_sql_info_t *info)
+static int classify(lv_worker_t *w, const char *sql, size_t len, const lv_sql_opts_t *opts, bool by_shape,
+		    lv_sql_info_t *info)
 {
 	uint64_t misses = lv_sql_cache_stats(w->sql_cache).misses;
 	lv_usec_t t0 = lv_time_update();
-	int rc = lv_sql_cache_classify(w->sql_cache, sql, len, opts, info);
+	int rc = by_shape ? lv_sql_cache_classify_shape(w->sql_cache, sql, len, opts, info)
+			  : lv_sql_cache_classify(w->sql_cache, sql, len, opts, info);
 	bool miss = lv_sql_cache_stats(w->sql_cache).misses != misses;
 	lv_metric_inc_l(LV_M_SQL_CLASSIFICATIONS_TOTAL,
 			miss ? LV_ML_CLASSIFY_RESULT_MISS : LV_ML_CLASSIFY_RESULT_HIT);
@@ -988,7 +991,7 @@ static lv_pool_t *route(lv_client_t *c)
 	if (sql) {
 		lv_sql_opts_t opts = {.skip_fingerprint = true,
 				      .write_functions_list = cfg->routing.write_functions};
-		if (classify(w, sql, len, &opts, w->sql_info) == 0)
+		if (classify(w, sql, len, &opts, true, w->sql_info) == 0)
 			info = w->sql_info;
 	}
 	uint64_t min_lsn = 0;
@@ -1295,7 +1298,7 @@ static bool inspect_statement(lv_client_t *c, const char *sql, size_t n, bool ca
 		return false;
 	lv_sql_info_t *info = w->sql_info; /* the worker's scratch: used only within this call */
 	lv_sql_opts_t opts = {.skip_fingerprint = true};
-	if (classify(w, sql, n, &opts, info) != 0)
+	if (classify(w, sql, n, &opts, false, info) != 0)
 		return false;
 	uint32_t creates = info->creates_session_state ? info->creates_mask : 0;
 	if (info->set.is_present && !info->set.is_local && info->set.name[0] && !info->is_multi &&

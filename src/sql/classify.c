@@ -2615,6 +2615,7 @@ typedef struct cache_entry {
 	struct cache_entry *chain;
 	uint64_t hash;
 	uint64_t opts_hash;
+	bool is_shape; /* the key is a shape (shape_of()), not a text */
 	size_t text_len;
 	size_t info_len;
 	size_t bytes;
@@ -2763,46 +2764,32 @@ lv_sql_cache_stats_t lv_sql_cache_stats(const lv_sql_cache_t *c)
 	return c->stats;
 }
 
-int lv_sql_cache_classify(lv_sql_cache_t *c, const char *sql, size_t len, const lv_sql_opts_t *opts,
-			  lv_sql_info_t *out)
+/* The entry for key[0..len) (a text, or a shape when is_shape) and options oh; NULL if none. */
+static cache_entry_t *cache_find(lv_sql_cache_t *c, uint64_t h, uint64_t oh, bool is_shape, const char *key,
+				 size_t len)
 {
-	if (!c || !sql || !out)
-		return LV_EINVAL;
-	const char *nul = memchr(sql, '\0', len);
-	if (nul)
-		len = (size_t)(nul - sql);
-	if (len > LV_SQL_CACHE_MAX_TEXT || c->stats.capacity == 0) {
-		c->stats.misses++;
-		if (len > LV_SQL_CACHE_MAX_TEXT)
-			c->stats.bypassed++;
-		return lv_sql_classify(sql, len, opts, out);
-	}
-
-	uint64_t h = hash_bytes(sql, len, c->seed);
-	uint64_t oh = opts_hash(opts);
 	for (cache_entry_t *e = c->buckets[h & c->mask]; e; e = e->chain) {
-		if (e->hash != h || e->opts_hash != oh || e->text_len != len)
+		if (e->hash != h || e->opts_hash != oh || e->is_shape != is_shape || e->text_len != len)
 			continue;
-		const char *text = (const char *)e->data + e->info_len;
-		if (memcmp(text, sql, len) != 0)
+		if (memcmp((const char *)e->data + e->info_len, key, len) != 0)
 			continue;
-		info_unpack(e->data, out);
 		lv_list_unlink(&e->lru);
 		lv_list_insert_head(&c->lru, &e->lru);
 		c->stats.hits++;
-		return LV_OK;
+		return e;
 	}
+	return NULL;
+}
 
-	c->stats.misses++;
-	int rc = lv_sql_classify(sql, len, opts, out);
-	if (rc != LV_OK)
-		return rc;
-
-	size_t info_len = info_pack(out, NULL);
+/* Remembers info under key; an entry that cannot be allocated is simply not kept. */
+static void cache_insert(lv_sql_cache_t *c, uint64_t h, uint64_t oh, bool is_shape, const char *key, size_t len,
+			 const lv_sql_info_t *info)
+{
+	size_t info_len = info_pack(info, NULL);
 	size_t bytes = sizeof(cache_entry_t) + info_len + len;
 	cache_entry_t *e = lv_malloc(bytes);
 	if (!e)
-		return LV_OK; /* not cached; the answer is still right */
+		return;
 	if (c->stats.n_entries >= c->stats.capacity) {
 		cache_entry_t *old = lv_container_of(c->lru.prev, cache_entry_t, lru);
 		entry_unlink(c, old);
@@ -2811,17 +2798,232 @@ int lv_sql_cache_classify(lv_sql_cache_t *c, const char *sql, size_t len, const 
 	}
 	e->hash = h;
 	e->opts_hash = oh;
+	e->is_shape = is_shape;
 	e->text_len = len;
 	e->info_len = info_len;
 	e->bytes = bytes;
-	info_pack(out, e->data);
-	memcpy((char *)e->data + info_len, sql, len);
+	info_pack(info, e->data);
+	memcpy((char *)e->data + info_len, key, len);
 	e->chain = c->buckets[h & c->mask];
 	c->buckets[h & c->mask] = e;
 	lv_list_insert_head(&c->lru, &e->lru);
 	c->stats.n_entries++;
 	c->stats.bytes += bytes;
-	return LV_OK;
+}
+
+/* Cuts len at a NUL byte; false (after counting a miss) when the text is not cached. */
+static bool cache_usable(lv_sql_cache_t *c, const char *sql, size_t *len)
+{
+	const char *nul = memchr(sql, '\0', *len);
+	if (nul)
+		*len = (size_t)(nul - sql);
+	if (*len <= LV_SQL_CACHE_MAX_TEXT && c->stats.capacity > 0)
+		return true;
+	c->stats.misses++;
+	if (*len > LV_SQL_CACHE_MAX_TEXT)
+		c->stats.bypassed++;
+	return false;
+}
+
+int lv_sql_cache_classify(lv_sql_cache_t *c, const char *sql, size_t len, const lv_sql_opts_t *opts,
+			  lv_sql_info_t *out)
+{
+	if (!c || !sql || !out)
+		return LV_EINVAL;
+	if (!cache_usable(c, sql, &len))
+		return lv_sql_classify(sql, len, opts, out);
+	uint64_t h = hash_bytes(sql, len, c->seed);
+	uint64_t oh = opts_hash(opts);
+	cache_entry_t *e = cache_find(c, h, oh, false, sql, len);
+	if (e) {
+		info_unpack(e->data, out);
+		return LV_OK;
+	}
+	c->stats.misses++;
+	int rc = lv_sql_classify(sql, len, opts, out);
+	if (rc == LV_OK)
+		cache_insert(c, h, oh, false, sql, len, out);
+	return rc;
+}
+
+/*
+ * Shapes. The shape of a text is the text with every numeric constant
+ * replaced by SHAPE_NUM and every string constant by SHAPE_STR, so that
+ * `... WHERE aid = 17` and `... WHERE aid = 42` share one. Two texts of one
+ * shape must lex into the same tokens but for the constants' values, so
+ * shape_of() gives up (returns 0) on anything whose lexing could depend on a
+ * setting or on more context than it tracks: a backslash
+ * (standard_conforming_strings), a dollar quote, a prefixed string (E'', B'',
+ * X'', N'', U&''), a comment (hints live there), a control byte (which also
+ * keeps the two placeholders out of real text), a number touching a dot, a
+ * letter or a digit, and an unterminated quote.
+ */
+#define SHAPE_NUM '\x01'
+#define SHAPE_STR '\x02'
+#define SHAPE_MAX 4096
+
+static bool shape_ident(unsigned char ch)
+{
+	return isalnum(ch) || ch == '_' || ch == '$' || ch >= 0x80;
+}
+
+static size_t shape_of(const char *s, size_t n, char *out, size_t cap)
+{
+	size_t o = 0, i = 0;
+	bool in_word = false; /* s[i - 1] continues an identifier or keyword */
+	while (i < n) {
+		unsigned char ch = (unsigned char)s[i];
+		if (o >= cap || (ch < 0x20 && !isspace(ch)) || ch == '\\' ||
+		    (ch == '-' && i + 1 < n && s[i + 1] == '-') || (ch == '/' && i + 1 < n && s[i + 1] == '*'))
+			return 0;
+		if (ch == '"') { /* a quoted identifier, kept as written */
+			size_t j = i + 1;
+			while (j < n && !(s[j] == '"' && (j + 1 >= n || s[j + 1] != '"')))
+				j += s[j] == '"' ? 2 : 1;
+			if (j >= n || o + (j + 1 - i) > cap)
+				return 0;
+			memcpy(out + o, s + i, j + 1 - i);
+			o += j + 1 - i;
+			i = j + 1;
+			in_word = false;
+			continue;
+		}
+		if (ch == '\'') {
+			if (i > 0 && s[i - 1] == '&')
+				return 0;
+			if (in_word && strchr("EeBbXxNn", s[i - 1]) && (i < 2 || !shape_ident((unsigned char)s[i - 2])))
+				return 0;
+			size_t j = i + 1;
+			for (; j < n; j++) {
+				if (s[j] == '\\')
+					return 0;
+				if (s[j] == '\'') {
+					if (j + 1 < n && s[j + 1] == '\'')
+						j++;
+					else
+						break;
+				}
+			}
+			if (j >= n)
+				return 0;
+			out[o++] = SHAPE_STR;
+			i = j + 1;
+			in_word = false;
+			continue;
+		}
+		if (ch == '$' && !in_word) { /* $n is kept; $tag$ quotes are not handled */
+			size_t j = i + 1;
+			while (j < n && isdigit((unsigned char)s[j]))
+				j++;
+			if (j == i + 1 || (j < n && shape_ident((unsigned char)s[j])) || o + (j - i) > cap)
+				return 0;
+			memcpy(out + o, s + i, j - i);
+			o += j - i;
+			i = j;
+			continue;
+		}
+		if (ch == '.' && i + 1 < n && isdigit((unsigned char)s[i + 1]))
+			return 0;
+		if (isdigit(ch) && !in_word) {
+			size_t j = i;
+			while (j < n && isdigit((unsigned char)s[j]))
+				j++;
+			if (j < n && s[j] == '.') {
+				j++;
+				while (j < n && isdigit((unsigned char)s[j]))
+					j++;
+			}
+			if (j < n && (s[j] == 'e' || s[j] == 'E')) {
+				size_t k = j + 1;
+				if (k < n && (s[k] == '+' || s[k] == '-'))
+					k++;
+				if (k >= n || !isdigit((unsigned char)s[k]))
+					return 0;
+				while (k < n && isdigit((unsigned char)s[k]))
+					k++;
+				j = k;
+			}
+			if (j < n && (shape_ident((unsigned char)s[j]) || s[j] == '.'))
+				return 0;
+			out[o++] = SHAPE_NUM;
+			i = j;
+			continue;
+		}
+		out[o++] = (char)ch;
+		in_word = shape_ident(ch);
+		i++;
+	}
+	return o;
+}
+
+/*
+ * Whether a classification may stand for every text of its shape: one
+ * statement of a kind whose fields below cannot depend on a constant. Calls
+ * to writing functions (nextval('seq'), set_config(.., .., 'off')), SET and
+ * anything touching session state are left out, as are kinds that take
+ * options as constants (EXPLAIN (ANALYZE 1), VACUUM, COPY).
+ */
+static bool shape_may_share(const lv_sql_info_t *in)
+{
+	switch (in->kind) {
+	case LV_SQL_SELECT:
+	case LV_SQL_VALUES:
+	case LV_SQL_INSERT:
+	case LV_SQL_UPDATE:
+	case LV_SQL_DELETE:
+	case LV_SQL_MERGE:
+	case LV_SQL_BEGIN:
+	case LV_SQL_START:
+	case LV_SQL_COMMIT:
+	case LV_SQL_ROLLBACK:
+		break;
+	default:
+		return false;
+	}
+	return !in->is_multi && !in->calls_write_function && !in->set.is_present && !in->creates_session_state &&
+	       !in->clears_session_state && !in->hints.has_any && in->hints.n_invalid == 0;
+}
+
+/* What a shape entry cannot vouch for: the constants' values. */
+static void shape_forget_values(lv_sql_info_t *in)
+{
+	memset(&in->point, 0, offsetof(lv_sql_point_t, values));
+	in->point_values_len = 0;
+	in->point_values[0] = '\0';
+}
+
+int lv_sql_cache_classify_shape(lv_sql_cache_t *c, const char *sql, size_t len, const lv_sql_opts_t *opts,
+				lv_sql_info_t *out)
+{
+	if (!c || !sql || !out)
+		return LV_EINVAL;
+	char shape[SHAPE_MAX];
+	size_t slen = 0;
+	if (c->stats.capacity > 0) {
+		const char *nul = memchr(sql, '\0', len);
+		slen = shape_of(sql, nul ? (size_t)(nul - sql) : len, shape, sizeof(shape));
+	}
+	if (slen == 0) {
+		int rc = lv_sql_cache_classify(c, sql, len, opts, out);
+		if (rc == LV_OK)
+			shape_forget_values(out);
+		return rc;
+	}
+	uint64_t h = hash_bytes(shape, slen, c->seed ^ 0x5a);
+	uint64_t oh = opts_hash(opts);
+	cache_entry_t *e = cache_find(c, h, oh, true, shape, slen);
+	if (e) {
+		info_unpack(e->data, out);
+		return LV_OK;
+	}
+	c->stats.misses++;
+	int rc = lv_sql_classify(sql, len, opts, out);
+	if (rc != LV_OK)
+		return rc;
+	shape_forget_values(out);
+	if (shape_may_share(out))
+		cache_insert(c, h, oh, true, shape, slen, out);
+	return rc;
 }
 
 const char *lv_sql_first_word(const char *sql, size_t n, size_t *len)

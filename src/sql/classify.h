@@ -433,6 +433,20 @@ void lv_sql_cache_free(lv_sql_cache_t *cache);
  * allocated is simply not cached. */
 int lv_sql_cache_classify(lv_sql_cache_t *cache, const char *sql, size_t len,
 			  const lv_sql_opts_t *opts, lv_sql_info_t *out) LV_MUSTCHECK;
+/*
+ * lv_sql_cache_classify for callers that read only what a statement's
+ * constants cannot change: kind, n_statements, is_multi, is_read_only, the
+ * has_ and calls_ flags, the transaction and session-state fields, hints and
+ * the table lists (the router). Single statements of the common kinds
+ * (SELECT, VALUES, INSERT, UPDATE, DELETE, MERGE, BEGIN, START, COMMIT,
+ * ROLLBACK) that differ only in numeric and string constants share one
+ * entry, so `... WHERE id = 1` and `... WHERE id = 2` are parsed once. The
+ * answer never has point keys (point is zeroed, point_values is "") and set
+ * is filled only when the text was parsed. Same returns as
+ * lv_sql_cache_classify; hits and misses count in the same stats.
+ */
+int lv_sql_cache_classify_shape(lv_sql_cache_t *cache, const char *sql, size_t len,
+				const lv_sql_opts_t *opts, lv_sql_info_t *out) LV_MUSTCHECK;
 /* Counters and sizes of the cache. */
 lv_sql_cache_stats_t lv_sql_cache_stats(const lv_sql_cache_t *cache);
 

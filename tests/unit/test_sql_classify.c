@@ -10,6 +10,7 @@
  */
 #include "core/lv.h"
 
+#include <ctype.h>
 #include <setjmp.h> /* before cmocka.h, which needs jmp_buf */
 
 #include <cmocka.h>
@@ -178,8 +179,8 @@ static FILE *open_corpus(void)
 	return f;
 }
 
-/* Runs every corpus line through classify (or the cache); returns lines checked. */
-static int run_corpus(lv_sql_cache_t *cache, int *n_bad)
+/* Runs every corpus line through classify (or the cache, by text or by shape); returns lines checked. */
+static int run_corpus(lv_sql_cache_t *cache, bool by_shape, int *n_bad)
 {
 	FILE *f = open_corpus();
 	char line[2048];
@@ -212,8 +213,9 @@ static int run_corpus(lv_sql_cache_t *cache, int *n_bad)
 		}
 		unescape(cl.col[0], cl.sql, sizeof(cl.sql));
 		size_t len = strlen(cl.sql);
-		int rc = cache ? lv_sql_cache_classify(cache, cl.sql, len, &corpus_opts, &in)
-			       : lv_sql_classify(cl.sql, len, &corpus_opts, &in);
+		int rc = !cache	   ? lv_sql_classify(cl.sql, len, &corpus_opts, &in)
+			 : by_shape ? lv_sql_cache_classify_shape(cache, cl.sql, len, &corpus_opts, &in)
+				    : lv_sql_cache_classify(cache, cl.sql, len, &corpus_opts, &in);
 		assert_int_equal(rc, LV_OK);
 		*n_bad += check_line(&cl, &in);
 		n++;
@@ -225,7 +227,7 @@ static int run_corpus(lv_sql_cache_t *cache, int *n_bad)
 static void test_corpus(void **state)
 {
 	int bad;
-	int n = run_corpus(NULL, &bad);
+	int n = run_corpus(NULL, false, &bad);
 	fprintf(stderr, "corpus: %d statements, %d mismatches\n", n, bad);
 	assert_true(n >= 150);
 	assert_int_equal(bad, 0);
@@ -237,10 +239,10 @@ static void test_corpus_cached(void **state)
 	lv_sql_cache_t *cache = lv_sql_cache_new(1024);
 	int bad;
 	assert_non_null(cache);
-	int n = run_corpus(cache, &bad);
+	int n = run_corpus(cache, false, &bad);
 	assert_int_equal(bad, 0);
 	lv_sql_cache_stats_t s1 = lv_sql_cache_stats(cache);
-	int n2 = run_corpus(cache, &bad);
+	int n2 = run_corpus(cache, false, &bad);
 	assert_int_equal(bad, 0);
 	assert_int_equal(n, n2);
 	lv_sql_cache_stats_t s2 = lv_sql_cache_stats(cache);
@@ -249,6 +251,183 @@ static void test_corpus_cached(void **state)
 	assert_int_equal(s2.misses, s1.misses);
 	assert_true(s1.misses <= (uint64_t)n);
 	assert_int_equal(s1.misses + s1.hits, (uint64_t)n);
+	lv_sql_cache_free(cache);
+}
+
+/* The corpus by shape: both passes give the corpus's answers. */
+static void test_corpus_by_shape(void **state)
+{
+	lv_sql_cache_t *cache = lv_sql_cache_new(1024);
+	int bad;
+	assert_non_null(cache);
+	int n = run_corpus(cache, true, &bad);
+	assert_int_equal(bad, 0);
+	lv_sql_cache_stats_t s1 = lv_sql_cache_stats(cache);
+	assert_int_equal(run_corpus(cache, true, &bad), n);
+	assert_int_equal(bad, 0);
+	lv_sql_cache_stats_t s2 = lv_sql_cache_stats(cache);
+	/* The corpus is full of texts that must not share a shape; some do. */
+	assert_true(s2.hits - s1.hits > (uint64_t)n / 4);
+	lv_sql_cache_free(cache);
+}
+
+/* Everything lv_sql_cache_classify_shape promises, equal in a and b. */
+static bool same_but_constants(const lv_sql_info_t *a, const lv_sql_info_t *b, char *why, size_t cap)
+{
+	char fa[512], fb[512];
+#define DIFF(field)                                                                              \
+	do {                                                                                     \
+		if (a->field != b->field) {                                                      \
+			snprintf(why, cap, #field ": %lld vs %lld", (long long)a->field,         \
+				 (long long)b->field);                                           \
+			return false;                                                            \
+		}                                                                                \
+	} while (0)
+	DIFF(kind);
+	DIFF(n_statements);
+	DIFF(is_read_only);
+	DIFF(txn_isolation);
+	DIFF(txn_deferrable);
+	DIFF(txn_chain);
+	DIFF(session_reason);
+	DIFF(hints.want_primary);
+	DIFF(hints.want_replica);
+	DIFF(n_read);
+	DIFF(n_written);
+	DIFF(read_overflow);
+	DIFF(written_overflow);
+#undef DIFF
+	flags_of(a, fa, sizeof(fa));
+	flags_of(b, fb, sizeof(fb));
+	if (strcmp(fa, fb) != 0) {
+		snprintf(why, cap, "flags: %.200s vs %.200s", fa, fb);
+		return false;
+	}
+	for (unsigned i = 0; i < a->n_read; i++)
+		if (strcmp(lv_sql_table_read(a, i), lv_sql_table_read(b, i)) != 0) {
+			snprintf(why, cap, "read table %u", i);
+			return false;
+		}
+	for (unsigned i = 0; i < a->n_written; i++)
+		if (strcmp(lv_sql_table_written(a, i), lv_sql_table_written(b, i)) != 0) {
+			snprintf(why, cap, "written table %u", i);
+			return false;
+		}
+	return true;
+}
+
+/*
+ * Shapes stand for every text that differs only in constants: each corpus
+ * statement, then a variant with every digit changed, by shape; the variant's
+ * answer (often from the original's entry) must be what parsing it gives.
+ * Digits in identifiers change too, which changes the shape: also checked.
+ */
+static void test_shape_variants(void **state)
+{
+	FILE *f = open_corpus();
+	char line[2048];
+	static corpus_line_t cl;
+	static lv_sql_info_t a, b;
+	char why[512];
+	int n = 0, shared = 0, bad = 0;
+	lv_sql_cache_t *cache = lv_sql_cache_new(4096);
+	assert_non_null(f);
+	assert_non_null(cache);
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\r\n")] = '\0';
+		if (line[0] == '#' || line[0] == '\0')
+			continue;
+		*strchr(line, '\t') = '\0';
+		unescape(line, cl.sql, sizeof(cl.sql));
+		size_t len = strlen(cl.sql);
+		assert_int_equal(lv_sql_cache_classify_shape(cache, cl.sql, len, &corpus_opts, &a), LV_OK);
+		for (size_t i = 0; i < len; i++)
+			if (isdigit((unsigned char)cl.sql[i]))
+				cl.sql[i] = (char)('0' + (cl.sql[i] - '0' + 7) % 10);
+		uint64_t hits = lv_sql_cache_stats(cache).hits;
+		assert_int_equal(lv_sql_cache_classify_shape(cache, cl.sql, len, &corpus_opts, &a), LV_OK);
+		shared += lv_sql_cache_stats(cache).hits != hits;
+		assert_int_equal(lv_sql_classify(cl.sql, len, &corpus_opts, &b), LV_OK);
+		if (!same_but_constants(&a, &b, why, sizeof(why))) {
+			fprintf(stderr, "%s: %s\n", cl.sql, why);
+			bad++;
+		}
+		assert_false(a.point.is_point);
+		n++;
+	}
+	fclose(f);
+	fprintf(stderr, "shape variants: %d statements, %d shared an entry\n", n, shared);
+	assert_int_equal(bad, 0);
+	assert_true(shared > 0);
+	lv_sql_cache_free(cache);
+}
+
+/* Whether b was answered from a's entry, by shape. */
+static bool shares_shape(const char *a, const char *b)
+{
+	static lv_sql_info_t in;
+	lv_sql_cache_t *cache = lv_sql_cache_new(16);
+	assert_non_null(cache);
+	assert_int_equal(lv_sql_cache_classify_shape(cache, a, strlen(a), NULL, &in), LV_OK);
+	uint64_t hits = lv_sql_cache_stats(cache).hits;
+	assert_int_equal(lv_sql_cache_classify_shape(cache, b, strlen(b), NULL, &in), LV_OK);
+	bool shared = lv_sql_cache_stats(cache).hits != hits;
+	lv_sql_cache_free(cache);
+	return shared;
+}
+
+static void test_shape_boundaries(void **state)
+{
+	/* Constants of one kind, anywhere, in any number. */
+	assert_true(shares_shape("SELECT abalance FROM pgbench_accounts WHERE aid = 17;",
+				 "SELECT abalance FROM pgbench_accounts WHERE aid = 90210;"));
+	assert_true(shares_shape("UPDATE t SET v = v + -5 WHERE id = 3", "UPDATE t SET v = v + -12 WHERE id = 9"));
+	assert_true(shares_shape("SELECT * FROM t WHERE a = 'x' AND b = 1.5e3", "SELECT * FROM t WHERE a = 'it''s' AND b = 2.0e-1"));
+	assert_true(shares_shape("SELECT * FROM \"T 1\" WHERE a = $1", "SELECT * FROM \"T 1\" WHERE a = $1"));
+	assert_true(shares_shape("INSERT INTO t1 VALUES (1, 'a')", "INSERT INTO t1 VALUES (2, 'bb')"));
+	/* Different tokens: a string is not a number, identifiers are not constants. */
+	assert_false(shares_shape("SELECT * FROM t WHERE a = 1", "SELECT * FROM t WHERE a = '1'"));
+	assert_false(shares_shape("SELECT * FROM t1", "SELECT * FROM t2"));
+	assert_false(shares_shape("SELECT * FROM \"t'1\" WHERE a = 1", "SELECT * FROM \"t'2\" WHERE a = 1"));
+	assert_false(shares_shape("SELECT $1", "SELECT $2"));
+	/* Texts whose lexing a shape cannot vouch for are parsed every time. */
+	assert_false(shares_shape("SELECT E'a'", "SELECT E'b'"));
+	assert_false(shares_shape("SELECT 'a\\'", "SELECT 'b\\'"));
+	assert_false(shares_shape("SELECT $$a$$", "SELECT $$b$$"));
+	assert_false(shares_shape("SELECT 1 -- c", "SELECT 2 -- c"));
+	assert_false(shares_shape("SELECT /* levee:primary */ 1", "SELECT /* levee:primary */ 2"));
+	assert_false(shares_shape("SELECT .5", "SELECT .6"));
+	assert_false(shares_shape("SELECT 1.2.3", "SELECT 4.5.6"));
+	assert_false(shares_shape("SELECT 1e", "SELECT 2e"));
+	assert_false(shares_shape("SELECT 1x", "SELECT 2x"));
+	assert_false(shares_shape("SELECT U&'a'", "SELECT U&'b'"));
+	assert_false(shares_shape("SELECT 'a", "SELECT 'b"));
+	assert_false(shares_shape("SELECT \"a", "SELECT \"b"));
+	/* Statements whose meaning follows a constant are never shared. */
+	assert_false(shares_shape("SELECT nextval('a')", "SELECT nextval('b')"));
+	assert_false(shares_shape("SELECT set_config('a', 'b', true)", "SELECT set_config('a', 'b', true)"));
+	assert_false(shares_shape("EXPLAIN (ANALYZE 0) DELETE FROM t", "EXPLAIN (ANALYZE 1) DELETE FROM t"));
+	assert_false(shares_shape("SET work_mem = 1", "SET work_mem = 2"));
+	assert_false(shares_shape("SELECT 1; SELECT 2", "SELECT 3; SELECT 4"));
+
+	/* No point keys from a shape, even for the text that was parsed. */
+	static lv_sql_info_t in;
+	lv_sql_cache_t *cache = lv_sql_cache_new(16);
+	assert_non_null(cache);
+	const char *q = "SELECT v FROM t WHERE id = 5";
+	assert_int_equal(lv_sql_cache_classify_shape(cache, q, strlen(q), NULL, &in), LV_OK);
+	assert_false(in.point.is_point);
+	assert_int_equal(in.point_values_len, 0);
+	assert_int_equal(lv_sql_cache_classify_shape(cache, q, strlen(q), NULL, &in), LV_OK);
+	assert_false(in.point.is_point);
+	assert_int_equal(lv_sql_table_read(&in, 0)[0], 't');
+	/* The same cache still answers by text, with point keys. */
+	assert_int_equal(lv_sql_cache_classify(cache, q, strlen(q), NULL, &in), LV_OK);
+	assert_true(in.point.is_point);
+	/* A NUL ends the text, as for lv_sql_classify. */
+	assert_int_equal(lv_sql_cache_classify_shape(cache, "SELECT 1\0; DELETE FROM t", 24, NULL, &in), LV_OK);
+	assert_true(in.is_read_only);
+	assert_int_equal(lv_sql_cache_classify_shape(NULL, q, strlen(q), NULL, &in), LV_EINVAL);
 	lv_sql_cache_free(cache);
 }
 
@@ -1322,6 +1501,9 @@ int main(void)
 		cmocka_unit_test(test_point_fixture),
 		cmocka_unit_test(test_point_limits),
 		cmocka_unit_test(test_first_word),
+		cmocka_unit_test(test_corpus_by_shape),
+		cmocka_unit_test(test_shape_variants),
+		cmocka_unit_test(test_shape_boundaries),
 		cmocka_unit_test(test_mentions_levee),
 	};
 	return cmocka_run_group_tests(tests, NULL, teardown_all);
