@@ -2854,9 +2854,10 @@ int lv_sql_cache_classify(lv_sql_cache_t *c, const char *sql, size_t len, const 
  * shape_of() gives up (returns 0) on anything whose lexing could depend on a
  * setting or on more context than it tracks: a backslash
  * (standard_conforming_strings), a dollar quote, a prefixed string (E'', B'',
- * X'', N'', U&''), a comment (hints live there), a control byte (which also
- * keeps the two placeholders out of real text), a number touching a dot, a
- * letter or a digit, and an unterminated quote.
+ * X'', N'', U&''), a control byte (which also keeps the two placeholders out
+ * of real text), a number touching a dot, a letter or a digit, and an
+ * unterminated quote or comment. Comments become one space, as for the
+ * lexer; *commented tells that there were some, since hints live there.
  */
 #define SHAPE_NUM '\x01'
 #define SHAPE_STR '\x02'
@@ -2867,15 +2868,40 @@ static bool shape_ident(unsigned char ch)
 	return isalnum(ch) || ch == '_' || ch == '$' || ch >= 0x80;
 }
 
-static size_t shape_of(const char *s, size_t n, char *out, size_t cap)
+static size_t shape_of(const char *s, size_t n, char *out, size_t cap, bool *commented)
 {
 	size_t o = 0, i = 0;
 	bool in_word = false; /* s[i - 1] continues an identifier or keyword */
+	*commented = false;
 	while (i < n) {
 		unsigned char ch = (unsigned char)s[i];
-		if (o >= cap || (ch < 0x20 && !isspace(ch)) || ch == '\\' ||
-		    (ch == '-' && i + 1 < n && s[i + 1] == '-') || (ch == '/' && i + 1 < n && s[i + 1] == '*'))
+		if (o >= cap || (ch < 0x20 && !isspace(ch)) || ch == '\\')
 			return 0;
+		if ((ch == '-' || ch == '/') && i + 1 < n && s[i + 1] == (ch == '-' ? '-' : '*')) {
+			if (ch == '-') {
+				while (i < n && s[i] != '\n' && s[i] != '\r')
+					i++;
+			} else { /* block comments nest */
+				int depth = 1;
+				for (i += 2; i < n && depth > 0;) {
+					if (s[i] == '/' && i + 1 < n && s[i + 1] == '*') {
+						depth++;
+						i += 2;
+					} else if (s[i] == '*' && i + 1 < n && s[i + 1] == '/') {
+						depth--;
+						i += 2;
+					} else {
+						i++;
+					}
+				}
+				if (depth > 0)
+					return 0;
+			}
+			out[o++] = ' ';
+			in_word = false;
+			*commented = true;
+			continue;
+		}
 		if (ch == '"') { /* a quoted identifier, kept as written */
 			size_t j = i + 1;
 			while (j < n && !(s[j] == '"' && (j + 1 >= n || s[j + 1] != '"')))
@@ -2981,7 +3007,7 @@ static bool shape_may_share(const lv_sql_info_t *in)
 		return false;
 	}
 	return !in->is_multi && !in->calls_write_function && !in->set.is_present && !in->creates_session_state &&
-	       !in->clears_session_state && !in->hints.has_any && in->hints.n_invalid == 0;
+	       !in->clears_session_state;
 }
 
 /* What a shape entry cannot vouch for: the constants' values. */
@@ -2999,9 +3025,12 @@ int lv_sql_cache_classify_shape(lv_sql_cache_t *c, const char *sql, size_t len, 
 		return LV_EINVAL;
 	char shape[SHAPE_MAX];
 	size_t slen = 0;
+	bool commented = false;
 	if (c->stats.capacity > 0) {
 		const char *nul = memchr(sql, '\0', len);
-		slen = shape_of(sql, nul ? (size_t)(nul - sql) : len, shape, sizeof(shape));
+		if (nul)
+			len = (size_t)(nul - sql);
+		slen = shape_of(sql, len, shape, sizeof(shape), &commented);
 	}
 	if (slen == 0) {
 		int rc = lv_sql_cache_classify(c, sql, len, opts, out);
@@ -3014,6 +3043,10 @@ int lv_sql_cache_classify_shape(lv_sql_cache_t *c, const char *sql, size_t len, 
 	cache_entry_t *e = cache_find(c, h, oh, true, shape, slen);
 	if (e) {
 		info_unpack(e->data, out);
+		/* The entry's hints are those of the text that made it: take this one's. */
+		memset(&out->hints, 0, sizeof(out->hints));
+		if (commented)
+			hints_scan(sql, len, &out->hints);
 		return LV_OK;
 	}
 	c->stats.misses++;

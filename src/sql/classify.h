@@ -440,7 +440,8 @@ int lv_sql_cache_classify(lv_sql_cache_t *cache, const char *sql, size_t len,
  * the table lists (the router). Single statements of the common kinds
  * (SELECT, VALUES, INSERT, UPDATE, DELETE, MERGE, BEGIN, START, COMMIT,
  * ROLLBACK) that differ only in numeric and string constants share one
- * entry, so `... WHERE id = 1` and `... WHERE id = 2` are parsed once. The
+ * entry, so `... WHERE id = 1` and `... WHERE id = 2` are parsed once;
+ * comments count as a space, and hints are always those of sql itself. The
  * answer never has point keys (point is zeroed, point_values is "") and set
  * is filled only when the text was parsed. Same returns as
  * lv_sql_cache_classify; hits and misses count in the same stats.

@@ -394,8 +394,13 @@ static void test_shape_boundaries(void **state)
 	assert_false(shares_shape("SELECT E'a'", "SELECT E'b'"));
 	assert_false(shares_shape("SELECT 'a\\'", "SELECT 'b\\'"));
 	assert_false(shares_shape("SELECT $$a$$", "SELECT $$b$$"));
-	assert_false(shares_shape("SELECT 1 -- c", "SELECT 2 -- c"));
-	assert_false(shares_shape("SELECT /* levee:primary */ 1", "SELECT /* levee:primary */ 2"));
+	assert_false(shares_shape("SELECT 1 /* c", "SELECT 2 /* c"));
+	/* Comments are one space, nested or not; hints are the text's own. */
+	assert_true(shares_shape("SELECT 1 -- c", "SELECT 2 -- d"));
+	assert_true(shares_shape("SELECT 1 -- c\n, 2", "SELECT 3  \n, 4"));
+	assert_true(shares_shape("SELECT /* a /* b */ c */ 1", "SELECT /* x */ 2"));
+	assert_true(shares_shape("SELECT 1 -- it's", "SELECT 2 -- it's"));
+	assert_false(shares_shape("SELECT 1 -- c\n, 2", "SELECT 1 -- c, 2"));
 	assert_false(shares_shape("SELECT .5", "SELECT .6"));
 	assert_false(shares_shape("SELECT 1.2.3", "SELECT 4.5.6"));
 	assert_false(shares_shape("SELECT 1e", "SELECT 2e"));
@@ -409,6 +414,34 @@ static void test_shape_boundaries(void **state)
 	assert_false(shares_shape("EXPLAIN (ANALYZE 0) DELETE FROM t", "EXPLAIN (ANALYZE 1) DELETE FROM t"));
 	assert_false(shares_shape("SET work_mem = 1", "SET work_mem = 2"));
 	assert_false(shares_shape("SELECT 1; SELECT 2", "SELECT 3; SELECT 4"));
+
+	/* A hit carries the hints of the text asked about, not of the one parsed. */
+	{
+		static lv_sql_info_t h;
+		lv_sql_cache_t *hc = lv_sql_cache_new(16);
+		const char *a = "/* levee:primary */ SELECT * FROM t WHERE id = 1";
+		const char *b = "/* levee:replica */ SELECT * FROM t WHERE id = 2";
+		const char *c = "/* no hint */ SELECT * FROM t WHERE id = 3";
+		const char *d = "/* levee:async key=k9 */ INSERT INTO t (id) VALUES (1)";
+		const char *e = "/* levee:async */ INSERT INTO t (id) VALUES (2)";
+		assert_non_null(hc);
+		assert_int_equal(lv_sql_cache_classify_shape(hc, a, strlen(a), NULL, &h), LV_OK);
+		assert_true(h.hints.want_primary);
+		assert_int_equal(lv_sql_cache_classify_shape(hc, b, strlen(b), NULL, &h), LV_OK);
+		assert_int_equal(lv_sql_cache_stats(hc).hits, 1);
+		assert_false(h.hints.want_primary);
+		assert_true(h.hints.want_replica);
+		assert_int_equal(lv_sql_cache_classify_shape(hc, c, strlen(c), NULL, &h), LV_OK);
+		assert_false(h.hints.has_any);
+		assert_int_equal(lv_sql_cache_classify_shape(hc, d, strlen(d), NULL, &h), LV_OK);
+		assert_string_equal(h.hints.async_key, "k9");
+		assert_int_equal(lv_sql_cache_classify_shape(hc, e, strlen(e), NULL, &h), LV_OK);
+		assert_int_equal(lv_sql_cache_stats(hc).hits, 3);
+		assert_true(h.hints.want_async);
+		assert_string_equal(h.hints.async_key, "");
+		assert_int_equal(h.kind, LV_SQL_INSERT);
+		lv_sql_cache_free(hc);
+	}
 
 	/* No point keys from a shape, even for the text that was parsed. */
 	static lv_sql_info_t in;
