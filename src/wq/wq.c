@@ -59,7 +59,8 @@
  * same batch is applied again in the fallback mode, message by message,
  * which is exactly the pre-pipeline path and so gives the same end state:
  *
- *   Q  BEGIN; SELECT id FROM levee_applied WHERE stream=S AND id IN (...)
+ *   Q  BEGIN; SET CONSTRAINTS ALL IMMEDIATE;
+ *      SELECT id FROM levee_applied WHERE stream=S AND id IN (...)
  *      [; DELETE FROM levee_applied WHERE stream=S AND id below the trim point]
  *   per entry not found:  Q  [RELEASE|ROLLBACK TO of the previous;] SAVEPOINT levee_m;
  *                             INSERT INTO levee_applied (stream, id) VALUES (S, ID)
@@ -73,10 +74,18 @@
  * concurrently (lease overlap): skipped. An error in the statement: the entry
  * failed (rolled back to its savepoint). Anything else, or a lost
  * connection, fails the batch whole (in either mode): nothing is
- * acknowledged and it is retried after a backoff, not counted as an attempt.
+ * acknowledged and it is retried after a backoff, not counted as an attempt;
+ * its entries wait a little longer than the database's backoff, so a batch
+ * that keeps failing for a reason of its own (its user cannot log in) does
+ * not keep the partition's other users' messages from going first. In the
+ * fallback deferred constraints are made immediate, so a message that
+ * breaks one fails in its own savepoint rather than at the batch's COMMIT.
  * After COMMIT: XACK the applied and skipped ids; failed ones wait for
  * their backoff or, at max_attempts, are XADDed to the dead stream and then
- * acknowledged. After acks the part trims its stream to its oldest pending
+ * acknowledged; a refused XACK or dead-letter XADD is sent again after a
+ * backoff (the message stays pending meanwhile). A NOGROUP answer (the group
+ * or the stream deleted) makes pump() create the group again. After acks the
+ * part trims its stream to its oldest pending
  * (or first undelivered) id, and the next batch deletes levee_applied rows
  * below that point.
  *
@@ -369,6 +378,7 @@ typedef struct entry {
 	entry_state_t state;
 	batch_result_t result;    /* in the running batch */
 	int attempts;             /* failed applications so far */
+	int holds;                /* whole-batch failures so far (not attempts), for its backoff */
 	lv_usec_t retry_at_us;    /* not before this time */
 	char *last_error;         /* owned; NULL if never failed */
 	size_t payload_len;
@@ -386,6 +396,8 @@ typedef struct part {
 	int n_entries;
 	bool has_group;         /* XGROUP CREATE answered (created or BUSYGROUP) */
 	bool group_pending;
+	int group_failures;     /* XGROUP CREATEs refused in a row; again at group_retry_at_us */
+	lv_usec_t group_retry_at_us;
 	bool has_lease;
 	bool lease_pending;
 	lv_usec_t lease_renew_at_us;
@@ -394,6 +406,10 @@ typedef struct part {
 	bool claim_pending;
 	char claim_cursor[48];
 	bool ack_pending;       /* an XACK / dead-letter command is in flight */
+	int ack_failures;       /* XACKs refused in a row; sent again at ack_retry_at_us */
+	lv_usec_t ack_retry_at_us;
+	int dead_failures;      /* dead-letter XADDs refused in a row; again at dead_retry_at_us */
+	lv_usec_t dead_retry_at_us;
 	bool trim_pending;
 	bool want_trim;
 	lv_usec_t trim_at_us;
@@ -451,6 +467,8 @@ typedef struct dbq {
 	char stats_key[LV__WQ_KEY_LEN];
 	lv_redis_t *reader;
 	bool read_pending;
+	int read_failures;      /* XREADGROUPs refused in a row; again at read_retry_at_us */
+	lv_usec_t read_retry_at_us;
 	int inflight;           /* entries held, all parts */
 	unsigned next_part;     /* round robin for batches */
 	pgc_t conns[MAX_CONNS]; /* each runs at most one batch: up to MAX_CONNS parts at once */
@@ -599,16 +617,48 @@ static void lose_lease(part_t *p, const char *why)
 		drop_entries(p, false);
 }
 
+/* The text of an error reply for a log line: at most 200 bytes, NUL-terminated in buf. */
+static const char *reply_text(const lv_redis_reply_t *reply, char buf[static 208])
+{
+	size_t len = 0;
+	const char *s = lv_redis_reply_str(reply, &len);
+	if (!reply)
+		return "Redis connection lost";
+	snprintf(buf, 208, "%.*s", (int)LV_MIN(len, 200), s ? s : "");
+	return buf;
+}
+
+/*
+ * The consumer group went away under a running consumer (XGROUP DESTROY, the
+ * stream deleted, Redis restarted empty): say so; pump() creates it again.
+ */
+static void log_group_gone(const char *where, const lv_redis_reply_t *reply)
+{
+	char why[208];
+	lv_log_warn("queue %s: consumer group " LV_WQ_GROUP " is gone (%s); creating it again", where,
+		    reply_text(reply, why));
+}
+
 static void group_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 {
 	part_t *p = arg;
 	if (p->q->wq->closing)
 		return;
 	p->group_pending = false;
-	if (reply && (lv_redis_reply_type(reply) == LV_REDIS_STATUS || is_error(reply, "BUSYGROUP")))
+	bool ok = lv_redis_reply_type(reply) == LV_REDIS_STATUS || is_error(reply, "BUSYGROUP");
+	if (reply && ok) {
 		p->has_group = true;
-	else if (reply)
-		lv_log_warn("queue %s: XGROUP CREATE failed", p->stream);
+		p->group_failures = 0;
+	} else if (reply) {
+		/* WRONGTYPE, say: the key holds no stream. This partition waits; others go on. */
+		int64_t d = retry_delay_ms(p->q->wq, ++p->group_failures);
+		p->group_retry_at_us = lv_time_now_us() + d * LV_USEC_PER_MS;
+		if (p->group_failures == 1 || p->group_failures % 10 == 0) {
+			char why[208];
+			lv_log_warn("queue %s: XGROUP CREATE failed (%s); its messages wait, retrying in "
+				    "%lld ms", p->stream, reply_text(reply, why), (long long)d);
+		}
+	}
 	pump(p->q);
 }
 
@@ -681,8 +731,11 @@ static void claim_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 		return;
 	p->claim_pending = false;
 	if (!reply || lv_redis_reply_type(reply) != LV_REDIS_ARRAY) {
-		if (is_error(reply, "NOGROUP"))
+		if (is_error(reply, "NOGROUP")) {
+			if (p->has_group)
+				log_group_gone(p->stream, reply);
 			p->has_group = false;
+		}
 		pump(p->q);
 		return;
 	}
@@ -739,9 +792,34 @@ static void read_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 	if (q->wq->closing)
 		return;
 	q->read_pending = false;
-	if (is_error(reply, "NOGROUP")) {
-		for (unsigned i = 0; i < LV_WQ_PARTITIONS; i++)
+	if (lv_redis_reply_type(reply) == LV_REDIS_ERROR) {
+		/*
+		 * Which stream the error is about is only in its text: check the
+		 * group of every one again (XGROUP CREATE ... MKSTREAM answers
+		 * BUSYGROUP where it is fine), so that a stream that lost its group
+		 * gets it back and one that cannot have one (a key of another type)
+		 * is left out of the next reads while the others go on.
+		 */
+		bool had = false;
+		for (unsigned i = 0; i < LV_WQ_PARTITIONS; i++) {
+			had = had || q->parts[i].has_group;
 			q->parts[i].has_group = false;
+		}
+		if (is_error(reply, "NOGROUP") || is_error(reply, "UNBLOCKED")) {
+			/* UNBLOCKED: the stream was deleted while the read waited on it. */
+			if (had)
+				log_group_gone(q->name, reply);
+		} else {
+			int64_t d = retry_delay_ms(q->wq, ++q->read_failures);
+			q->read_retry_at_us = lv_time_now_us() + d * LV_USEC_PER_MS;
+			if (q->read_failures == 1 || q->read_failures % 10 == 0) {
+				char why[208];
+				lv_log_warn("queue %s: XREADGROUP failed (%s); retrying in %lld ms",
+					    q->name, reply_text(reply, why), (long long)d);
+			}
+		}
+	} else if (reply) {
+		q->read_failures = 0;
 	}
 	for (size_t s = 0; s < lv_redis_reply_len(reply); s++) {
 		const lv_redis_reply_t *sr = lv_redis_reply_at(reply, s);
@@ -764,7 +842,8 @@ static void read_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 static void send_read(dbq_t *q)
 {
 	lv_wq_t *wq = q->wq;
-	if (q->read_pending || !q->reader || !lv_redis_is_up(q->reader))
+	if (q->read_pending || !q->reader || !lv_redis_is_up(q->reader) ||
+	    lv_time_now_us() < q->read_retry_at_us)
 		return;
 	int room = wq->cfg->queue.max_inflight - q->inflight;
 	if (room <= 0)
@@ -863,6 +942,22 @@ static void ack_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 		return;
 	p->ack_pending = false;
 	bool ok = reply && lv_redis_reply_type(reply) != LV_REDIS_ERROR;
+	if (ok) {
+		p->ack_failures = 0;
+	} else {
+		/* Sent again after a backoff: at once, the same error would come back at once. */
+		int64_t d = retry_delay_ms(p->q->wq, ++p->ack_failures);
+		p->ack_retry_at_us = lv_time_now_us() + d * LV_USEC_PER_MS;
+		if (is_error(reply, "NOGROUP")) {
+			if (p->has_group)
+				log_group_gone(p->stream, reply);
+			p->has_group = false;
+		} else if (p->ack_failures == 1 || p->ack_failures % 10 == 0) {
+			char why[208];
+			lv_log_warn("queue %s: XACK failed (%s); the messages stay pending, retrying in "
+				    "%lld ms", p->stream, reply_text(reply, why), (long long)d);
+		}
+	}
 	lv_list_t *pos, *tmp;
 	int n_acked = 0;
 	lv_list_for_each_safe(pos, tmp, &p->entries)
@@ -927,10 +1022,20 @@ static void dead_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 		return;
 	p->ack_pending = false;
 	if (!reply || lv_redis_reply_type(reply) == LV_REDIS_ERROR) {
-		e->state = E_DEAD; /* try again; nothing was acknowledged */
+		/* Not acknowledged, so still pending: try again after a backoff, not at once. */
+		e->state = E_DEAD;
+		int64_t d = retry_delay_ms(p->q->wq, ++p->dead_failures);
+		p->dead_retry_at_us = lv_time_now_us() + d * LV_USEC_PER_MS;
+		if (p->dead_failures == 1 || p->dead_failures % 10 == 0) {
+			char why[208];
+			lv_log_warn("queue %s: cannot dead-letter message %s to %s (%s); it stays "
+				    "pending, retrying in %lld ms", p->stream, e->id, p->q->dead_key,
+				    reply_text(reply, why), (long long)d);
+		}
 		pump(p->q);
 		return;
 	}
+	p->dead_failures = 0;
 	lv_log_warn("queue %s: message %s dead-lettered after %d attempts: %s", p->stream, e->id,
 		    e->attempts, e->last_error ? e->last_error : "");
 	lv_metric_inc(LV_M_QUEUE_DEAD_LETTERED_TOTAL);
@@ -1073,12 +1178,18 @@ static void send_step_query(pgc_t *c, batch_step_t step, const char *sql)
 		batch_fail(c, "could not send to PostgreSQL");
 }
 
+/*
+ * Creates levee_applied only when it is missing: CREATE TABLE IF NOT EXISTS
+ * alone needs CREATE on the schema even when the table exists, and a queue
+ * user that may only use its tables (and levee_applied) has not got it.
+ */
 static void send_setup(pgc_t *c)
 {
 	send_step_query(c, B_SETUP,
+			"DO $levee$ BEGIN IF to_regclass('levee_applied') IS NULL THEN "
 			"CREATE TABLE IF NOT EXISTS levee_applied (stream text NOT NULL, "
 			"id text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), "
-			"PRIMARY KEY (stream, id))");
+			"PRIMARY KEY (stream, id)); END IF; END $levee$");
 }
 
 /* Appends the DELETE of p's levee_applied rows below its trim point, if any is due. */
@@ -1166,14 +1277,22 @@ static void send_pipeline(pgc_t *c)
 		batch_fail(c, ok ? "could not send to PostgreSQL" : "out of memory");
 }
 
-/* The fallback's first step: BEGIN; SELECT the ids already applied [; prune]. */
+/*
+ * The fallback's first step: BEGIN; SET CONSTRAINTS ALL IMMEDIATE; SELECT the
+ * ids already applied [; prune]. With deferred constraints checked at the
+ * end of each statement, a message that breaks one fails in its own
+ * savepoint (an attempt of that message) instead of failing the COMMIT of
+ * the whole batch, which would be retried whole for ever. It is also what
+ * the statement alone, outside a transaction, would do.
+ */
 static void send_begin(pgc_t *c)
 {
 	part_t *p = c->part;
 	lv_buf_t sql, b;
 	lv_buf_init(&sql);
 	lv_buf_init(&b);
-	bool ok = lv_buf_append_str(&sql, "BEGIN; SELECT id FROM levee_applied WHERE stream = ") &&
+	bool ok = lv_buf_append_str(&sql, "BEGIN; SET CONSTRAINTS ALL IMMEDIATE; "
+					  "SELECT id FROM levee_applied WHERE stream = ") &&
 		  put_literal(&sql, p->stream) && lv_buf_append_str(&sql, " AND id IN (");
 	for (int i = 0; ok && i < c->n_ent; i++)
 		ok = (i == 0 || lv_buf_append_str(&sql, ", ")) && put_literal(&sql, c->ent[i]->id);
@@ -1273,6 +1392,24 @@ static void batch_clear(pgc_t *c)
 	c->err_msg = NULL;
 }
 
+/*
+ * Puts e back to wait after its batch failed whole (not an attempt). It waits
+ * for its own backoff, and one tick longer than the database's (db_delay_ms):
+ * when the batch failed for a reason of its own (its user cannot log in),
+ * the partition's other messages (other users) are collected first when the
+ * database's backoff ends, instead of this one again.
+ */
+static void hold_entry(entry_t *e, const lv_wq_t *wq, lv_usec_t now, int64_t db_delay_ms)
+{
+	e->state = E_WAITING;
+	e->result = R_NONE;
+	e->holds++;
+	int64_t d = LV_MAX(retry_delay_ms(wq, e->holds), db_delay_ms) + TICK_MS;
+	lv_usec_t at = now + d * LV_USEC_PER_MS;
+	if (at > e->retry_at_us)
+		e->retry_at_us = at;
+}
+
 /* The whole batch failed: nothing acknowledged, entries wait for the backoff. */
 static void batch_fail(pgc_t *c, const char *why)
 {
@@ -1282,14 +1419,13 @@ static void batch_fail(pgc_t *c, const char *why)
 	lv_metric_inc(LV_M_QUEUE_BATCH_FAILURES_TOTAL);
 	q->batch_failures++;
 	int64_t delay = retry_delay_ms(wq, q->batch_failures);
-	q->batch_retry_at_us = lv_time_now_us() + delay * LV_USEC_PER_MS;
+	lv_usec_t now = lv_time_now_us();
+	q->batch_retry_at_us = now + delay * LV_USEC_PER_MS;
 	if (q->batch_failures == 1 || q->batch_failures % 10 == 0)
 		lv_log_warn("queue %s: batch of %d failed (%s); retrying in %lld ms", q->name,
 			    c->n_ent, why, (long long)delay);
-	for (int i = 0; i < c->n_ent; i++) {
-		c->ent[i]->state = E_WAITING;
-		c->ent[i]->result = R_NONE;
-	}
+	for (int i = 0; i < c->n_ent; i++)
+		hold_entry(c->ent[i], wq, now, delay);
 	conn_close(c);
 	batch_clear(c);
 	if (p && !p->has_lease)
@@ -1404,8 +1540,12 @@ static void step_rfq(pgc_t *c, uint8_t status)
 	dbq_t *q = c->q;
 	switch (c->step) {
 	case B_SETUP:
+		/*
+		 * Another connection created it at the same moment: 23505 or 42710
+		 * (its row type, in pg_type) or 42P07 (the table).
+		 */
 		if (c->step_error && strcmp(c->err_state, "23505") != 0 &&
-		    strcmp(c->err_state, "42P07") != 0) {
+		    strcmp(c->err_state, "42710") != 0 && strcmp(c->err_state, "42P07") != 0) {
 			char why[1100];
 			snprintf(why, sizeof(why), "cannot create levee_applied: %s", c->err_msg);
 			batch_fail(c, why);
@@ -1638,6 +1778,8 @@ static void start_batches(dbq_t *q, lv_usec_t now)
 		const char *user = q->scratch[0]->msg.user;
 		pgc_t *c = conn_for(q, q->has_server_user ? "" : user, user);
 		if (!c) {
+			for (int i = 0; i < q->n_scratch; i++)
+				hold_entry(q->scratch[i], q->wq, now, 1000);
 			q->n_scratch = 0;
 			q->batch_failures++;
 			q->batch_retry_at_us = now + 1000 * LV_USEC_PER_MS;
@@ -1693,7 +1835,7 @@ static void pump(dbq_t *q)
 		}
 		if (!cmd_up)
 			continue;
-		if (!p->has_group && !p->group_pending) {
+		if (!p->has_group && !p->group_pending && now >= p->group_retry_at_us) {
 			const char *argv[] = {"XGROUP", "CREATE", p->stream, LV_WQ_GROUP, "0", "MKSTREAM"};
 			p->group_pending = cmd_argv(wq, group_cb, p, 6, argv);
 		}
@@ -1713,9 +1855,9 @@ static void pump(dbq_t *q)
 					dead = e;
 				any_ack = any_ack || e->state == E_ACK;
 			}
-			if (any_ack)
+			if (any_ack && now >= p->ack_retry_at_us)
 				send_acks(p);
-			else if (dead)
+			else if (dead && now >= p->dead_retry_at_us)
 				send_dead(p, dead);
 		}
 		if (p->want_trim && !p->trim_pending && now >= p->trim_at_us)

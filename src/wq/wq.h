@@ -76,7 +76,22 @@
  * message's attempt (they are not poison). If the COMMIT did happen and only
  * its answer was lost, the retry finds the ids in levee_applied and skips
  * them. Messages wait in Redis meanwhile; clients can keep enqueueing up to
- * max_length.
+ * max_length. A user whose login fails (a changed password) is such a
+ * connection error: its messages wait, retried for ever and never
+ * dead-lettered, while other users' messages in the same partition go on.
+ * When one message's statement breaks a deferred constraint, the per-message
+ * fallback (SET CONSTRAINTS ALL IMMEDIATE) pins it on that message, which
+ * fails as an attempt of its own.
+ *
+ * Rights. The consumer connects as the message's user (or as the
+ * database's configured server user) and needs SELECT, INSERT and DELETE on
+ * levee_applied, which it creates on first use when it may; a user that may
+ * not create tables in the schema needs the table created for it first.
+ *
+ * Redis errors on the consumer side (a deleted stream or consumer group, a
+ * key of the wrong type, a refused XACK or dead-letter XADD) are logged and
+ * retried after a backoff; a lost group is created again; the messages
+ * involved stay pending meanwhile, and other partitions go on.
  *
  * Redis down or restarted. Producers answer async writes with an error at
  * once (nothing acknowledged, nothing lost). Consumers stop reading and

@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from utils import REPO, merge_overrides, stays_true, wait_until
+from utils import REPO, USERS, md5_secret, merge_overrides, stays_true, wait_until
 
 PARTITIONS = 8
 PREFIX = "levee:q"
@@ -292,6 +292,23 @@ def per_key_seqs(pg, keys):
             for k in keys}
 
 
+def settle_with_one_dead_letter(pg, rc, keys, total, poison, rows_before):
+    """Waits until messages 0..total-1 (message i: key keys[i % len(keys)], seq i)
+    are applied but the poison, which is dead-lettered, and all are acknowledged;
+    checks each key's order. Returns the dead letter's fields."""
+    rows = rows_before + total - 1
+    wait_until(lambda: count(pg, "qlog") == rows, 10,
+               message=f"the {total - 1} good messages applied")
+    wait_until(lambda: rc.exists(DEAD) and rc.xlen(DEAD) == 1, 10, message="dead letter")
+    wait_until(lambda: pending_total(rc) == 0, 10, message="everything acknowledged")
+    assert stays_true(lambda: count(pg, "qlog") == rows, 0.5)
+    seqs = per_key_seqs(pg, keys)
+    for n, k in enumerate(keys):
+        assert seqs[k] == [i for i in range(n, total, len(keys)) if i != poison], k
+    (_, fields), = rc.xrange(DEAD)
+    return fields
+
+
 @pytest.mark.levee_config(QUEUE)
 def test_poison_in_the_middle_of_pipelined_batches(levee, pg, rc, tables):
     """Two poison messages inside full batches of one partition: the pipelined
@@ -466,6 +483,293 @@ def test_show_queue_counts(levee, pg, rc, tables):
     assert float(row["oldest_age_s"]) == 0.0
     assert levee.admin("SHOW QUEUE")  # one row per database
     assert {r["database"] for r in levee.admin("SHOW QUEUE")} == {"app", "app2"}
+
+
+# ---------------------------------------------------------------------------
+# Consumer error paths: login, Redis, BEGIN/COMMIT of the fallback
+
+DEAD = f"{PREFIX}:app:dead"
+LOGIN_ROLE = "wq_login"
+
+
+def pending_ids(r, s):
+    """The ids of stream s that the group holds as delivered and not acknowledged."""
+    try:
+        return {p["message_id"] for p in r.xpending_range(s, "levee", "-", "+", 1000)}
+    except Exception:  # noqa: BLE001 - no stream or no group (yet)
+        return set()
+
+
+def qlog_add(r, k, seq, user="app", sql="INSERT INTO qlog (k, seq) VALUES ($1, $2)"):
+    return r.xadd(stream("app", k), {"m": encode(sql, (k, seq), key=k, table="qlog", user=user)})
+
+
+def applied_levee_table(pg):
+    """levee_applied as the consumer makes it, owned by app (the database owner)."""
+    db_sql(pg, "CREATE TABLE IF NOT EXISTS levee_applied (stream text NOT NULL, "
+               "id text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), "
+               "PRIMARY KEY (stream, id))")
+    db_sql(pg, "ALTER TABLE levee_applied OWNER TO app")
+
+
+@pytest.fixture
+def login_role(pg, tables):
+    """A role that is not the database owner, with the rights an operator would
+    grant a queue user: its tables and levee_applied, nothing on the schema."""
+    pg.sql(f"CREATE ROLE {LOGIN_ROLE} LOGIN PASSWORD '{md5_secret(LOGIN_ROLE, 'wq_pass')}'")
+    applied_levee_table(pg)
+    db_sql(pg, f"GRANT ALL ON t, qlog, qlog_id_seq TO {LOGIN_ROLE}")
+    db_sql(pg, f"GRANT SELECT, INSERT, DELETE ON levee_applied TO {LOGIN_ROLE}")
+    yield LOGIN_ROLE
+    pg.sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{LOGIN_ROLE}'")
+    db_sql(pg, f"DROP OWNED BY {LOGIN_ROLE}")
+    pg.sql(f"DROP ROLE {LOGIN_ROLE}")
+
+
+def test_consumer_login_failure_retried_until_login_works(levee_factory, pg, rc, login_role):
+    """The password of a queued message's user changes: the consumer cannot log
+    in. The message is not acknowledged, not lost and not dead-lettered (a
+    login failure is not the message's fault, so no attempt is counted even
+    past max_attempts); batches are retried with backoff and the log says why;
+    other users' messages, in the same partition too, go on. Once the login
+    works again it is applied exactly once."""
+    lv = levee_factory(merge_overrides(QUEUE, {"queue": {"max_attempts": "2"}}),
+                       users=dict(USERS, **{LOGIN_ROLE: "wq_pass"}))
+    qlog_add(rc, "L", 1, user=LOGIN_ROLE)
+    wait_until(lambda: count(pg, "qlog") == 1, 10, message="applied as the role")
+    pg.sql(f"ALTER ROLE {LOGIN_ROLE} PASSWORD '{md5_secret(LOGIN_ROLE, 'changed')}'")
+    pg.sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{LOGIN_ROLE}'")
+    wait_until(lambda: pg.sql("SELECT count(*) FROM pg_stat_activity "
+                              f"WHERE usename = '{LOGIN_ROLE}'") == [(0,)], 5)
+    mid = qlog_add(rc, "L", 2, user=LOGIN_ROLE)
+    part = stream("app", "L")
+    same = next(k for k in (f"s{i}" for i in range(1000)) if stream("app", k) == part)
+    other = next(k for k in (f"o{i}" for i in range(1000)) if stream("app", k) != part)
+    for seq in range(3):
+        qlog_add(rc, same, seq)
+        qlog_add(rc, other, seq)
+    # Other users' messages, in L's partition and in others, are applied meanwhile.
+    wait_until(lambda: count(pg, "qlog") == 7, 10, message="the app messages applied")
+    wait_until(lambda: lv.metrics().sum("levee_queue_batch_failures_total") >= 4, 10,
+               message="login failures retried past max_attempts")
+    assert lv.log_matches(r"batch of 1 failed \(PostgreSQL: password authentication failed "
+                          rf"for user \"{LOGIN_ROLE}\"\); retrying in \d+ ms")
+    assert db_sql(pg, "SELECT seq FROM qlog WHERE k = 'L'") == [(1,)]
+    assert mid in pending_ids(rc, stream("app", "L"))  # delivered, not acknowledged
+    assert not rc.exists(DEAD)
+    m = lv.metrics()
+    assert m.sum("levee_queue_dead_lettered_total") == 0
+    assert m.sum("levee_queue_retried_total") == 0  # no attempt was counted
+
+    pg.sql(f"ALTER ROLE {LOGIN_ROLE} PASSWORD '{md5_secret(LOGIN_ROLE, 'wq_pass')}'")
+    wait_until(lambda: count(pg, "qlog") == 8, 10, message="applied once the login works")
+    wait_until(lambda: pending_total(rc) == 0, 10, message="everything acknowledged")
+    assert stays_true(lambda: count(pg, "qlog") == 8, 0.5)
+    assert db_sql(pg, "SELECT seq FROM qlog WHERE k = 'L' ORDER BY id") == [(1,), (2,)]
+    assert not rc.exists(DEAD)
+    assert lv.metrics().sum("levee_queue_applied_total") == 8
+
+
+@queue_config(max_attempts="2")
+def test_consumer_rights_revoked_dead_lettered_with_its_error(levee, pg, rc, tables):
+    """The user loses INSERT on the table after its message was queued: that is
+    the statement's own error (42501), so the documented contract applies: it
+    is retried, then dead-lettered after max_attempts with the error, and
+    acknowledged; its key's later message waits for it, other keys go on."""
+    db_sql(pg, "REVOKE INSERT ON qlog FROM app")
+    bad = qlog_add(rc, "R", 1)
+    qlog_add(rc, "R", 2, sql="INSERT INTO t (k, v) VALUES ($1, $2)")
+    for i in range(5):
+        xadd(rc, "INSERT INTO t (k, v) VALUES ('ok', $1)", (i,), key=f"ok{i}")
+    wait_until(lambda: count(pg, "t") == 5, 10, message="the other keys applied")
+    wait_until(lambda: rc.exists(DEAD) and rc.xlen(DEAD) == 1, 10, message="dead letter")
+    (_, fields), = rc.xrange(DEAD)
+    assert fields["id"] == bad and fields["attempts"] == "2"
+    assert fields["error"].startswith("42501: permission denied for table qlog"), fields
+    # After the dead letter, R's second message went on.
+    wait_until(lambda: count(pg, "t") == 6, 10, message="R's later message applied")
+    wait_until(lambda: pending_total(rc) == 0, 10, message="the original acknowledged")
+    m = levee.metrics()
+    assert m.sum("levee_queue_dead_lettered_total") == 1
+    assert m.sum("levee_queue_retried_total") == 1
+    assert levee.log_matches(r"message \S+ dead-lettered after 2 attempts: 42501")
+    assert count(pg, "qlog") == 0
+
+
+@pytest.mark.levee_config(QUEUE)
+@pytest.mark.parametrize("how", ["destroy_group", "delete_stream"])
+def test_consumer_group_gone_recreated(levee, pg, rc, tables, how):
+    """The consumer group (XGROUP DESTROY) or the whole stream (DEL) vanishes
+    under a running consumer: its next XREADGROUP gets NOGROUP, it creates the
+    group again, says so in the log, and messages queued afterwards are applied
+    exactly once and in order."""
+    s = stream("app", "g")
+    qlog_add(rc, "g", 0)
+    wait_until(lambda: count(pg, "qlog") == 1, 10)
+    wait_until(lambda: pending_total(rc) == 0, 10)
+    if how == "destroy_group":
+        assert rc.xgroup_destroy(s, "levee") == 1
+    else:
+        assert rc.delete(s) == 1
+    for seq in range(1, 6):
+        qlog_add(rc, "g", seq)
+        qlog_add(rc, f"h{seq}", seq)  # other partitions go on as well
+    wait_until(lambda: count(pg, "qlog") == 11, 10, message="applied after the group is gone")
+    wait_until(lambda: pending_total(rc) == 0, 10, message="everything acknowledged")
+    assert stays_true(lambda: count(pg, "qlog") == 11, 0.5)
+    assert per_key_seqs(pg, ["g"]) == {"g": list(range(6))}
+    assert any(g["name"] == "levee" for g in rc.xinfo_groups(s))
+    # NOGROUP, or UNBLOCKED when the stream was deleted while the read was blocked on it.
+    assert levee.log_matches(r"consumer group levee is gone \((NOGROUP|UNBLOCKED) .*\); "
+                             r"creating it again")
+    assert levee.metrics().sum("levee_queue_applied_total") == 11
+
+
+@pytest.mark.levee_config(QUEUE)
+def test_stream_key_of_another_type_stops_only_its_partition(levee, pg, rc, tables):
+    """A partition's stream key is replaced by a string under a running
+    consumer: XREADGROUP fails (WRONGTYPE), the consumer checks every group,
+    leaves that partition out (the log says why) and goes on with the others,
+    retrying the bad one with backoff rather than in a busy loop; once the key
+    is a stream again its messages are applied."""
+    bad = stream("app", "w")
+    qlog_add(rc, "w", 0)
+    wait_until(lambda: count(pg, "qlog") == 1, 10)
+    wait_until(lambda: pending_total(rc) == 0, 10)
+    rc.delete(bad)
+    rc.set(bad, "not a stream")
+    others = [k for k in (f"x{i}" for i in range(100)) if stream("app", k) != bad][:6]
+    for n, k in enumerate(others):
+        qlog_add(rc, k, n)
+    wait_until(lambda: count(pg, "qlog") == 7, 10, message="the other partitions applied")
+    wait_until(lambda: levee.log_matches(rf"queue {bad}: XGROUP CREATE failed \(WRONGTYPE"), 10)
+    rc.config_resetstat()
+    assert stays_true(lambda: rc.get(bad) == "not a stream", 1.0)
+    stats = rc.info("commandstats")
+    failed = sum(stats.get(c, {}).get("failed_calls", 0)
+                 for c in ("cmdstat_xreadgroup", "cmdstat_xgroup|create"))
+    assert failed <= 20, stats  # backoff of 100-400 ms, not a busy loop
+    qlog_add(rc, others[0], 10)
+    wait_until(lambda: count(pg, "qlog") == 8, 10, message="the others still go on")
+    rc.delete(bad)
+    qlog_add(rc, "w", 1)
+    wait_until(lambda: count(pg, "qlog") == 9, 10, message="applied once the key is a stream")
+    wait_until(lambda: pending_total(rc) == 0, 10)
+    assert per_key_seqs(pg, ["w"]) == {"w": [0, 1]}
+
+
+@queue_config(max_attempts="2")
+def test_dead_letter_xadd_fails_poison_kept(levee, pg, rc, tables):
+    """The dead-letter stream's key holds a string, so the dead-letter XADD
+    fails (WRONGTYPE): the poison message is not acknowledged (it stays
+    pending), the failure is logged, the XADD is retried with backoff (not in
+    a busy loop), other keys' messages go on, and once the key is fixed the
+    message is dead-lettered and then acknowledged."""
+    rc.set(DEAD, "not a stream")
+    poison = xadd(rc, "INSERT INTO later_t VALUES (1)", key="P", table="later_t")
+    for i in range(10):
+        xadd(rc, "INSERT INTO t (k, v) VALUES ('ok', $1)", (i,), key=f"o{i}")
+    wait_until(lambda: count(pg, "t") == 10, 10)
+    wait_until(lambda: levee.log_matches(rf"cannot dead-letter message {poison} .*WRONGTYPE"), 10,
+               message="the failed dead-letter XADD logged")
+    rc.config_resetstat()
+    assert stays_true(lambda: poison in pending_ids(rc, stream("app", "P")), 1.0)
+    failed = rc.info("commandstats").get("cmdstat_xadd", {}).get("failed_calls", 0)
+    assert 1 <= failed <= 20, failed  # backoff of 100-400 ms, not a busy loop
+    # Messages of other keys queued later still go on.
+    xadd(rc, "INSERT INTO t (k, v) VALUES ('after', 1)", key="o_after")
+    wait_until(lambda: count(pg, "t") == 11, 10, message="a later message applied")
+    assert rc.get(DEAD) == "not a stream"
+    assert levee.metrics().sum("levee_queue_dead_lettered_total") == 0
+
+    rc.delete(DEAD)
+    wait_until(lambda: rc.exists(DEAD) and rc.xlen(DEAD) == 1, 10, message="dead-lettered")
+    (_, fields), = rc.xrange(DEAD)
+    assert fields["id"] == poison and fields["attempts"] == "2"
+    assert fields["error"].startswith("42P01")
+    wait_until(lambda: pending_total(rc) == 0, 10, message="the original acknowledged")
+    assert levee.metrics().sum("levee_queue_dead_lettered_total") == 1
+    assert stays_true(lambda: rc.xlen(DEAD) == 1, 0.3)
+
+
+@pytest.fixture
+def refuse_at_commit(pg, tables):
+    """qlog refuses seq 13 in a DEFERRABLE INITIALLY DEFERRED constraint
+    trigger: the INSERT itself succeeds and the error comes at COMMIT."""
+    db_sql(pg, "CREATE FUNCTION qlog_no_13() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+               "IF NEW.seq = 13 THEN RAISE EXCEPTION 'seq 13 refused at commit'; END IF; "
+               "RETURN NULL; END $$")
+    db_sql(pg, "CREATE CONSTRAINT TRIGGER qlog_no_13 AFTER INSERT ON qlog "
+               "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION qlog_no_13()")
+    yield
+    db_sql(pg, "DROP FUNCTION qlog_no_13() CASCADE")
+
+
+@pytest.mark.levee_config(QUEUE)
+def test_commit_fails_in_the_fallback(levee, pg, rc, refuse_at_commit):
+    """One message of a batch breaks a deferred constraint, so the pipelined
+    batch fails at COMMIT and is rolled back (nothing acknowledged). The
+    message-by-message fallback must find the culprit: the 19 good messages
+    are applied exactly once and in key order, the bad one is dead-lettered
+    after max_attempts with its own error."""
+    keys = same_partition_keys(5)
+    levee.stop()  # everything is in the stream before the consumer reads: one batch
+    pipe = rc.pipeline(transaction=True)
+    for i in range(20):
+        k = keys[i % 5]
+        pipe.xadd(stream("app", k), {"m": encode("INSERT INTO qlog (k, seq) VALUES ($1, $2)",
+                                                 (k, i), key=k, table="qlog")})
+    pipe.execute()
+    levee.start()
+    fields = settle_with_one_dead_letter(pg, rc, keys, 20, 13, rows_before=0)
+    assert fields["attempts"] == "3"
+    assert fields["error"].startswith("P0001: seq 13 refused at commit"), fields
+    assert json.loads(fields["payload"])["params"][1]["v"] == "13"
+    assert levee.log_matches(r"pipelined batch of 20 rolled back \(P0001: seq 13")
+    m = levee.metrics()
+    assert m.sum("levee_queue_applied_total") == 19
+    assert m.sum("levee_queue_skipped_total") == 0
+    assert m.sum("levee_queue_dead_lettered_total") == 1
+
+
+@pytest.mark.levee_config(QUEUE)
+def test_begin_fails_in_the_fallback(levee, pg, rc, tables):
+    """The fallback's first step (BEGIN; SELECT the applied ids) fails because
+    the consumer lost SELECT on levee_applied: not the messages' fault, so the
+    batch is retried whole with backoff, nothing of it is applied or
+    acknowledged, no attempt is counted (nothing dead-lettered however often
+    it fails) and the log says why; once the right is back, the good messages
+    are applied exactly once and the poison is dead-lettered after max_attempts."""
+    qlog_add(rc, "first", 0)
+    wait_until(lambda: count(pg, "qlog") == 1, 10, message="levee_applied made")
+    keys = same_partition_keys(4)
+    levee.stop()
+    pipe = rc.pipeline(transaction=True)
+    for i in range(12):
+        k = keys[i % 4]
+        sql = ("INSERT INTO later_t VALUES (1)" if i == 5
+               else "INSERT INTO qlog (k, seq) VALUES ($1, $2)")
+        pipe.xadd(stream("app", k), {"m": encode(sql, (k, i) if "$" in sql else (), key=k,
+                                                 table="qlog")})
+    pipe.execute()
+    db_sql(pg, "REVOKE SELECT ON levee_applied FROM app")
+    try:
+        levee.start()
+        wait_until(lambda: levee.metrics().sum("levee_queue_batch_failures_total") >= 5, 10,
+                   message="the batch failed whole, again and again")
+        assert levee.log_matches(r"batch of 12 failed \(42501: permission denied for table "
+                                 r"levee_applied\); retrying in \d+ ms")
+        assert count(pg, "qlog") == 1
+        assert pending_total(rc) == 12
+        assert not rc.exists(DEAD)
+        assert levee.metrics().sum("levee_queue_retried_total") == 0
+    finally:
+        db_sql(pg, "GRANT SELECT ON levee_applied TO app")
+    fields = settle_with_one_dead_letter(pg, rc, keys, 12, 5, rows_before=1)
+    assert fields["attempts"] == "3" and fields["error"].startswith("42P01")
+    m = levee.metrics()
+    assert m.sum("levee_queue_applied_total") == 11  # since the restart
+    assert m.sum("levee_queue_dead_lettered_total") == 1
 
 
 # ---------------------------------------------------------------------------
