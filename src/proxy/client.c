@@ -932,6 +932,81 @@ static const char *first_statement(lv_client_t *c, size_t *len, bool *wait)
 	return NULL;
 }
 
+/* Whether the router would let a replica run sql, a replica being at hand. */
+static bool replica_may_run(lv_worker_t *w, const char *sql, size_t len)
+{
+	lv_sql_opts_t opts = {.skip_fingerprint = true, .write_functions_list = w->cfg->routing.write_functions};
+	if (classify(w, sql, len, &opts, true, w->sql_info) != 0)
+		return false;
+	lv_route_input_t in = {.info = w->sql_info, .n_healthy_replicas = 1};
+	return lv_route_decide(&in).target == LV_TARGET_REPLICA;
+}
+
+/* Bytes of one request looked at, at most; a longer one without its Sync goes to the primary. */
+#define GROUP_SCAN_MAX (64 * 1024)
+
+typedef enum group_verdict { GROUP_PRIMARY, GROUP_REPLICA, GROUP_WAIT } group_verdict_t;
+
+/*
+ * Extended protocol: the messages after the first one of the request at the
+ * head of c's input, up to its Sync, run in one implicit transaction with it,
+ * on one server, so they are routed together. GROUP_REPLICA when a replica
+ * may run every statement among them (Parse texts, Binds of statements the
+ * client named); GROUP_PRIMARY for a write or a statement Levee cannot see;
+ * GROUP_WAIT while neither the group's Sync nor a Flush has arrived: a client
+ * expects nothing back before it sends one, so waiting for it is safe. More
+ * than GROUP_SCAN_MAX bytes without one go to the primary, which runs anything.
+ */
+static group_verdict_t group_route(lv_client_t *c)
+{
+	lv_sbuf_t *sb = &c->conn.sb;
+	lv_worker_t *w = c->conn.worker;
+	size_t avail = lv_sbuf_avail(sb);
+	uint8_t hdr[5];
+	if (!lv_sbuf_peek(sb, 0, hdr, 5) || hdr[0] == PqMsg_Query)
+		return GROUP_REPLICA; /* a Query is a request of its own */
+	for (size_t off = (size_t)lv_get_u32(hdr + 1) + 1;;) {
+		if (off >= GROUP_SCAN_MAX)
+			return GROUP_PRIMARY;
+		if (!lv_sbuf_peek(sb, off, hdr, 5))
+			return GROUP_WAIT;
+		size_t whole = (size_t)lv_get_u32(hdr + 1) + 1;
+		if (hdr[0] == PqMsg_Sync || hdr[0] == PqMsg_Flush || hdr[0] == PqMsg_Query || whole < 5)
+			return GROUP_REPLICA;
+		if (hdr[0] == PqMsg_Parse || hdr[0] == PqMsg_Bind) {
+			if (off + whole > GROUP_SCAN_MAX)
+				return GROUP_PRIMARY;
+			if (off + whole > avail)
+				return GROUP_WAIT;
+			const uint8_t *m = lv_sbuf_pullup(sb, off + whole);
+			if (!m)
+				return GROUP_PRIMARY;
+			m += off;
+			const char *sql = NULL;
+			size_t len = 0;
+			lv_wire_parse_t ps;
+			lv_wire_bind_t b;
+			if (hdr[0] == PqMsg_Parse && lv_wire_parse_parse(m + 5, whole - 5, &ps) == 0) {
+				sql = ps.query;
+				len = ps.query_len;
+			} else if (hdr[0] == PqMsg_Bind && lv_wire_parse_bind(m + 5, whole - 5, &b) == 0) {
+				if (b.stmt_len == 0) {
+					off += whole;
+					continue; /* the unnamed statement: its Parse was looked at */
+				}
+				lv_pstmt_t *pst = lv_pstmt_map_get(&c->pstmts, b.stmt);
+				if (pst) {
+					sql = pst->query;
+					len = pst->query_len;
+				}
+			}
+			if (!sql || !replica_may_run(w, sql, len))
+				return GROUP_PRIMARY;
+		}
+		off += whole;
+	}
+}
+
 /*
  * The pool writes go to: the primary's, or after a followed failover the
  * promoted replica's.
@@ -1005,6 +1080,13 @@ static lv_pool_t *route(lv_client_t *c)
 		in.n_healthy_replicas = 1;
 	}
 	lv_route_t d = lv_route_decide(&in);
+	if (d.target == LV_TARGET_REPLICA && info->kind != LV_SQL_BEGIN && info->kind != LV_SQL_START) {
+		group_verdict_t g = group_route(c);
+		if (g == GROUP_WAIT)
+			return NULL; /* the rest of the request decides too */
+		if (g == GROUP_PRIMARY)
+			d = (lv_route_t){LV_TARGET_PRIMARY, LV_ROUTE_WRITE}; /* a later statement writes */
+	}
 	c->route_reason = (int)d.reason;
 	lv_metric_inc_l(LV_M_ROUTES_TOTAL, (unsigned)d.reason);
 	if (d.target == LV_TARGET_REPLICA && rp)
@@ -1786,6 +1868,33 @@ static void forward_to_server(lv_client_t *c)
 					break;
 				}
 			}
+			if (txn && !sv->unsynced && sv->n_pending > 0 &&
+			    (type == PqMsg_Query || type == PqMsg_Parse || type == PqMsg_Bind) &&
+			    c->pool != primary_pool(c)) {
+				/* A new request queued behind others on a replica: it stays only if a
+				 * replica may run it; else it waits for them and is routed afresh. */
+				if (batch > 0) {
+					again = true;
+					break;
+				}
+				size_t hl;
+				bool hw;
+				const char *hs = first_statement(c, &hl, &hw);
+				if (hw) {
+					wait = true;
+					break;
+				}
+				bool known = hs || type != PqMsg_Bind; /* an unnamed statement's Bind stays */
+				group_verdict_t g = known && hs && replica_may_run(c->conn.worker, hs, hl)
+							    ? group_route(c)
+							    : GROUP_PRIMARY;
+				if (known && g != GROUP_REPLICA) {
+					/* Either way the server's earlier requests finish first. */
+					c->route_hold = g == GROUP_PRIMARY; /* lv_client_server_ready() takes it on */
+					wait = true;
+					break;
+				}
+			}
 			if (txn) {
 				bool inspect = type == PqMsg_Query || type == PqMsg_Parse || type == PqMsg_Bind ||
 					       type == PqMsg_Describe || type == PqMsg_Close;
@@ -2106,8 +2215,17 @@ void lv_client_server_ready(lv_client_t *c)
 		return;
 	/* A transaction ended: the server goes back unless something holds it. */
 	if (sv->n_pending || sv->unsynced || sv->in_copy || sv->fwd_left || c->fwd_left || sv->txn_status != 'I' ||
-	    c->pin_mask || sv->respq.n > 0)
+	    c->pin_mask || sv->respq.n > 0) {
+		if (c->route_hold && sv->n_pending == 0) {
+			/* The held request is part of what keeps this server (an open
+			 * transaction): it runs here, as it would on a direct connection. */
+			c->route_hold = false;
+			if (lv_sbuf_avail(&c->conn.sb) > 0)
+				lv_sbuf_kick(&c->conn.sb);
+		}
 		return;
+	}
+	c->route_hold = false; /* routed afresh below, by want_server() */
 	lv_pool_t *pool = c->pool;
 	/* Read-your-writes: a transaction that may have written ends now. */
 	if (c->route_reason >= 0 && c->route_reason != LV_ROUTE_READ && c->route_reason != LV_ROUTE_TXN_READ_ONLY &&

@@ -95,6 +95,7 @@ struct lv_client {
 	struct lv_cfill *fill;     /* owned: the cache fill or L2 lookup of its current request */
 	struct lv_async_op *async_op; /* its deferred write waiting for Redis (proxy/async.c) */
 	bool async_hold;           /* an async-marked statement waits for its server to be idle */
+	bool route_hold;           /* a pipelined request a replica may not run waits to be routed */
 	bool parked;               /* on worker->cache_parked, waiting for a fill */
 	bool cache_skip;           /* its next request bypasses the cache (its fill failed) */
 	bool cache_coalesced;      /* counted as a coalesced waiter; its retry is not counted again */

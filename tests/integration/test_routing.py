@@ -104,6 +104,51 @@ def test_writing_functions_and_hints_go_to_the_primary(routed, pg, pg_replicas):
         assert row[0] == pg.port
 
 
+def test_pipelines_route_each_sync_group(routed, pg, pg_replicas):
+    """A pipeline may start with a read and go on with writes. Each Sync group
+    is routed on its own: a write group queued behind reads that went to a
+    replica waits for them and then goes to the primary; a group that reads
+    and then writes (one implicit transaction) runs on the primary whole; a
+    READ ONLY transaction keeps its replica, and a write inside it fails as it
+    would on any server, without hanging the pipeline."""
+    replica_ports = {r.port for r in pg_replicas}
+    with routed.conn(autocommit=True) as c:
+        c.execute("CREATE TABLE IF NOT EXISTS routing_pl (id int, port int)")
+        c.execute("TRUNCATE routing_pl")
+    reads = set()
+    for i in range(20):
+        with routed.conn(autocommit=True) as c:
+            with c.pipeline() as p:
+                first = c.execute("SELECT inet_server_port()")
+                p.sync()
+                c.execute("INSERT INTO routing_pl VALUES (%s, inet_server_port())", (i,))
+                p.sync()
+                c.execute("SELECT inet_server_port()")
+            reads.add(first.fetchone()[0])
+        with routed.conn(autocommit=True) as c:
+            with c.pipeline():
+                c.execute("SELECT 1")
+                c.execute("INSERT INTO routing_pl VALUES (%s, inet_server_port())", (100 + i,))
+    with routed.conn(autocommit=True) as c:
+        rows = c.execute("/* levee:primary */ SELECT count(*), min(port), max(port) "
+                         "FROM routing_pl").fetchone()
+    assert rows == (40, pg.port, pg.port), rows
+    # Reads before this client's first write went to a replica (later ones may
+    # follow the write to the primary: read-your-writes).
+    assert reads & replica_ports, reads
+    with routed.conn(autocommit=True) as c:
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            with c.pipeline() as p:
+                c.execute("BEGIN READ ONLY")
+                port = c.execute("SELECT inet_server_port()")
+                p.sync()
+                c.execute("INSERT INTO routing_pl VALUES (-1, inet_server_port())")
+                p.sync()
+        assert port.fetchone()[0] in replica_ports
+        c.execute("ROLLBACK")
+        assert c.execute("SELECT 1").fetchone() == (1,)
+
+
 def test_read_your_writes_while_replicas_lag(routed, pg, pg_replicas):
     with routed.conn(autocommit=True) as c:
         c.execute("CREATE TABLE IF NOT EXISTS ryw (id int PRIMARY KEY)")
