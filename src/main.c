@@ -243,7 +243,7 @@ int main(int argc, char **argv)
 	lv_admin_hooks_t hooks = {reload, shutdown_now, &app};
 	lv_admin_init(&app.proxy, &hooks);
 
-	app.health = lv_health_new(app.loop);
+	app.health = lv_health_new(app.loop, app.proxy.tls_client);
 	if (!app.health)
 		lv_fatal("out of memory");
 	lv_health_set_config(app.health, cfg);
@@ -256,7 +256,7 @@ int main(int argc, char **argv)
 	/* Cache invalidations shared with other instances, and the queue's consumers (whose
 	 * applied batches invalidate like any write). */
 	app.cache_sync = lv_cached_main_start(&app.proxy, app.loop, cfg);
-	app.wq = lv_wq_glue_start(app.loop, cfg, lv_cached_main_applied, app.cache_sync);
+	app.wq = lv_wq_glue_start(app.loop, cfg, app.proxy.tls_client, lv_cached_main_applied, app.cache_sync);
 	if (!app.wq)
 		lv_fatal("out of memory");
 	lv_signals_t *sig = lv_signals_new(app.loop, signal_fn, &app);

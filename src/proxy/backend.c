@@ -62,6 +62,7 @@ typedef struct check {
 
 struct lv_health {
 	lv_loop_t *loop;
+	lv_tls_ctx_t *tls;                  /* borrowed: the proxy's context towards servers */
 	struct event *timer;
 	lv_config_t *cfg;
 	int n;                              /* entries in use (atomic for readers) */
@@ -255,6 +256,11 @@ static void start_check(check_t *c)
 		.max_msg_len = CHECK_MAX_MSG_LEN,
 		.probe_only = !c->password,
 	};
+	const lv_config_t *cfg = c->h->cfg;
+	if (cfg && cfg->tls.server_tls != LV_SERVER_TLS_DISABLE) {
+		p.tls = c->h->tls;
+		p.tls_required = cfg->tls.server_tls == LV_SERVER_TLS_REQUIRE;
+	}
 	c->conn = lv_pgconn_open(c->h->loop, &p, check_conn_cb, c, &err);
 	if (!c->conn) {
 		check_failed(c, err.msg);
@@ -416,12 +422,13 @@ static void arm_timer(lv_health_t *h, int64_t period_ms)
 		lv_log_error("could not schedule health checks");
 }
 
-lv_health_t *lv_health_new(lv_loop_t *loop)
+lv_health_t *lv_health_new(lv_loop_t *loop, lv_tls_ctx_t *tls)
 {
 	lv_health_t *h = lv_calloc(1, sizeof(*h));
 	if (!h)
 		return NULL;
 	h->loop = loop;
+	h->tls = tls;
 	h->timer = event_new(lv_loop_base(loop), -1, EV_PERSIST, tick_cb, h);
 	if (!h->timer) {
 		lv_free(h);

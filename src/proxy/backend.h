@@ -24,6 +24,7 @@
 #include "config/config.h"
 #include "core/time.h"
 #include "event/loop.h"
+#include "net/tls.h"
 
 #define LV_MAX_BACKENDS 64
 
@@ -51,8 +52,8 @@ typedef struct lv_backend {
 
 typedef struct lv_health lv_health_t;
 
-/* Starts checking on loop; NULL on OOM. */
-lv_health_t *lv_health_new(lv_loop_t *loop);
+/* Starts checking on loop; tls (borrowed, may be NULL) as server_tls asks. NULL on OOM. */
+lv_health_t *lv_health_new(lv_loop_t *loop, lv_tls_ctx_t *tls);
 void lv_health_free(lv_health_t *h);
 /* Checks the backends of cfg from now on (takes a reference). Main thread. */
 void lv_health_set_config(lv_health_t *h, lv_config_t *cfg);

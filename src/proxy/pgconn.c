@@ -6,6 +6,8 @@
  * Levee's one client-side login to PostgreSQL outside the pools.
  *
  *   CONNECTING --connected--> LOGIN (startup, auth, parameters)
+ *   CONNECTING --connected, tls--> TLS (SSLRequest) --'S': handshake, connected--> LOGIN
+ *                                                  --'N', TLS not required--> LOGIN
  *   LOGIN --ReadyForQuery--> READY: every message goes to the owner
  *   CONNECTING --connected, probe--> PROBE (SSLRequest) --'S' or 'N'--> PROBED
  *   any failure or the login timeout: FAILED once, then nothing
@@ -33,6 +35,7 @@ typedef enum pg_state {
 	PG_CONNECTING = 0, /* TCP connect in progress */
 	PG_PROBE,          /* probe: SSLRequest sent, waiting for its one-byte answer */
 	PG_PROBED,         /* probe: answered and READY reported; nothing more happens */
+	PG_TLS,            /* SSLRequest sent before the login; waiting for 'S' or 'N' */
 	PG_LOGIN,          /* startup sent; authenticating, reading ParameterStatus */
 	PG_READY,          /* logged in; messages go to the owner */
 	PG_FAILED,         /* FAILED reported; waiting for close */
@@ -49,6 +52,8 @@ struct lv_pgconn {
 	char *user, *dbname, *password, *appname;
 	bool pw_is_md5;
 	bool is_probe;
+	lv_tls_ctx_t *tls;      /* borrowed; NULL: plain */
+	bool tls_required;
 	size_t max_msg_len;
 	lv_scram_client_t *scram;
 	struct event *timer;
@@ -265,6 +270,42 @@ static void handle_probe_answer(lv_pgconn_t *c)
 	c->cb(c->arg, LV_PGCONN_READY, 0, NULL, 0, NULL);
 }
 
+static void send_startup(lv_pgconn_t *c)
+{
+	lv_buf_t b;
+	lv_buf_init(&b);
+	const char *params[] = {"user", c->user, "database", c->dbname, "application_name", c->appname, NULL};
+	c->state = PG_LOGIN;
+	if (!send_buf(c, &b, lv_wire_write_startup(&b, params)))
+		fail(c, "out of memory");
+}
+
+/* The answer to the SSLRequest before the login: 'S' starts the handshake, 'N' goes plain if allowed. */
+static void handle_tls_answer(lv_pgconn_t *c)
+{
+	uint8_t a = 0;
+	if (!lv_sbuf_read(&c->sb, &a, 1))
+		return;
+	if (a == 'S') {
+		if (lv_sbuf_avail(&c->sb) > 0) {
+			/* Bytes sent before the handshake are not trustworthy (CVE-2021-23222). */
+			fail(c, "the server sent data after accepting TLS");
+			return;
+		}
+		struct ssl_st *ssl = lv_tls_new_ssl(c->tls);
+		if (!ssl || !lv_sbuf_start_tls(&c->sb, lv_loop_base(c->loop), ssl, false))
+			fail(c, "could not start TLS");
+		/* CONNECTED follows the handshake; the startup packet goes then. */
+		return;
+	}
+	if (a == 'N' && !c->tls_required) {
+		send_startup(c);
+		return;
+	}
+	fail(c, a == 'N' ? "the server does not support TLS (server_tls = require)"
+			 : "the server answered the TLS request with an error");
+}
+
 static void sbuf_cb(lv_sbuf_t *sb, lv_sbuf_event_t ev, void *arg)
 {
 	lv_pgconn_t *c = arg;
@@ -272,24 +313,22 @@ static void sbuf_cb(lv_sbuf_t *sb, lv_sbuf_event_t ev, void *arg)
 		return;
 	switch (ev) {
 	case LV_SBUF_EV_CONNECTED: {
-		lv_buf_t b;
-		lv_buf_init(&b);
-		if (c->is_probe) {
-			c->state = PG_PROBE;
+		if (c->is_probe || (c->tls && !sb->is_tls)) {
+			lv_buf_t b;
+			lv_buf_init(&b);
+			c->state = c->is_probe ? PG_PROBE : PG_TLS;
 			if (!send_buf(c, &b, lv_wire_write_ssl_request(&b)))
 				fail(c, "out of memory");
 			return;
 		}
-		const char *params[] = {"user", c->user, "database", c->dbname, "application_name",
-					c->appname, NULL};
-		c->state = PG_LOGIN;
-		if (!send_buf(c, &b, lv_wire_write_startup(&b, params)))
-			fail(c, "out of memory");
+		send_startup(c);
 		return;
 	}
 	case LV_SBUF_EV_READ:
 		if (c->state == PG_PROBE)
 			handle_probe_answer(c);
+		else if (c->state == PG_TLS)
+			handle_tls_answer(c);
 		else
 			handle_input(c);
 		return;
@@ -308,7 +347,7 @@ static void sbuf_cb(lv_sbuf_t *sb, lv_sbuf_event_t ev, void *arg)
 static void timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	lv_pgconn_t *c = arg;
-	if (c->state == PG_CONNECTING || c->state == PG_PROBE || c->state == PG_LOGIN)
+	if (c->state == PG_CONNECTING || c->state == PG_PROBE || c->state == PG_TLS || c->state == PG_LOGIN)
 		fail(c, "connect or login timed out");
 }
 
@@ -341,6 +380,8 @@ lv_pgconn_t *lv_pgconn_open(lv_loop_t *loop, const lv_pgconn_params_t *p, lv_pgc
 	c->password = p->password ? lv_strdup(p->password) : NULL;
 	c->pw_is_md5 = p->password_is_md5;
 	c->is_probe = p->probe_only;
+	c->tls = p->tls;
+	c->tls_required = p->tls_required;
 	c->max_msg_len = p->max_msg_len ? p->max_msg_len : DEFAULT_MAX_MSG_LEN;
 	c->timer = event_new(lv_loop_base(loop), -1, 0, timeout_cb, c);
 	if (!c->user || !c->dbname || !c->appname || (p->password && !c->password) || !c->timer) {

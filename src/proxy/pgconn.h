@@ -5,7 +5,8 @@
  * checks): connect, startup, log in (trust, cleartext, md5 or SCRAM-SHA-256
  * with a known password), then pass every backend message to the owner. The
  * owner builds and sends frontend messages itself (wire/write.h), or simple
- * queries with lv_pgconn_send_query(). Plain TCP or unix socket; no TLS.
+ * queries with lv_pgconn_send_query(). TCP or unix socket, with TLS when
+ * params.tls is set (an SSLRequest first, as for the pools' servers).
  *
  * A probe (params.probe_only) does not log in: it sends an SSLRequest and
  * reports READY when the server answers it with 'S' or 'N', which proves a
@@ -23,6 +24,7 @@
 #include "core/lv.h"
 #include "core/status.h"
 #include "event/loop.h"
+#include "net/tls.h"
 
 typedef struct lv_pgconn lv_pgconn_t;
 
@@ -46,6 +48,8 @@ typedef struct lv_pgconn_params {
 	int64_t login_timeout_ms;     /* connect + login; 0: 10 s; < 0: none (owner times out) */
 	size_t max_msg_len;           /* longest backend message accepted; 0: 64 MiB */
 	bool probe_only;              /* no login: SSLRequest, READY on its answer; see above */
+	lv_tls_ctx_t *tls;            /* NULL: plain; else asks for TLS before the login */
+	bool tls_required;            /* with tls: fail when the server does not offer TLS */
 } lv_pgconn_params_t;
 
 /*

@@ -24,6 +24,7 @@
 
 struct lv_wq_glue {
 	lv_loop_t *loop;
+	lv_tls_ctx_t *tls; /* borrowed: the proxy's context towards servers */
 	lv_config_t *cfg;
 	lv_wq_t *wq;
 	lv_wq_pg_ops_t ops;
@@ -80,6 +81,8 @@ static lv_wq_pg_t *pg_open(void *ctx, const char *dbname, const char *user, lv_w
 		.password_is_md5 = is_md5,
 		.application_name = "levee queue",
 		.login_timeout_ms = cfg->pool.server_connect_timeout_ms,
+		.tls = cfg->tls.server_tls != LV_SERVER_TLS_DISABLE ? g->tls : NULL,
+		.tls_required = cfg->tls.server_tls == LV_SERVER_TLS_REQUIRE,
 	};
 	lv_err_t err = {0};
 	h->conn = lv_pgconn_open(g->loop, &p, conn_cb, h, &err);
@@ -105,13 +108,14 @@ static void pg_close(lv_wq_pg_t *h)
 	lv_free(h);
 }
 
-lv_wq_glue_t *lv_wq_glue_start(lv_loop_t *loop, lv_config_t *cfg, lv_wq_applied_fn on_applied,
-			       void *arg)
+lv_wq_glue_t *lv_wq_glue_start(lv_loop_t *loop, lv_config_t *cfg, lv_tls_ctx_t *tls,
+			       lv_wq_applied_fn on_applied, void *arg)
 {
 	lv_wq_glue_t *g = lv_calloc(1, sizeof(*g));
 	if (!g)
 		return NULL;
 	g->loop = loop;
+	g->tls = tls;
 	g->cfg = lv_config_ref(cfg);
 	g->ops = (lv_wq_pg_ops_t){.ctx = g, .open = pg_open, .send = pg_send, .close = pg_close};
 	char host[64] = "levee";

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: ISC
 """TLS from Levee to PostgreSQL: server_tls = require uses TLS (pg_stat_ssl says
 so), prefer falls back to plain text against a server without TLS, and require
-against such a server fails the client with 08006 instead of going plain."""
+against such a server fails the client with 08006 instead of going plain. Levee's
+own connections (queue consumers, health checks) follow the same setting."""
 
 import os
 import shutil
@@ -51,3 +52,38 @@ def test_server_tls_require_without_server_tls_fails(pg, levee_factory):
         err = rc.try_login()
     assert err is not None and err["C"] == "08006", err
     assert "TLS" in err["M"], err
+
+
+def test_server_tls_require_covers_queue_and_health_checks(pg_ssl, levee_factory):
+    """Levee's own connections follow server_tls too: the write queue's
+    consumers and the health checks log in over TLS, not in plain text."""
+    lv = levee_factory({"tls": {"server_tls": "require"},
+                        "routing": {"health_check_user": "app", "health_check_period": "200ms",
+                                    "health_check_timeout": "200ms"},
+                        "queue": {"max_wait": "20ms"}})
+    lv.sql("CREATE TABLE IF NOT EXISTS tls_q (v int)")
+    with lv.conn(autocommit=True) as c:
+        c.execute("/* levee:async */ INSERT INTO tls_q VALUES (1)")
+    utils.wait_until(lambda: pg_ssl.sql("SELECT count(*) FROM tls_q", dbname="app") == [(1,)], 10,
+                     message="the queued insert applied")
+    sql = ("SELECT a.application_name, s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s "
+           "USING (pid) WHERE a.application_name IN ('levee queue', 'levee health check')")
+    utils.wait_until(lambda: {r[0] for r in pg_ssl.sql(sql)} == {"levee queue",
+                                                                 "levee health check"}, 10,
+                     message="both kinds of connection seen")
+    rows = pg_ssl.sql(sql)
+    assert rows and all(ssl for _, ssl in rows), rows
+
+
+
+def test_server_tls_require_own_connections_refuse_plain(pg, levee_factory):
+    """Against a server without TLS, require keeps Levee's own connections from
+    falling back to plain text as well: the health check fails and says why."""
+    assert pg.sql("SHOW ssl") == [("off",)]
+    lv = levee_factory({"tls": {"server_tls": "require"},
+                        "routing": {"health_check_user": "app", "health_check_period": "200ms",
+                                    "health_check_timeout": "200ms"}})
+    utils.wait_until(lambda: lv.log_matches(r"health check of \S+ failed: the server does not "
+                                            r"support TLS \(server_tls = require\)"), 10,
+                     message="the health check refused")
+    assert [r["up"] for r in lv.admin("SHOW BACKENDS")] == ["no"]
