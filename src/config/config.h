@@ -248,6 +248,7 @@ typedef struct lv_config {
 	struct {
 		bool consumers;            /* run consumers in this instance */
 		int batch_size;            /* messages per applied transaction, at most */
+		int connections;           /* per database: batches applied at once (<= partitions) */
 		int64_t max_wait_ms;       /* block this long for a batch to fill */
 		int max_attempts;          /* then the message goes to the dead-letter stream */
 		int64_t retry_backoff_ms;  /* first retry delay; doubles per attempt */

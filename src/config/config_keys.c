@@ -455,6 +455,8 @@ const lv__key_t lv__keys[] = {
 	       "Whether this instance applies queued writes to the databases."),
 	LV_KEY(queue, batch_size, INT, "100", 1, 10000, RELOAD,
 	       "Most queued writes applied in one transaction."),
+	LV_KEY(queue, connections, INT, "4", 1, 8, RELOAD,
+	       "PostgreSQL connections per database that apply queued writes at once."),
 	LV_KEY_MS(queue, max_wait, "50ms", 0, MINUTE, RELOAD,
 		  "How long a consumer waits for a batch to fill before applying what it has."),
 	LV_KEY(queue, max_attempts, INT, "5", 1, 1000, RELOAD,

@@ -35,7 +35,8 @@
  * (FIFO per key), nor an entry of another user than the batch's (one batch is
  * one connection, and without a [database] user a connection is per user).
  *
- * Parallelism. A database has up to MAX_CONNS PostgreSQL connections (pgc_t),
+ * Parallelism. A database has up to [queue] connections PostgreSQL
+ * connections (pgc_t; at most MAX_CONNS, one per partition),
  * each running at most one batch. Batches of different parts run at once on
  * different connections; a part has at most one batch running (part->busy),
  * and its next batch is collected only after that one ended, so a part
@@ -112,7 +113,8 @@
 #include <openssl/evp.h>
 #include <pthread.h>
 
-#define MAX_CONNS 4 /* PostgreSQL connections per database: batches of that many parts at once */
+/* PostgreSQL connection slots per database; [queue] connections of them are used. */
+#define MAX_CONNS LV_WQ_PARTITIONS
 #define TICK_MS 100
 #define TRIM_EVERY_US (1 * LV_USEC_PER_SEC)
 
@@ -1090,6 +1092,12 @@ static void conn_close(pgc_t *c)
 	c->used_us = 0;
 }
 
+/* The connection slots this database may use: [queue] connections. */
+static int conns_in_use(const dbq_t *q)
+{
+	return LV_MIN(LV_MAX(q->wq->cfg->queue.connections, 1), MAX_CONNS);
+}
+
 /*
  * An idle connection (no batch) for slot name key (the user, or "" with a
  * server user), opened as user when there is none: a free slot, else the
@@ -1099,7 +1107,7 @@ static void conn_close(pgc_t *c)
 static pgc_t *conn_for(dbq_t *q, const char *key, const char *user)
 {
 	pgc_t *free_slot = NULL, *lru = NULL;
-	for (int i = 0; i < MAX_CONNS; i++) {
+	for (int i = 0; i < conns_in_use(q); i++) {
 		pgc_t *c = &q->conns[i];
 		if (c->step != B_IDLE)
 			continue;
@@ -1754,13 +1762,21 @@ static int collect(dbq_t *q, part_t *p, lv_usec_t now)
 	return q->n_scratch;
 }
 
-/* Whether some connection slot has no batch. */
+/* Whether some connection slot in use has no batch. */
 static bool has_idle_conn(const dbq_t *q)
 {
-	for (int i = 0; i < MAX_CONNS; i++)
+	for (int i = 0; i < conns_in_use(q); i++)
 		if (q->conns[i].step == B_IDLE)
 			return true;
 	return false;
+}
+
+/* After a reload lowered [queue] connections: slots beyond it close once idle. */
+static void close_surplus_conns(dbq_t *q)
+{
+	for (int i = conns_in_use(q); i < MAX_CONNS; i++)
+		if (q->conns[i].h && q->conns[i].step == B_IDLE)
+			conn_close(&q->conns[i]);
 }
 
 /*
@@ -1771,6 +1787,7 @@ static bool has_idle_conn(const dbq_t *q)
 static void start_batches(dbq_t *q, lv_usec_t now)
 {
 	unsigned first = q->next_part;
+	close_surplus_conns(q);
 	for (unsigned k = 0; k < LV_WQ_PARTITIONS && has_idle_conn(q); k++) {
 		part_t *p = &q->parts[(first + k) % LV_WQ_PARTITIONS];
 		if (!p->has_lease || p->busy || p->n_entries == 0 || collect(q, p, now) == 0)

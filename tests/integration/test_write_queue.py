@@ -409,6 +409,39 @@ def test_fifo_per_key_with_concurrent_partitions(levee, pg, rc, tables):
     assert stays_true(lambda: count(pg, "qlog") == 2400, 0.5)
 
 
+def push_over_every_partition(rc, keys, seqs):
+    pipe = rc.pipeline(transaction=False)
+    for seq in seqs:
+        for k in keys:
+            pipe.xadd(stream("app", k), {"m": encode("INSERT INTO qlog (k, seq) VALUES ($1, $2)",
+                                                     (k, seq), key=k, table="qlog")})
+    pipe.execute()
+
+
+@queue_config(connections="8")
+def test_queue_connections_setting_bounds_parallel_batches(levee, pg, rc, tables):
+    """[queue] connections bounds the PostgreSQL connections that apply one
+    database's writes; a reload that lowers it closes the surplus once idle."""
+    db_sql(pg, "ALTER TABLE qlog ADD COLUMN pid int NOT NULL DEFAULT pg_backend_pid()")
+    keys = [f"user:{i}" for i in range(24)]
+    assert len({fnv1a(k) % PARTITIONS for k in keys}) == PARTITIONS
+    levee.stop()
+    push_over_every_partition(rc, keys, range(100))
+    levee.start()
+    wait_until(lambda: count(pg, "qlog") == 2400, 30, message="2400 rows applied")
+    assert 2 <= db_sql(pg, "SELECT count(DISTINCT pid) FROM qlog")[0][0] <= 8
+    assert levee.reload({"queue": {"connections": "1"}}) == {"result": "ok"}
+    push_over_every_partition(rc, keys, range(100, 150))
+    wait_until(lambda: count(pg, "qlog") == 3600, 30, message="1200 more rows applied")
+    assert db_sql(pg, "SELECT count(DISTINCT pid) FROM qlog WHERE seq >= 100")[0][0] == 1
+    wait_until(lambda: db_sql(pg, "SELECT count(*) FROM pg_stat_activity "
+                                  "WHERE application_name = 'levee queue'")[0][0] == 1, 10,
+               message="the surplus connections closed")
+    seqs = per_key_seqs(pg, keys)
+    for k in keys:
+        assert seqs[k] == list(range(150)), k
+
+
 @queue_config(max_attempts="1")
 def test_primary_down_messages_wait(levee, pg, rc, tables):
     xadd(rc, "INSERT INTO t (k, v) VALUES ('before', 0)")
