@@ -181,7 +181,7 @@ lv_async_result_t lv_async_try(lv_client_t *c, const lv_request_t *rq)
 	lv_sql_info_t *info = w->sql_info;
 	/* Kind, tables and hints: none depends on a constant, so one parse serves every
 	 * INSERT of the same shape. */
-	if (lv_sql_cache_classify_shape(w->sql_cache, rq->sql, rq->sql_len, &opts, info) != 0)
+	if (lv_sql_cache_classify_shape(w->sql_cache, rq->sql, rq->sql_len, &opts, false, info) != 0)
 		return LV_ASYNC_PASS;
 	const lv_cfg_queue_rule_t *rule = NULL;
 	bool writes = (info->kind == LV_SQL_INSERT || info->kind == LV_SQL_UPDATE || info->kind == LV_SQL_DELETE ||

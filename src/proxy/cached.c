@@ -891,7 +891,7 @@ lv_cached_result_t lv_cached_try(lv_client_t *c, const lv_request_t *rq)
 	lv_sql_opts_t opts = {.skip_fingerprint = !lv_cache_needs_fingerprint(cfg),
 			      .write_functions_list = cfg->routing.write_functions};
 	lv_sql_info_t *info = w->sql_info;
-	if (lv_sql_cache_classify(w->sql_cache, rq->sql, rq->sql_len, &opts, info) != 0)
+	if (lv_sql_cache_classify_shape(w->sql_cache, rq->sql, rq->sql_len, &opts, true, info) != 0)
 		return LV_CACHED_PASS;
 	lv_cache_policy_t pol;
 	lv_cache_skip_t why = lv_cache_decide(cfg, info, rq->sql, rq->sql_len, c->database, c->user, &pol);
@@ -1378,17 +1378,10 @@ static void note_write(lv_client_t *c, const char *sql, size_t len, const point_
 	lv_config_t *cfg = w->cfg;
 	lv_sql_opts_t opts = {.skip_fingerprint = true, .write_functions_list = cfg->routing.write_functions};
 	lv_sql_info_t *info = w->sql_info;
-	/* The tables come from the statement's shape, parsed once for all its constants; the
-	 * values only matter for a table whose rows are keyed, and then the text is parsed. */
-	if (lv_sql_cache_classify_shape(w->sql_cache, sql, len, &opts, info) != 0 ||
+	/* By shape: parsed once for all the statement's constants, its values read off this text. */
+	if (lv_sql_cache_classify_shape(w->sql_cache, sql, len, &opts, true, info) != 0 ||
 	    info->kind == LV_SQL_UNPARSABLE)
 		return;
-	for (unsigned i = 0; i < info->n_written; i++)
-		if (point_key(cfg, c->database, lv_sql_table_written(info, i))) {
-			if (lv_sql_cache_classify(w->sql_cache, sql, len, &opts, info) != 0)
-				return;
-			break;
-		}
 	for (unsigned i = 0; i < info->n_written; i++) {
 		const char *t = lv_sql_table_written(info, i);
 		const char *dot = strrchr(t, '.');

@@ -825,7 +825,7 @@ static int classify(lv_worker_t *w, const char *sql, size_t len, const lv_sql_op
 {
 	uint64_t misses = lv_sql_cache_stats(w->sql_cache).misses;
 	lv_usec_t t0 = lv_time_update();
-	int rc = by_shape ? lv_sql_cache_classify_shape(w->sql_cache, sql, len, opts, info)
+	int rc = by_shape ? lv_sql_cache_classify_shape(w->sql_cache, sql, len, opts, false, info)
 			  : lv_sql_cache_classify(w->sql_cache, sql, len, opts, info);
 	bool miss = lv_sql_cache_stats(w->sql_cache).misses != misses;
 	lv_metric_inc_l(LV_M_SQL_CLASSIFICATIONS_TOTAL,

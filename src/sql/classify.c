@@ -2618,6 +2618,7 @@ typedef struct cache_entry {
 	bool is_shape; /* the key is a shape (shape_of()), not a text */
 	size_t text_len;
 	size_t info_len;
+	size_t map_len; /* shape entries: bytes of point map after the key (0: none) */
 	size_t bytes;
 	uint64_t data[]; /* info bytes, then text bytes */
 } cache_entry_t;
@@ -2783,10 +2784,10 @@ static cache_entry_t *cache_find(lv_sql_cache_t *c, uint64_t h, uint64_t oh, boo
 
 /* Remembers info under key; an entry that cannot be allocated is simply not kept. */
 static void cache_insert(lv_sql_cache_t *c, uint64_t h, uint64_t oh, bool is_shape, const char *key, size_t len,
-			 const lv_sql_info_t *info)
+			 const lv_sql_info_t *info, const uint8_t *map, size_t map_len)
 {
 	size_t info_len = info_pack(info, NULL);
-	size_t bytes = sizeof(cache_entry_t) + info_len + len;
+	size_t bytes = sizeof(cache_entry_t) + info_len + len + map_len;
 	cache_entry_t *e = lv_malloc(bytes);
 	if (!e)
 		return;
@@ -2801,9 +2802,12 @@ static void cache_insert(lv_sql_cache_t *c, uint64_t h, uint64_t oh, bool is_sha
 	e->is_shape = is_shape;
 	e->text_len = len;
 	e->info_len = info_len;
+	e->map_len = map_len;
 	e->bytes = bytes;
 	info_pack(info, e->data);
 	memcpy((char *)e->data + info_len, key, len);
+	if (map_len)
+		memcpy((char *)e->data + info_len + len, map, map_len);
 	e->chain = c->buckets[h & c->mask];
 	c->buckets[h & c->mask] = e;
 	lv_list_insert_head(&c->lru, &e->lru);
@@ -2842,7 +2846,7 @@ int lv_sql_cache_classify(lv_sql_cache_t *c, const char *sql, size_t len, const 
 	c->stats.misses++;
 	int rc = lv_sql_classify(sql, len, opts, out);
 	if (rc == LV_OK)
-		cache_insert(c, h, oh, false, sql, len, out);
+		cache_insert(c, h, oh, false, sql, len, out, NULL, 0);
 	return rc;
 }
 
@@ -2862,17 +2866,36 @@ int lv_sql_cache_classify(lv_sql_cache_t *c, const char *sql, size_t len, const 
 #define SHAPE_NUM '\x01'
 #define SHAPE_STR '\x02'
 #define SHAPE_MAX 4096
+#define SHAPE_MAX_LITS 64
+
+/* The constants of a shaped text, in order: where each is, and which kind. */
+typedef struct shape_lits {
+	unsigned n; /* found; only the first SHAPE_MAX_LITS are listed */
+	uint32_t off[SHAPE_MAX_LITS], len[SHAPE_MAX_LITS]; /* strings with their quotes */
+	char kind[SHAPE_MAX_LITS];                         /* SHAPE_NUM or SHAPE_STR */
+} shape_lits_t;
+
+static void shape_lit(shape_lits_t *l, size_t off, size_t len, char kind)
+{
+	if (l->n < SHAPE_MAX_LITS) {
+		l->off[l->n] = (uint32_t)off;
+		l->len[l->n] = (uint32_t)len;
+		l->kind[l->n] = kind;
+	}
+	l->n++;
+}
 
 static bool shape_ident(unsigned char ch)
 {
 	return isalnum(ch) || ch == '_' || ch == '$' || ch >= 0x80;
 }
 
-static size_t shape_of(const char *s, size_t n, char *out, size_t cap, bool *commented)
+static size_t shape_of(const char *s, size_t n, char *out, size_t cap, bool *commented, shape_lits_t *lits)
 {
 	size_t o = 0, i = 0;
 	bool in_word = false; /* s[i - 1] continues an identifier or keyword */
 	*commented = false;
+	lits->n = 0;
 	while (i < n) {
 		unsigned char ch = (unsigned char)s[i];
 		if (o >= cap || (ch < 0x20 && !isspace(ch)) || ch == '\\')
@@ -2933,6 +2956,7 @@ static size_t shape_of(const char *s, size_t n, char *out, size_t cap, bool *com
 			if (j >= n)
 				return 0;
 			out[o++] = SHAPE_STR;
+			shape_lit(lits, i, j + 1 - i, SHAPE_STR);
 			i = j + 1;
 			in_word = false;
 			continue;
@@ -2972,6 +2996,7 @@ static size_t shape_of(const char *s, size_t n, char *out, size_t cap, bool *com
 			if (j < n && (shape_ident((unsigned char)s[j]) || s[j] == '.'))
 				return 0;
 			out[o++] = SHAPE_NUM;
+			shape_lit(lits, i, j - i, SHAPE_NUM);
 			i = j;
 			continue;
 		}
@@ -3018,23 +3043,143 @@ static void shape_forget_values(lv_sql_info_t *in)
 	in->point_values[0] = '\0';
 }
 
+/*
+ * Point maps. A shape entry can give the point values of any text of its
+ * shape when each value that is a constant came from one constant of the
+ * text that made the entry, found unambiguously: the map says which
+ * (MAP_NEG: under a unary minus, which PostgreSQL folds into the constant).
+ * MAP_NONE values (parameters, NULL, booleans, expressions) are the same
+ * for every text of the shape and are kept as stored.
+ */
+#define MAP_NONE 0xff
+#define MAP_NEG 0x80
+
+/*
+ * Writes constant i of sql as the classifier writes such a value: integers
+ * without leading zeros, other numbers as written, strings unquoted with ''
+ * undone; neg puts a minus in front. Returns the length, or -1 when it does
+ * not fit or cannot be told apart (a negated zero).
+ */
+static int lit_render(const char *sql, const shape_lits_t *l, unsigned i, bool neg, char *out, size_t cap)
+{
+	const char *t = sql + l->off[i];
+	size_t n = l->len[i], o = 0;
+	if (l->kind[i] == SHAPE_STR) {
+		if (neg)
+			return -1;
+		for (size_t k = 1; k + 1 < n; k++) {
+			if (o + 1 >= cap)
+				return -1;
+			out[o++] = t[k];
+			if (t[k] == '\'')
+				k++; /* '' is one quote */
+		}
+		out[o] = '\0';
+		return (int)o;
+	}
+	bool integer = !memchr(t, '.', n) && !memchr(t, 'e', n) && !memchr(t, 'E', n);
+	if (integer)
+		while (n > 1 && t[0] == '0') {
+			t++;
+			n--;
+		}
+	if (neg && integer && n == 1 && t[0] == '0')
+		return -1;
+	if (n + 2 > cap)
+		return -1;
+	if (neg)
+		out[o++] = '-';
+	memcpy(out + o, t, n);
+	o += n;
+	out[o] = '\0';
+	return (int)o;
+}
+
+/* Fills map[row * LV_SQL_MAX_POINT_COLS + col] for in's point values; false when one cannot be mapped. */
+static bool point_map_build(const char *sql, const shape_lits_t *l, const lv_sql_info_t *in, uint8_t *map)
+{
+	const lv_sql_point_t *p = &in->point;
+	if (!p->is_point || p->values_overflow || l->n > SHAPE_MAX_LITS)
+		return false;
+	char buf[LV_SQL_POINT_VALUES_LEN];
+	for (unsigned r = 0; r < p->n_rows; r++)
+		for (unsigned col = 0; col < p->n_cols; col++) {
+			const lv_sql_value_t *v = &p->values[r][col];
+			uint8_t *m = &map[r * LV_SQL_MAX_POINT_COLS + col];
+			*m = MAP_NONE;
+			if (v->kind != LV_SQL_VALUE_INT && v->kind != LV_SQL_VALUE_FLOAT &&
+			    v->kind != LV_SQL_VALUE_STRING)
+				continue;
+			char want = v->kind == LV_SQL_VALUE_STRING ? SHAPE_STR : SHAPE_NUM;
+			const char *text = in->point_values + v->off;
+			int found = 0;
+			for (unsigned i = 0; i < l->n; i++)
+				for (int neg = 0; neg <= 1 && l->kind[i] == want; neg++) {
+					int k = lit_render(sql, l, i, neg, buf, sizeof(buf));
+					if (k == (int)v->len && memcmp(buf, text, v->len) == 0) {
+						*m = (uint8_t)(i | (neg ? MAP_NEG : 0));
+						found++;
+					}
+				}
+			if (found != 1)
+				return false;
+		}
+	return true;
+}
+
+/* Rewrites out's point values for sql from the map; false when a value does not fit. */
+static bool point_map_apply(const char *sql, const shape_lits_t *l, const uint8_t *map, lv_sql_info_t *out)
+{
+	lv_sql_point_t *p = &out->point;
+	char vals[LV_SQL_POINT_VALUES_LEN];
+	size_t used = 0;
+	for (unsigned r = 0; r < p->n_rows; r++)
+		for (unsigned col = 0; col < p->n_cols; col++) {
+			lv_sql_value_t *v = &p->values[r][col];
+			uint8_t m = map[r * LV_SQL_MAX_POINT_COLS + col];
+			int k;
+			if (m == MAP_NONE) {
+				if ((size_t)v->off + v->len >= LV_SQL_POINT_VALUES_LEN ||
+				    used + v->len + 1 > sizeof(vals))
+					return false;
+				memcpy(vals + used, out->point_values + v->off, v->len);
+				vals[used + v->len] = '\0';
+				k = (int)v->len;
+			} else {
+				unsigned i = m & ~MAP_NEG;
+				if (i >= l->n || i >= SHAPE_MAX_LITS)
+					return false;
+				k = lit_render(sql, l, i, (m & MAP_NEG) != 0, vals + used, sizeof(vals) - used);
+				if (k < 0)
+					return false;
+			}
+			v->off = (uint16_t)used;
+			v->len = (uint16_t)k;
+			used += (size_t)k + 1;
+		}
+	memcpy(out->point_values, vals, used);
+	out->point_values_len = (uint16_t)used;
+	return true;
+}
+
 int lv_sql_cache_classify_shape(lv_sql_cache_t *c, const char *sql, size_t len, const lv_sql_opts_t *opts,
-				lv_sql_info_t *out)
+				bool want_points, lv_sql_info_t *out)
 {
 	if (!c || !sql || !out)
 		return LV_EINVAL;
 	char shape[SHAPE_MAX];
+	static _Thread_local shape_lits_t lits; /* 800 bytes: kept off the worker's stack */
 	size_t slen = 0;
 	bool commented = false;
 	if (c->stats.capacity > 0) {
 		const char *nul = memchr(sql, '\0', len);
 		if (nul)
 			len = (size_t)(nul - sql);
-		slen = shape_of(sql, len, shape, sizeof(shape), &commented);
+		slen = shape_of(sql, len, shape, sizeof(shape), &commented, &lits);
 	}
 	if (slen == 0) {
 		int rc = lv_sql_cache_classify(c, sql, len, opts, out);
-		if (rc == LV_OK)
+		if (rc == LV_OK && !want_points)
 			shape_forget_values(out);
 		return rc;
 	}
@@ -3047,16 +3192,32 @@ int lv_sql_cache_classify_shape(lv_sql_cache_t *c, const char *sql, size_t len, 
 		memset(&out->hints, 0, sizeof(out->hints));
 		if (commented)
 			hints_scan(sql, len, &out->hints);
-		return LV_OK;
+		if (!want_points) {
+			shape_forget_values(out);
+			return LV_OK;
+		}
+		const uint8_t *map = (const uint8_t *)e->data + e->info_len + e->text_len;
+		if (e->map_len && point_map_apply(sql, &lits, map, out))
+			return LV_OK;
+		if (!out->point.is_point)
+			return LV_OK; /* no values to find: the shape said all */
+		c->stats.hits--; /* answered by the text after all */
+		return lv_sql_cache_classify(c, sql, len, opts, out);
 	}
 	c->stats.misses++;
 	int rc = lv_sql_classify(sql, len, opts, out);
 	if (rc != LV_OK)
 		return rc;
-	shape_forget_values(out);
-	if (shape_may_share(out))
-		cache_insert(c, h, oh, true, shape, slen, out);
-	return rc;
+	if (shape_may_share(out)) {
+		/* Values the map cannot find again stay in the entry unused: such texts ask the parser. */
+		static _Thread_local uint8_t map[LV_SQL_MAX_POINT_ROWS * LV_SQL_MAX_POINT_COLS];
+		bool mapped = out->point.is_point && point_map_build(sql, &lits, out, map);
+		cache_insert(c, h, oh, true, shape, slen, out, mapped ? map : NULL,
+			     mapped ? (size_t)out->point.n_rows * LV_SQL_MAX_POINT_COLS : 0);
+	}
+	if (!want_points)
+		shape_forget_values(out);
+	return LV_OK;
 }
 
 const char *lv_sql_first_word(const char *sql, size_t n, size_t *len)

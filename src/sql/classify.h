@@ -441,13 +441,17 @@ int lv_sql_cache_classify(lv_sql_cache_t *cache, const char *sql, size_t len,
  * (SELECT, VALUES, INSERT, UPDATE, DELETE, MERGE, BEGIN, START, COMMIT,
  * ROLLBACK) that differ only in numeric and string constants share one
  * entry, so `... WHERE id = 1` and `... WHERE id = 2` are parsed once;
- * comments count as a space, and hints are always those of sql itself. The
- * answer never has point keys (point is zeroed, point_values is "") and set
- * is filled only when the text was parsed. Same returns as
- * lv_sql_cache_classify; hits and misses count in the same stats.
+ * comments count as a space, and hints are always those of sql itself. set
+ * is filled only when the text was parsed. Without want_points the answer
+ * has no point keys (point is zeroed, point_values is ""); with it, point
+ * and point_values are sql's own, exactly as lv_sql_classify gives them:
+ * taken from sql's constants when the entry knows which constant each
+ * value is, else by parsing sql. Same returns as lv_sql_cache_classify;
+ * hits and misses count in the same stats.
  */
 int lv_sql_cache_classify_shape(lv_sql_cache_t *cache, const char *sql, size_t len,
-				const lv_sql_opts_t *opts, lv_sql_info_t *out) LV_MUSTCHECK;
+				const lv_sql_opts_t *opts, bool want_points,
+				lv_sql_info_t *out) LV_MUSTCHECK;
 /* Counters and sizes of the cache. */
 lv_sql_cache_stats_t lv_sql_cache_stats(const lv_sql_cache_t *cache);
 

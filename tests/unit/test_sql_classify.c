@@ -214,7 +214,7 @@ static int run_corpus(lv_sql_cache_t *cache, bool by_shape, int *n_bad)
 		unescape(cl.col[0], cl.sql, sizeof(cl.sql));
 		size_t len = strlen(cl.sql);
 		int rc = !cache	   ? lv_sql_classify(cl.sql, len, &corpus_opts, &in)
-			 : by_shape ? lv_sql_cache_classify_shape(cache, cl.sql, len, &corpus_opts, &in)
+			 : by_shape ? lv_sql_cache_classify_shape(cache, cl.sql, len, &corpus_opts, false, &in)
 				    : lv_sql_cache_classify(cache, cl.sql, len, &corpus_opts, &in);
 		assert_int_equal(rc, LV_OK);
 		*n_bad += check_line(&cl, &in);
@@ -340,12 +340,12 @@ static void test_shape_variants(void **state)
 		*strchr(line, '\t') = '\0';
 		unescape(line, cl.sql, sizeof(cl.sql));
 		size_t len = strlen(cl.sql);
-		assert_int_equal(lv_sql_cache_classify_shape(cache, cl.sql, len, &corpus_opts, &a), LV_OK);
+		assert_int_equal(lv_sql_cache_classify_shape(cache, cl.sql, len, &corpus_opts, false, &a), LV_OK);
 		for (size_t i = 0; i < len; i++)
 			if (isdigit((unsigned char)cl.sql[i]))
 				cl.sql[i] = (char)('0' + (cl.sql[i] - '0' + 7) % 10);
 		uint64_t hits = lv_sql_cache_stats(cache).hits;
-		assert_int_equal(lv_sql_cache_classify_shape(cache, cl.sql, len, &corpus_opts, &a), LV_OK);
+		assert_int_equal(lv_sql_cache_classify_shape(cache, cl.sql, len, &corpus_opts, false, &a), LV_OK);
 		shared += lv_sql_cache_stats(cache).hits != hits;
 		assert_int_equal(lv_sql_classify(cl.sql, len, &corpus_opts, &b), LV_OK);
 		if (!same_but_constants(&a, &b, why, sizeof(why))) {
@@ -368,9 +368,9 @@ static bool shares_shape(const char *a, const char *b)
 	static lv_sql_info_t in;
 	lv_sql_cache_t *cache = lv_sql_cache_new(16);
 	assert_non_null(cache);
-	assert_int_equal(lv_sql_cache_classify_shape(cache, a, strlen(a), NULL, &in), LV_OK);
+	assert_int_equal(lv_sql_cache_classify_shape(cache, a, strlen(a), NULL, false, &in), LV_OK);
 	uint64_t hits = lv_sql_cache_stats(cache).hits;
-	assert_int_equal(lv_sql_cache_classify_shape(cache, b, strlen(b), NULL, &in), LV_OK);
+	assert_int_equal(lv_sql_cache_classify_shape(cache, b, strlen(b), NULL, false, &in), LV_OK);
 	bool shared = lv_sql_cache_stats(cache).hits != hits;
 	lv_sql_cache_free(cache);
 	return shared;
@@ -425,17 +425,17 @@ static void test_shape_boundaries(void **state)
 		const char *d = "/* levee:async key=k9 */ INSERT INTO t (id) VALUES (1)";
 		const char *e = "/* levee:async */ INSERT INTO t (id) VALUES (2)";
 		assert_non_null(hc);
-		assert_int_equal(lv_sql_cache_classify_shape(hc, a, strlen(a), NULL, &h), LV_OK);
+		assert_int_equal(lv_sql_cache_classify_shape(hc, a, strlen(a), NULL, false, &h), LV_OK);
 		assert_true(h.hints.want_primary);
-		assert_int_equal(lv_sql_cache_classify_shape(hc, b, strlen(b), NULL, &h), LV_OK);
+		assert_int_equal(lv_sql_cache_classify_shape(hc, b, strlen(b), NULL, false, &h), LV_OK);
 		assert_int_equal(lv_sql_cache_stats(hc).hits, 1);
 		assert_false(h.hints.want_primary);
 		assert_true(h.hints.want_replica);
-		assert_int_equal(lv_sql_cache_classify_shape(hc, c, strlen(c), NULL, &h), LV_OK);
+		assert_int_equal(lv_sql_cache_classify_shape(hc, c, strlen(c), NULL, false, &h), LV_OK);
 		assert_false(h.hints.has_any);
-		assert_int_equal(lv_sql_cache_classify_shape(hc, d, strlen(d), NULL, &h), LV_OK);
+		assert_int_equal(lv_sql_cache_classify_shape(hc, d, strlen(d), NULL, false, &h), LV_OK);
 		assert_string_equal(h.hints.async_key, "k9");
-		assert_int_equal(lv_sql_cache_classify_shape(hc, e, strlen(e), NULL, &h), LV_OK);
+		assert_int_equal(lv_sql_cache_classify_shape(hc, e, strlen(e), NULL, false, &h), LV_OK);
 		assert_int_equal(lv_sql_cache_stats(hc).hits, 3);
 		assert_true(h.hints.want_async);
 		assert_string_equal(h.hints.async_key, "");
@@ -448,19 +448,19 @@ static void test_shape_boundaries(void **state)
 	lv_sql_cache_t *cache = lv_sql_cache_new(16);
 	assert_non_null(cache);
 	const char *q = "SELECT v FROM t WHERE id = 5";
-	assert_int_equal(lv_sql_cache_classify_shape(cache, q, strlen(q), NULL, &in), LV_OK);
+	assert_int_equal(lv_sql_cache_classify_shape(cache, q, strlen(q), NULL, false, &in), LV_OK);
 	assert_false(in.point.is_point);
 	assert_int_equal(in.point_values_len, 0);
-	assert_int_equal(lv_sql_cache_classify_shape(cache, q, strlen(q), NULL, &in), LV_OK);
+	assert_int_equal(lv_sql_cache_classify_shape(cache, q, strlen(q), NULL, false, &in), LV_OK);
 	assert_false(in.point.is_point);
 	assert_int_equal(lv_sql_table_read(&in, 0)[0], 't');
 	/* The same cache still answers by text, with point keys. */
 	assert_int_equal(lv_sql_cache_classify(cache, q, strlen(q), NULL, &in), LV_OK);
 	assert_true(in.point.is_point);
 	/* A NUL ends the text, as for lv_sql_classify. */
-	assert_int_equal(lv_sql_cache_classify_shape(cache, "SELECT 1\0; DELETE FROM t", 24, NULL, &in), LV_OK);
+	assert_int_equal(lv_sql_cache_classify_shape(cache, "SELECT 1\0; DELETE FROM t", 24, NULL, false, &in), LV_OK);
 	assert_true(in.is_read_only);
-	assert_int_equal(lv_sql_cache_classify_shape(NULL, q, strlen(q), NULL, &in), LV_EINVAL);
+	assert_int_equal(lv_sql_cache_classify_shape(NULL, q, strlen(q), NULL, false, &in), LV_EINVAL);
 	lv_sql_cache_free(cache);
 }
 
@@ -1370,6 +1370,69 @@ static void test_point_fixture(void **state)
 	assert_int_equal(bad, 0);
 }
 
+/* Changes every digit, and every letter inside a string constant, of sql in place. */
+static void vary_constants(char *sql, int step)
+{
+	bool in_str = false;
+	for (char *p = sql; *p; p++) {
+		if (*p == '\'')
+			in_str = !in_str; /* '' toggles twice: still right */
+		else if (isdigit((unsigned char)*p))
+			*p = (char)('0' + (*p - '0' + step) % 10);
+		else if (in_str && islower((unsigned char)*p))
+			*p = (char)('a' + (*p - 'a' + step) % 26);
+	}
+}
+
+/*
+ * Point values by shape: every statement of the point fixture, then variants
+ * of it with other constants, through lv_sql_cache_classify_shape with
+ * want_points: each answer's point keys are what parsing that very text gives,
+ * whether they came from the shape's map or from the parser.
+ */
+static void test_point_by_shape(void **state)
+{
+	const char *dir = getenv("LV_TEST_SRCDIR");
+	char path[512], line[2048], sql[2048], got[1024], want[1024];
+	static lv_sql_info_t in, ref;
+	int n = 0, bad = 0, mapped = 0;
+	lv_sql_cache_t *cache = lv_sql_cache_new(4096);
+	assert_non_null(cache);
+	snprintf(path, sizeof(path), "%s/%s", dir ? dir : ".", POINT_FIXTURE);
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\r\n")] = '\0';
+		if (line[0] == '#' || line[0] == '\0')
+			continue;
+		*strchr(line, '\t') = '\0';
+		unescape(line, sql, sizeof(sql));
+		for (int step = 0; step < 4; step++) {
+			vary_constants(sql, step == 0 ? 0 : 3);
+			size_t len = strlen(sql);
+			uint64_t misses = lv_sql_cache_stats(cache).misses;
+			assert_int_equal(lv_sql_cache_classify_shape(cache, sql, len, NULL, true, &in), LV_OK);
+			mapped += step > 0 && in.point.is_point && lv_sql_cache_stats(cache).misses == misses;
+			assert_int_equal(lv_sql_classify(sql, len, NULL, &ref), LV_OK);
+			point_str(&in, got, sizeof(got));
+			point_str(&ref, want, sizeof(want));
+			if (strcmp(got, want) != 0) {
+				fprintf(stderr, "by shape: want '%s' got '%s'   [%s]\n", want, got, sql);
+				bad++;
+			}
+			memset(in.point.values, 0xA5, sizeof(in.point.values));
+			memset(in.point_values, 0x5A, sizeof(in.point_values));
+		}
+		n++;
+	}
+	fclose(f);
+	lv_sql_cache_free(cache);
+	fprintf(stderr, "point by shape: %d statements x 4, %d variants read off a map, %d mismatches\n", n,
+		mapped, bad);
+	assert_int_equal(bad, 0);
+	assert_true(mapped >= n / 2); /* the rest: no constants, or ambiguous ones (a = 1 AND b = 1) */
+}
+
 /* Limits: VALUES rows, the value text pool, and the cache's packed size. */
 static void test_point_limits(void **state)
 {
@@ -1533,6 +1596,7 @@ int main(void)
 		cmocka_unit_test(test_cache_churn),
 		cmocka_unit_test(test_point_fixture),
 		cmocka_unit_test(test_point_limits),
+		cmocka_unit_test(test_point_by_shape),
 		cmocka_unit_test(test_first_word),
 		cmocka_unit_test(test_corpus_by_shape),
 		cmocka_unit_test(test_shape_variants),
