@@ -146,6 +146,7 @@ static void client_free(lv_deferred_t *d)
 	lv_sbuf_cleanup(&c->conn.sb);
 	lv_buf_cleanup(&c->params);
 	lv_buf_cleanup(&c->desired);
+	lv_free(c->startup);
 	lv_free(c->names);
 	lv_pstmt_map_clear(&c->conn.worker->pstmts, &c->pstmts);
 	lv_pstmt_put(&c->conn.worker->pstmts, c->unnamed_ps);
@@ -677,6 +678,42 @@ static bool finish_login(lv_client_t *c, lv_server_t *sv)
 }
 
 /*
+ * Transaction mode: keeps a copy of c's startup settings before its desired
+ * settings first change (until then they are the same bytes).
+ */
+static bool keep_startup(lv_client_t *c)
+{
+	if (c->startup_kept || !c->pool || c->pool->pool_mode != LV_POOL_TRANSACTION)
+		return true;
+	if (c->desired.len) {
+		c->startup = lv_malloc(c->desired.len);
+		if (!c->startup)
+			return false;
+		memcpy(c->startup, c->desired.data, c->desired.len);
+	}
+	c->startup_len = (uint32_t)c->desired.len;
+	c->startup_kept = true;
+	return true;
+}
+
+/* c's startup settings as a parameter set: a view, valid until c->desired or c->startup changes. */
+static lv_buf_t startup_view(const lv_client_t *c)
+{
+	if (!c->startup_kept)
+		return c->desired;
+	lv_buf_t b = {.data = (uint8_t *)c->startup, .len = c->startup_len, .cap = c->startup_len};
+	return b;
+}
+
+bool lv_client_desire(lv_client_t *c, const char *name, const char *value)
+{
+	const char *cur = lv_params_get(&c->desired, name);
+	if (cur && strcmp(cur, value) == 0)
+		return true;
+	return keep_startup(c) && lv_params_set(&c->desired, name, value);
+}
+
+/*
  * Transaction mode: makes the server's settings the client's. Differences
  * become one Query of SET/RESET statements sent ahead of the client's own
  * messages; its responses are swallowed (server.c, n_swallow), except that
@@ -745,6 +782,50 @@ static bool send_prelude(lv_client_t *c, lv_server_t *sv)
 	}
 	lv_buf_cleanup(&sql);
 	return ok;
+}
+
+int lv_client_settings_changed(lv_client_t *c, bool done)
+{
+	lv_server_t *sv = c->server;
+	bool all = sv->chg_reset_all, reset = all || sv->chg_resets.len > 0;
+	sv->chg_armed = sv->chg_reset_all = false;
+	bool ok = !done || keep_startup(c);
+	lv_buf_t startup = startup_view(c); /* kept: desired may change below */
+	size_t pos = 0;
+	const char *k, *v;
+	if (!done || !ok) {
+		/* An error rolled the change back (or it never ran): nothing changed. */
+	} else if (all) {
+		/* The server is back at its defaults, Levee's own settings on it included. */
+		lv_buf_reset(&sv->applied);
+		lv_buf_reset(&c->desired);
+		ok = startup.len == 0 || lv_buf_append(&c->desired, startup.data, startup.len);
+	} else {
+		while (ok && lv_params_next(&sv->chg_resets, &pos, &k, &v)) {
+			const char *start = lv_params_get(&startup, k);
+			lv_params_del(&sv->applied, k);
+			if (start)
+				ok = lv_params_set(&c->desired, k, start);
+			else
+				lv_params_del(&c->desired, k);
+		}
+	}
+	/* New values of startup settings: the server has them already. */
+	pos = 0;
+	while (done && ok && lv_params_next(&sv->chg_sets, &pos, &k, &v))
+		ok = lv_client_desire(c, k, v) && lv_params_set(&sv->applied, k, v);
+	lv_buf_cleanup(&sv->chg_resets);
+	lv_buf_cleanup(&sv->chg_sets);
+	if (!done)
+		return 0;
+	int before = sv->n_swallow;
+	sv->settings_known = false;
+	if (!ok || (reset && !send_prelude(c, sv))) {
+		sv->close_needed = true;
+		lv_client_close(c, LV_SQLSTATE_OUT_OF_MEMORY, "levee: out of memory");
+		return -1;
+	}
+	return sv->n_swallow > before ? 1 : 0;
 }
 
 /* Set while a server is being attached on this thread: no nested assignment then. */
@@ -1359,9 +1440,100 @@ static bool may_touch_session(const char *sql, size_t n)
 	return false;
 }
 
-static bool is_tracked_setting(const lv_server_t *sv, const char *name)
+/*
+ * Notes on c's server that the statement described by info resets settings
+ * (RESET name, SET name TO DEFAULT, RESET ALL, DISCARD ALL): when its request
+ * ends, lv_client_settings_changed() brings the client's startup values back.
+ */
+static void note_reset(lv_client_t *c, const lv_sql_info_t *info)
 {
-	return strcmp(name, "search_path") == 0 || lv_params_get(&sv->status, name) != NULL;
+	lv_server_t *sv = c->server;
+	const lv_sql_set_t *set = &info->set;
+	uint32_t set_bit = LV_SQL_SESSION_BIT(LV_SQL_SESSION_SET);
+	if (info->clears_session_state && (info->clears_mask & set_bit)) {
+		/* What the request changed before is reset too. */
+		lv_buf_cleanup(&sv->chg_sets);
+		lv_buf_cleanup(&sv->chg_resets);
+		sv->chg_reset_all = true;
+		sv->chg_armed = true;
+		return;
+	}
+	if (!set->is_present || set->is_local || !set->name[0] ||
+	    (!set->is_reset && !set->is_default))
+		return;
+	lv_params_del(&sv->chg_sets, set->name);
+	if (!lv_params_set(&sv->chg_resets, set->name, ""))
+		lv_clog_warn(c, "out of memory noting RESET %s", set->name);
+	sv->chg_armed = true;
+}
+
+/*
+ * The text set_config() takes for the value of a SET as written: a quoted
+ * literal unquoted, a plain word or number lower-cased as PostgreSQL folds it.
+ * False for anything else (lists, E'' strings, expressions).
+ */
+static bool set_config_text(const char *src, char *out, size_t cap)
+{
+	size_t n = 0;
+	char q = src[0];
+	if (q == '\'' || q == '"') {
+		const char *p = src + 1;
+		for (;;) {
+			if (!*p)
+				return false;
+			if (*p == q && *++p != q)
+				break;
+			if (n + 1 >= cap)
+				return false;
+			out[n++] = *p++;
+		}
+		out[n] = '\0';
+		return *p == '\0';
+	}
+	for (const char *p = src; *p; p++) {
+		unsigned char ch = (unsigned char)*p;
+		bool word = isalnum(ch) || ch == '_' || ch == '.' || ch == '-' || ch == '+';
+		if (!word || n + 1 >= cap)
+			return false;
+		out[n++] = (char)tolower(ch);
+	}
+	out[n] = '\0';
+	return n > 0;
+}
+
+/* Whether a SET's value is plain enough for set_config_text(). */
+static bool set_value_plain(const lv_sql_set_t *set)
+{
+	char text[LV_SQL_SET_VALUE_LEN];
+	return !set->is_value_too_long && set_config_text(set->value, text, sizeof(text));
+}
+
+/*
+ * A SET of a setting c gave at startup that its servers do not report: Levee
+ * applies that setting on every server, so the new value is carried the same
+ * way once the request ends without an error (lv_client_settings_changed).
+ * False when the value is not plain enough to carry.
+ */
+static bool note_set(lv_client_t *c, const lv_sql_info_t *info)
+{
+	lv_server_t *sv = c->server;
+	const lv_sql_set_t *set = &info->set;
+	char text[LV_SQL_SET_VALUE_LEN];
+	if (set->is_value_too_long || !set_config_text(set->value, text, sizeof(text)))
+		return false;
+	lv_params_del(&sv->chg_resets, set->name);
+	if (!lv_params_set(&sv->chg_sets, set->name, text))
+		return false;
+	sv->chg_armed = true;
+	return true;
+}
+
+/* Whether a SET of name stays with the client across servers rather than pinning it. */
+static bool is_tracked_setting(const lv_client_t *c, const lv_server_t *sv, const char *name)
+{
+	lv_buf_t startup = startup_view(c);
+	return strcmp(name, "search_path") == 0 || lv_params_get(&sv->status, name) != NULL ||
+	       lv_params_get(&startup, name) != NULL;
 }
 
 /*
@@ -1369,10 +1541,14 @@ static bool is_tracked_setting(const lv_server_t *sv, const char *name)
  * Settings the client SETs are tracked (reported ones through ParameterStatus,
  * search_path here); anything else that creates session state pins the
  * client to its server (session_state = pin) or is refused (reject; only
- * when the caller can answer for it). Returns true if the statement was
- * refused and answered here.
+ * when the caller can answer for it). When it runs in this request (runs: not
+ * the Parse of a named statement, whose Binds are looked at instead), a RESET,
+ * SET ... TO DEFAULT, RESET ALL or DISCARD ALL is noted on the server: when
+ * its request ends, the client's startup values are applied again
+ * (lv_client_settings_changed), since the server alone would go back to its
+ * own. Returns true if the statement was refused and answered here.
  */
-static bool inspect_statement(lv_client_t *c, const char *sql, size_t n, bool can_reject)
+static bool inspect_statement(lv_client_t *c, const char *sql, size_t n, bool can_reject, bool runs)
 {
 	lv_worker_t *w = c->conn.worker;
 	lv_server_t *sv = c->server;
@@ -1383,27 +1559,24 @@ static bool inspect_statement(lv_client_t *c, const char *sql, size_t n, bool ca
 	if (classify(w, sql, n, &opts, false, info) != 0)
 		return false;
 	uint32_t creates = info->creates_session_state ? info->creates_mask : 0;
-	if (info->set.is_present && !info->set.is_local && info->set.name[0] && !info->is_multi &&
-	    is_tracked_setting(sv, info->set.name)) {
-		/* A tracked setting: not session state Levee cannot carry. */
+	const lv_sql_set_t *set = &info->set;
+	if (set->is_present && !set->is_local && set->name[0] && !info->is_multi &&
+	    is_tracked_setting(c, sv, set->name)) {
+		/* A tracked setting: not session state Levee cannot carry. Reported ones
+		 * follow ParameterStatus (server.c); resets are noted below. */
 		creates &= ~LV_SQL_SESSION_BIT(LV_SQL_SESSION_SET);
-		if (strcmp(info->set.name, "search_path") == 0) {
-			if (info->set.is_reset || info->set.is_default) {
-				lv_params_del(&c->desired, "search_path");
-				lv_params_del(&sv->applied, "search_path");
-			} else if (!lv_params_set(&c->desired, "search_path", info->set.value) ||
-				   !lv_params_set(&sv->applied, "search_path", info->set.value)) {
-				creates |= LV_SQL_SESSION_BIT(LV_SQL_SESSION_SET);
-			}
-		}
+		bool carried = true, plain = !set->is_reset && !set->is_default;
+		if (plain && strcmp(set->name, "search_path") == 0)
+			carried = lv_client_desire(c, "search_path", set->value) &&
+				  lv_params_set(&sv->applied, "search_path", set->value);
+		else if (plain && !lv_params_get(&sv->status, set->name))
+			/* A startup setting; a named statement's is noted when a Bind runs it. */
+			carried = runs ? note_set(c, info) : set_value_plain(set);
+		if (!carried)
+			creates |= LV_SQL_SESSION_BIT(LV_SQL_SESSION_SET);
 	}
 	if (info->clears_session_state) {
 		c->pin_mask &= ~info->clears_mask;
-		if (info->clears_mask & LV_SQL_SESSION_BIT(LV_SQL_SESSION_SET)) {
-			/* RESET ALL / DISCARD ALL: the server is back at its defaults. */
-			lv_params_del(&c->desired, "search_path");
-			lv_params_del(&sv->applied, "search_path");
-		}
 		if (info->clears_mask & LV_SQL_SESSION_BIT(LV_SQL_SESSION_PREPARE))
 			lv_pstmt_set_clear(&w->pstmts, &sv->pstmts);
 	}
@@ -1431,7 +1604,34 @@ static bool inspect_statement(lv_client_t *c, const char *sql, size_t n, bool ca
 			c->pin_mask |= creates;
 		}
 	}
+	if (!rejected && runs)
+		note_reset(c, info);
 	return rejected;
+}
+
+/*
+ * Transaction mode: a named prepared statement is bound. Its Parse may have
+ * been long ago, so a change of carried settings in it is noted again here.
+ */
+static void inspect_bound(lv_client_t *c, const lv_pstmt_t *ps)
+{
+	lv_worker_t *w = c->conn.worker;
+	size_t wl;
+	const char *word = lv_sql_first_word(ps->query, ps->query_len, &wl);
+	if (!word_is(word, wl, "reset") && !word_is(word, wl, "discard") &&
+	    !word_is(word, wl, "set"))
+		return;
+	lv_sql_opts_t opts = {.skip_fingerprint = true};
+	if (classify(w, ps->query, ps->query_len, &opts, false, w->sql_info) != 0)
+		return;
+	const lv_sql_info_t *info = w->sql_info;
+	const lv_sql_set_t *set = &info->set;
+	lv_buf_t startup = startup_view(c);
+	if (set->is_present && !set->is_local && set->name[0] && !info->is_multi &&
+	    !set->is_reset && !set->is_default && strcmp(set->name, "search_path") != 0 &&
+	    !lv_params_get(&c->server->status, set->name) && lv_params_get(&startup, set->name))
+		(void)note_set(c, info); /* one it cannot carry pinned the client at its Parse */
+	note_reset(c, info);
 }
 
 static bool write_server(lv_client_t *c, lv_buf_t *b, bool ok)
@@ -1672,7 +1872,7 @@ static txn_result_t txn_message(lv_client_t *c, uint8_t type, uint32_t len, size
 			return TXN_AT_HEAD;
 		lv_cached_note_statement(c, sql, sql_len);
 		bool quiet = sv->n_pending == 0 && sv->respq.n == 0;
-		if (inspect_statement(c, sql, sql_len, quiet)) {
+		if (inspect_statement(c, sql, sql_len, quiet, true)) {
 			lv_sbuf_skip(sb, whole);
 			lv_client_ready(c, sv->txn_status);
 			return TXN_CONSUMED;
@@ -1685,7 +1885,7 @@ static txn_result_t txn_message(lv_client_t *c, uint8_t type, uint32_t len, size
 			break;
 		if (p.name_len > 0 && off > 0)
 			return TXN_AT_HEAD;
-		(void)inspect_statement(c, p.query, p.query_len, false);
+		(void)inspect_statement(c, p.query, p.query_len, false, p.name_len == 0);
 		lv_cached_note_parse(c, p.name, p.query, p.query_len, p.n_param_types, p.param_types);
 		if (p.name_len == 0)
 			break;
@@ -1729,6 +1929,7 @@ static txn_result_t txn_message(lv_client_t *c, uint8_t type, uint32_t len, size
 			break;
 		}
 		lv_cached_note_bind(c, &b, ps);
+		inspect_bound(c, ps);
 		bool there;
 		if (!ensure_prepared(c, ps, &there))
 			return TXN_CLOSED;
@@ -1829,6 +2030,13 @@ static void forward_to_server(lv_client_t *c)
 					lv_client_close(c, LV_SQLSTATE_PROTOCOL_VIOLATION,
 							"levee: invalid frontend message type %d", type);
 				return;
+			}
+			if (txn && sv->chg_gate && type != PqMsg_CopyData &&
+			    type != PqMsg_CopyDone && type != PqMsg_CopyFail) {
+				/* Behind a request that changed settings (its COPY data
+				 * aside): they are settled first. */
+				wait = true;
+				break;
 			}
 			if (type == PqMsg_Terminate) {
 				terminate = true;
@@ -1954,6 +2162,9 @@ static void forward_to_server(lv_client_t *c)
 				c->fwd_left = whole - (avail - batch);
 				batch = avail;
 			}
+			/* The end of a request that changes settings: what follows waits. */
+			if (txn && sv->chg_armed && (type == PqMsg_Query || type == PqMsg_Sync))
+				sv->chg_gate = true;
 		}
 		if (batch > 0) {
 			if (!lv_sbuf_forward(sb, &sv->conn.sb, batch)) {

@@ -65,13 +65,19 @@ struct lv_client {
 	 * gets ("name\0value\0"): its startup parameters and options, then what
 	 * its SETs of tracked parameters changed. */
 	lv_buf_t desired;
+	/* Transaction mode: its startup parameters and options alone, what RESET, RESET ALL
+	 * and DISCARD ALL go back to. desired is that until it first changes; a copy is
+	 * kept then (owned, startup_len bytes, NULL if none), so idle clients pay nothing. */
+	char *startup;
 	lv_pstmt_map_t pstmts;  /* its named prepared statements (session mode: for the cache) */
 	uint32_t pin_mask;     /* LV_SQL_SESSION_BIT()s of session state that keeps its server */
+	uint32_t startup_len;  /* bytes at startup */
 	lv_usec_t last_active_us; /* last message from the client or request completed */
 
 	lv_auth_phase_t auth_phase;
 	bool user_known;       /* auth_file has the user (else the exchange is a mock) */
 	uint8_t md5_salt[4];
+	bool startup_kept;     /* startup holds the startup settings (else desired does) */
 	struct lv_scram_server *scram; /* owned by auth.c; during SCRAM only */
 	struct lv_scram_secret *scram_secret; /* owned by auth.c; during SCRAM only */
 	char *md5_secret;      /* owned by auth.c; during md5 only */
@@ -132,6 +138,16 @@ void lv_client_ready(lv_client_t *c, char status);
 /* Server side events that concern the client (called by server.c). */
 void lv_client_server_ready(lv_client_t *c);         /* its server finished a request cycle */
 void lv_client_server_lost(lv_client_t *c, const char *sqlstate, const char *msg);
+/*
+ * Transaction mode: c's request that changed carried settings (noted on its server) ended;
+ * done: without an error. Makes c's settings follow: SET values are kept, and what was
+ * reset gets c's startup value again on its server (one query, answered like the attach
+ * prelude and swallowed). Returns 1 when such a query was sent, 0 when none was needed,
+ * -1 when c was closed (out of memory).
+ */
+int lv_client_settings_changed(lv_client_t *c, bool done);
+/* Sets a setting c expects on its servers, first keeping its startup settings; false on OOM. */
+bool lv_client_desire(lv_client_t *c, const char *name, const char *value) LV_MUSTCHECK;
 /* Admin: handles queries that arrived while a SHOW was being gathered. */
 void lv_client_resume_admin(lv_client_t *c);
 /* Resumes reading from the client once its server drained. */

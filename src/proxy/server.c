@@ -126,6 +126,8 @@ static void server_free(lv_deferred_t *d)
 	lv_buf_cleanup(&sv->params);
 	lv_buf_cleanup(&sv->status);
 	lv_buf_cleanup(&sv->applied);
+	lv_buf_cleanup(&sv->chg_sets);
+	lv_buf_cleanup(&sv->chg_resets);
 	lv_respq_cleanup(&sv->conn.worker->pstmts, &sv->respq);
 	lv_pstmt_set_clear(&sv->conn.worker->pstmts, &sv->pstmts);
 	if (sv->scram) {
@@ -154,6 +156,8 @@ lv_server_t *lv_server_connect(lv_pool_t *pool, const lv_buf_t *params, uint64_t
 	lv_buf_init(&sv->params);
 	lv_buf_init(&sv->status);
 	lv_buf_init(&sv->applied);
+	lv_buf_init(&sv->chg_sets);
+	lv_buf_init(&sv->chg_resets);
 	if (params->len && !lv_buf_append(&sv->params, params->data, params->len)) {
 		lv_free(sv);
 		return NULL;
@@ -663,8 +667,9 @@ static void request_done(lv_server_t *sv)
  */
 /*
  * Responses to Levee's own prelude (transaction mode SETs): consumed here,
- * never forwarded; what they report is recorded. Returns false if the server
- * was closed.
+ * never forwarded; what they report is recorded. After a client's RESET
+ * (chg_held) what they report is the client's news too, and goes to it.
+ * Returns false if the server was closed or lost its client.
  */
 static bool swallow(lv_server_t *sv)
 {
@@ -687,8 +692,10 @@ static bool swallow(lv_server_t *sv)
 		if (type == PqMsg_ParameterStatus) {
 			const char *k, *v;
 			if (lv_wire_parse_param_status(msg + 5, len - 4, &k, &v) == 0 && record_status(sv, k, v) &&
-			    sv->client && !lv_params_set(&sv->client->desired, k, v))
+			    sv->client && !lv_client_desire(sv->client, k, v))
 				lv_clog_warn(sv, "out of memory tracking %s", k);
+			if (sv->chg_held && sv->client && !lv_client_send(sv->client, msg, whole))
+				return false;
 		} else if (type == PqMsg_ErrorResponse) {
 			lv_wire_error_t e;
 			if (lv_wire_parse_error(msg + 5, len - 4, &e) == 0)
@@ -711,6 +718,7 @@ bool lv_server_emit_synth(lv_server_t *sv)
 	while ((h = lv_respq_head(&sv->respq)) != NULL && (h->action == LV_RESP_SYNTH || h->action == LV_RESP_ERROR)) {
 		if (h->action == LV_RESP_ERROR) {
 			/* As the server would: the error, then nothing until the Sync. */
+			sv->chg_failed = true;
 			lv_buf_t b;
 			lv_buf_init(&b);
 			bool ok = lv_wire_write_error(&b, "ERROR", h->sqlstate, h->text, NULL, NULL);
@@ -811,6 +819,16 @@ static int peek_header(lv_server_t *sv, size_t off, uint8_t *type, uint32_t *len
 	return 1;
 }
 
+/* A request that changed settings is over: the client's next messages may go. */
+static void chg_finished(lv_server_t *sv)
+{
+	lv_client_t *c = sv->client;
+	sv->chg_gate = false;
+	sv->chg_failed = false;
+	if (lv_sbuf_avail(&c->conn.sb) > 0)
+		lv_sbuf_kick(&c->conn.sb);
+}
+
 void lv_server_flush_to_client(lv_server_t *sv)
 {
 	lv_client_t *c = sv->client;
@@ -823,6 +841,14 @@ void lv_server_flush_to_client(lv_server_t *sv)
 		if (!c->logged_in) {
 			lv_client_server_ready(c);
 			return;
+		}
+		if (sv->chg_held) {
+			/* The startup values are back: the client's request ends now. */
+			sv->chg_held = false;
+			lv_client_ready(c, sv->txn_status);
+			if (sv->client != c)
+				return;
+			chg_finished(sv);
 		}
 	}
 	bool txn = c->pool->pool_mode == LV_POOL_TRANSACTION;
@@ -844,6 +870,13 @@ void lv_server_flush_to_client(lv_server_t *sv)
 			if (hr == 0)
 				break;
 			size_t whole = (size_t)len + 1;
+			bool chg_end =
+				type == PqMsg_ReadyForQuery && sv->chg_gate && sv->n_pending == 1;
+			if (chg_end && batch > 0) {
+				/* The end of a request that changed settings: at the head. */
+				again = true;
+				break;
+			}
 			if (txn && sv->respq.n > 0) {
 				lv_resp_t *h = lv_respq_head(&sv->respq);
 				bool special = h->action != LV_RESP_PASS;
@@ -878,7 +911,7 @@ void lv_server_flush_to_client(lv_server_t *sv)
 					break;
 				const char *k, *v;
 				if (!msg || lv_wire_parse_param_status(msg + 5, len - 4, &k, &v) != 0 ||
-				    !record_status(sv, k, v) || !lv_params_set(&c->desired, k, v)) {
+				    !record_status(sv, k, v) || !lv_client_desire(c, k, v)) {
 					lv_server_close(sv, "levee: bad ParameterStatus from server");
 					return;
 				}
@@ -895,6 +928,22 @@ void lv_server_flush_to_client(lv_server_t *sv)
 					lv_cached_txn_end(c);
 				if (sv->n_pending > 0 && --sv->n_pending == 0)
 					request_done(sv);
+				if (chg_end) {
+					bool done = !sv->chg_failed && sv->txn_status != 'E';
+					int r = lv_client_settings_changed(c, done);
+					if (r < 0)
+						return;
+					if (r > 0) {
+						/* The answer to the re-application ends it. */
+						lv_sbuf_skip(sb, whole);
+						sv->chg_held = true;
+						return;
+					}
+					chg_finished(sv);
+				}
+				sv->chg_failed = false;
+			} else if (type == PqMsg_ErrorResponse) {
+				sv->chg_failed = true;
 			} else if (type == PqMsg_CopyInResponse || type == PqMsg_CopyOutResponse ||
 				   type == PqMsg_CopyBothResponse) {
 				sv->in_copy = true;
@@ -999,9 +1048,13 @@ void lv_server_release(lv_server_t *sv)
 	lv_config_t *cfg = w->cfg;
 	sv->client = NULL;
 	sv->settings_known = false;
+	sv->chg_armed = sv->chg_reset_all = sv->chg_failed = sv->chg_gate = sv->chg_held = false;
+	lv_buf_cleanup(&sv->chg_sets);
+	lv_buf_cleanup(&sv->chg_resets);
 	lv_sbuf_resume(&sv->conn.sb);
 	const char *why = NULL;
-	if (sv->fwd_left || sv->n_pending > 0 || sv->unsynced || sv->in_copy || sv->respq.n > 0)
+	if (sv->fwd_left || sv->n_pending > 0 || sv->n_swallow > 0 || sv->unsynced || sv->in_copy ||
+	    sv->respq.n > 0)
 		why = "client left in the middle of a request";
 	else if (sv->close_needed)
 		why = "marked for closing";

@@ -51,6 +51,17 @@ struct lv_server {
 	bool settings_known;
 	lv_pstmt_set_t pstmts;  /* transaction mode: Levee statements prepared on it */
 	lv_respq_t respq;       /* transaction mode: responses it owes, in order */
+	/* Transaction mode: its client's request changes carried settings (RESET, SET ... TO
+	 * DEFAULT, RESET ALL, DISCARD ALL, or SET of a setting given at startup). When it ends
+	 * without an error the client's settings follow, and what was reset gets the client's
+	 * startup value again (lv_client_settings_changed). */
+	lv_buf_t chg_sets;      /* "name\0value\0": new values of startup settings */
+	lv_buf_t chg_resets;    /* "name\0\0": names reset one by one */
+	bool chg_armed;         /* such a request is on its way */
+	bool chg_reset_all;     /* it resets everything */
+	bool chg_failed;        /* it saw an error: the change did not take */
+	bool chg_gate;          /* its end went to the server: the client's next messages wait */
+	bool chg_held;          /* its ReadyForQuery waits for the answer to the re-application */
 	struct lv_cfill *fill;  /* owned: a cache refresh it runs with no client (proxy/cached.c) */         /* ReadyForQuery of Levee's own queries still to swallow */
 
 	struct lv_scram_client *scram; /* owned; during SCRAM login only */

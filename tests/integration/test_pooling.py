@@ -294,9 +294,6 @@ def test_startup_options_survive_server_swaps(levee):
     assert one(c3, "SHOW search_path") == ("startup_sp",)
 
 
-@pytest.mark.xfail(strict=True, reason="transaction mode: RESET restores the shared server's "
-                   "defaults, not the client's startup values (known gap, docs/config.md pool_mode; "
-                   "session mode is exact: test_proxy)")
 @pytest.mark.levee_config(cfg(ONE))
 def test_reset_returns_to_the_clients_startup_values(levee):
     """RESET, RESET ALL and DISCARD ALL go back to what the client asked for at
@@ -325,6 +322,81 @@ def test_reset_returns_to_the_clients_startup_values(levee):
         c.execute(reset)
         assert show() == start, reset
         assert c.info.parameter_status("application_name") == "c-start", reset
+
+
+@pytest.mark.levee_config(cfg(ONE))
+def test_reset_to_startup_values_over_the_extended_protocol(levee):
+    """The same over Parse/Bind/Execute/Sync (a binary cursor uses them even without
+    parameters) and in a pipeline; a request that fails keeps the settings it found."""
+    c = levee.conn(options="-c statement_timeout=1234", application_name="x-start",
+                   prepare_threshold=None)
+    other = levee.conn(prepare_threshold=None)
+    cur = c.cursor(binary=True)
+
+    def show():
+        other.execute("SET application_name = 'other'")  # a swap in between
+        cur.execute("SELECT current_setting('application_name'), "
+                    "current_setting('statement_timeout')")
+        return tuple(cur.fetchone())
+    start = ("x-start", "1234ms")
+    cur.execute("SET application_name = 'changed'")
+    cur.execute("SET statement_timeout = '5s'")
+    assert show() == ("changed", "5s")
+    cur.execute("RESET statement_timeout")
+    cur.execute("SET application_name TO DEFAULT")
+    assert show() == start
+    assert c.info.parameter_status("application_name") == "x-start"
+    cur.execute("SET statement_timeout = 5000")
+    cur.execute("DISCARD ALL")
+    assert show() == start
+    # A failed request rolls its RESET back: the settings it found stay.
+    cur.execute("SET statement_timeout = 5000")
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        c.execute("RESET ALL; SELECT 1/0")
+    assert show() == ("x-start", "5s")
+    # Pipelined requests behind a RESET see the startup values.
+    with c.pipeline() as p:
+        c.execute("SET application_name = 'piped'")
+        p.sync()
+        c.execute("RESET ALL")
+        p.sync()
+        piped = c.execute("SELECT current_setting('application_name'), "
+                          "current_setting('statement_timeout')")
+    assert tuple(piped.fetchone()) == start
+    assert c.info.parameter_status("application_name") == "x-start"
+    assert show() == start
+    # Prepared statements: noted each time a Bind runs them, not when they are prepared.
+    for _ in range(2):
+        c.execute("SET statement_timeout = 4000", prepare=True)
+        assert show() == ("x-start", "4s")
+        c.execute("SET application_name = 'prep'")
+        c.execute("RESET ALL", prepare=True)
+        assert show() == start
+        assert c.info.parameter_status("application_name") == "x-start"
+
+
+@pytest.mark.levee_config(cfg(ONE))
+def test_reset_then_copy_in_one_request(levee):
+    """The client's messages after a RESET wait for the startup values to be back,
+    except the COPY data of the request itself; the ParameterStatus that restores the
+    startup value comes before the request's ReadyForQuery."""
+    levee.sql("CREATE TABLE IF NOT EXISTS reset_copy (v int)")
+    rc = utils.RawConn(levee.port, timeout=10 * SLOW)
+    rc.login(application_name="r-start", options="-c statement_timeout=1234")
+    assert rc.params["application_name"] == "r-start"
+    assert [k for k, _ in rc.query("SET application_name = 'changed'")][-1] == b"Z"
+    rc.send(utils.query_message("RESET ALL; COPY reset_copy FROM STDIN"))
+    while rc.recv_msg()[0] != b"G":
+        pass
+    rc.send(utils.copy_data_message(b"1\n2\n") + utils.message(b"c")
+            + utils.query_message("SELECT current_setting('statement_timeout')"))
+    msgs = rc.until_ready()
+    assert [k for k, _ in msgs if k in (b"C", b"E")] == [b"C"], msgs
+    statuses = [body for k, body in msgs if k == b"S" and body.startswith(b"application_name")]
+    assert statuses and statuses[-1] == b"application_name\0r-start\0", msgs
+    rows = [body for k, body in rc.until_ready() if k == b"D"]
+    assert rows and rows[0].endswith(b"1234ms"), rows
+    rc.close()
 
 
 @pytest.mark.levee_config(cfg(ONE))
