@@ -1378,10 +1378,17 @@ static void note_write(lv_client_t *c, const char *sql, size_t len, const point_
 	lv_config_t *cfg = w->cfg;
 	lv_sql_opts_t opts = {.skip_fingerprint = true, .write_functions_list = cfg->routing.write_functions};
 	lv_sql_info_t *info = w->sql_info;
-	/* By shape: parsed once for all the statement's constants, its values read off this text. */
-	if (lv_sql_cache_classify_shape(w->sql_cache, sql, len, &opts, true, info) != 0 ||
+	/* By shape: parsed once for all the statement's constants; the values only matter for
+	 * a table whose rows are keyed, and are then read off this text. */
+	if (lv_sql_cache_classify_shape(w->sql_cache, sql, len, &opts, false, info) != 0 ||
 	    info->kind == LV_SQL_UNPARSABLE)
 		return;
+	for (unsigned i = 0; i < info->n_written; i++)
+		if (point_key(cfg, c->database, lv_sql_table_written(info, i))) {
+			if (lv_sql_cache_classify_shape(w->sql_cache, sql, len, &opts, true, info) != 0)
+				return;
+			break;
+		}
 	for (unsigned i = 0; i < info->n_written; i++) {
 		const char *t = lv_sql_table_written(info, i);
 		const char *dot = strrchr(t, '.');

@@ -2618,7 +2618,8 @@ typedef struct cache_entry {
 	bool is_shape; /* the key is a shape (shape_of()), not a text */
 	size_t text_len;
 	size_t info_len;
-	size_t map_len; /* shape entries: bytes of point map after the key (0: none) */
+	size_t map_len; /* shape entries of point statements: bytes of point map after the key */
+	bool map_ok;    /* the map is filled in (else it waits for a text that allows it) */
 	size_t bytes;
 	uint64_t data[]; /* info bytes, then text bytes */
 } cache_entry_t;
@@ -2784,7 +2785,7 @@ static cache_entry_t *cache_find(lv_sql_cache_t *c, uint64_t h, uint64_t oh, boo
 
 /* Remembers info under key; an entry that cannot be allocated is simply not kept. */
 static void cache_insert(lv_sql_cache_t *c, uint64_t h, uint64_t oh, bool is_shape, const char *key, size_t len,
-			 const lv_sql_info_t *info, const uint8_t *map, size_t map_len)
+			 const lv_sql_info_t *info, const uint8_t *map, size_t map_len, bool map_ok)
 {
 	size_t info_len = info_pack(info, NULL);
 	size_t bytes = sizeof(cache_entry_t) + info_len + len + map_len;
@@ -2803,10 +2804,11 @@ static void cache_insert(lv_sql_cache_t *c, uint64_t h, uint64_t oh, bool is_sha
 	e->text_len = len;
 	e->info_len = info_len;
 	e->map_len = map_len;
+	e->map_ok = map_ok;
 	e->bytes = bytes;
 	info_pack(info, e->data);
 	memcpy((char *)e->data + info_len, key, len);
-	if (map_len)
+	if (map_len && map_ok)
 		memcpy((char *)e->data + info_len + len, map, map_len);
 	e->chain = c->buckets[h & c->mask];
 	c->buckets[h & c->mask] = e;
@@ -2846,7 +2848,7 @@ int lv_sql_cache_classify(lv_sql_cache_t *c, const char *sql, size_t len, const 
 	c->stats.misses++;
 	int rc = lv_sql_classify(sql, len, opts, out);
 	if (rc == LV_OK)
-		cache_insert(c, h, oh, false, sql, len, out, NULL, 0);
+		cache_insert(c, h, oh, false, sql, len, out, NULL, 0, false);
 	return rc;
 }
 
@@ -3196,13 +3198,21 @@ int lv_sql_cache_classify_shape(lv_sql_cache_t *c, const char *sql, size_t len, 
 			shape_forget_values(out);
 			return LV_OK;
 		}
-		const uint8_t *map = (const uint8_t *)e->data + e->info_len + e->text_len;
-		if (e->map_len && point_map_apply(sql, &lits, map, out))
+		uint8_t *map = (uint8_t *)e->data + e->info_len + e->text_len;
+		if (e->map_ok && point_map_apply(sql, &lits, map, out))
 			return LV_OK;
 		if (!out->point.is_point)
 			return LV_OK; /* no values to find: the shape said all */
-		c->stats.hits--; /* answered by the text after all */
-		return lv_sql_cache_classify(c, sql, len, opts, out);
+		/* Answered by the parser after all (not cached by text: an insert could evict e). */
+		c->stats.hits--;
+		c->stats.misses++;
+		int rc = lv_sql_classify(sql, len, opts, out);
+		/* The text that made the entry had constants the map could not tell apart
+		 * (a = 1 AND b = 1): this one may allow it. The entry stays where it is. */
+		if (rc == LV_OK && !e->map_ok && e->map_len == (size_t)out->point.n_rows * LV_SQL_MAX_POINT_COLS &&
+		    point_map_build(sql, &lits, out, map))
+			e->map_ok = true;
+		return rc;
 	}
 	c->stats.misses++;
 	int rc = lv_sql_classify(sql, len, opts, out);
@@ -3212,8 +3222,8 @@ int lv_sql_cache_classify_shape(lv_sql_cache_t *c, const char *sql, size_t len, 
 		/* Values the map cannot find again stay in the entry unused: such texts ask the parser. */
 		static _Thread_local uint8_t map[LV_SQL_MAX_POINT_ROWS * LV_SQL_MAX_POINT_COLS];
 		bool mapped = out->point.is_point && point_map_build(sql, &lits, out, map);
-		cache_insert(c, h, oh, true, shape, slen, out, mapped ? map : NULL,
-			     mapped ? (size_t)out->point.n_rows * LV_SQL_MAX_POINT_COLS : 0);
+		cache_insert(c, h, oh, true, shape, slen, out, map,
+			     out->point.is_point ? (size_t)out->point.n_rows * LV_SQL_MAX_POINT_COLS : 0, mapped);
 	}
 	if (!want_points)
 		shape_forget_values(out);

@@ -1433,6 +1433,31 @@ static void test_point_by_shape(void **state)
 	assert_true(mapped >= n / 2); /* the rest: no constants, or ambiguous ones (a = 1 AND b = 1) */
 }
 
+/* A shape whose first text had constants the map could not tell apart gets its map from a later one. */
+static void test_point_map_heals(void **state)
+{
+	static lv_sql_info_t in;
+	char got[256];
+	lv_sql_cache_t *cache = lv_sql_cache_new(1); /* one entry: nothing else may evict it */
+	const char *texts[] = {"SELECT v FROM t WHERE a = 1 AND b = 1", "SELECT v FROM t WHERE a = 2 AND b = 3",
+			       "SELECT v FROM t WHERE a = 4 AND b = 5"};
+	const uint64_t misses_after[] = {1, 2, 2};
+	assert_non_null(cache);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(lv_sql_cache_classify_shape(cache, texts[i], strlen(texts[i]), NULL, true, &in),
+				 LV_OK);
+		assert_int_equal(lv_sql_cache_stats(cache).misses, misses_after[i]);
+		point_str(&in, got, sizeof(got));
+		static lv_sql_info_t ref;
+		char want[256];
+		assert_int_equal(lv_sql_classify(texts[i], strlen(texts[i]), NULL, &ref), LV_OK);
+		point_str(&ref, want, sizeof(want));
+		assert_string_equal(got, want);
+	}
+	assert_int_equal(lv_sql_cache_stats(cache).n_entries, 1);
+	lv_sql_cache_free(cache);
+}
+
 /* Limits: VALUES rows, the value text pool, and the cache's packed size. */
 static void test_point_limits(void **state)
 {
@@ -1597,6 +1622,7 @@ int main(void)
 		cmocka_unit_test(test_point_fixture),
 		cmocka_unit_test(test_point_limits),
 		cmocka_unit_test(test_point_by_shape),
+		cmocka_unit_test(test_point_map_heals),
 		cmocka_unit_test(test_first_word),
 		cmocka_unit_test(test_corpus_by_shape),
 		cmocka_unit_test(test_shape_variants),
