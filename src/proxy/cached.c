@@ -1319,10 +1319,12 @@ static void note_slot(lv_client_t *c, lv_cache_gen_t *slot)
 	for (int i = 0; i < c->n_written; i++)
 		if (c->written[i] == slot)
 			return;
-	if (c->n_written < (int)LV_ARRAY_LEN(c->written))
+	if (!c->written)
+		c->written = lv_calloc(LV_CLIENT_WRITTEN_MAX, sizeof(*c->written));
+	if (c->written && c->n_written < LV_CLIENT_WRITTEN_MAX)
 		c->written[c->n_written++] = slot;
 	else
-		c->written_all = true;
+		c->written_all = true; /* out of room (or memory): everything goes, which is safe */
 }
 
 /*
@@ -1363,7 +1365,7 @@ static bool note_point_write(lv_client_t *c, lv_cache_t *cache, const lv_sql_inf
 		if (!slots[r])
 			return false;
 	}
-	if (c->n_written + rows + 1 > (int)LV_ARRAY_LEN(c->written))
+	if (c->n_written + rows + 1 > LV_CLIENT_WRITTEN_MAX)
 		return false;
 	for (int r = 0; r < rows; r++)
 		note_slot(c, slots[r]);

@@ -147,6 +147,7 @@ static void client_free(lv_deferred_t *d)
 	lv_buf_cleanup(&c->params);
 	lv_buf_cleanup(&c->desired);
 	lv_free(c->startup);
+	lv_free(c->written);
 	lv_free(c->names);
 	lv_pstmt_map_clear(&c->conn.worker->pstmts, &c->pstmts);
 	lv_pstmt_put(&c->conn.worker->pstmts, c->unnamed_ps);

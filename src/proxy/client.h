@@ -43,6 +43,8 @@ typedef enum lv_auth_phase {
 struct lv_scram_server;
 struct lv_scram_secret;
 
+#define LV_CLIENT_WRITTEN_MAX 12
+
 struct lv_client {
 	lv_conn_t conn;
 	lv_client_state_t state;
@@ -88,14 +90,15 @@ struct lv_client {
 	bool is_stats_only;    /* admin console with stats_users rights only */
 	uint32_t cancel_pid;   /* what BackendKeyData told the client */
 	uint32_t cancel_key;   /* Levee's own; names this worker in its top byte */
+	bool skip_to_sync;     /* transaction mode: Levee raised an error; drop messages until Sync */
+	bool server_paused;    /* its server's reads are paused until our output drains */
 
 	uint64_t fwd_left;     /* bytes of the current client message still to forward */
 	lv_pool_shared_t *user_slot; /* counted against max_user_connections there */
-	bool skip_to_sync;     /* transaction mode: Levee raised an error; drop messages until Sync */
-	bool server_paused;    /* its server's reads are paused until our output drains */
 	lv_usec_t wait_start_us;  /* when it started waiting for a server; 0 if not */
 	lv_usec_t state_since_us; /* when it entered its state */
 	uint32_t n_admin_pending; /* admin: outstanding cross-worker requests */
+	int n_written;             /* entries of written in use */
 
 	/* Result cache (proxy/cached.c). */
 	struct lv_cfill *fill;     /* owned: the cache fill or L2 lookup of its current request */
@@ -107,12 +110,12 @@ struct lv_client {
 	bool cache_coalesced;      /* counted as a coalesced waiter; its retry is not counted again */
 	bool cache_untrusted;      /* session mode: it changed settings the cache key cannot see */
 	bool written_all;          /* its transaction wrote something not attributable to tables */
-	int n_written;
+	bool named_unsure;         /* session mode: it may have statement names Levee does not know */
 	lv_list_t park_node;
 	lv_usec_t parked_since_us;
-	bool named_unsure;         /* session mode: it may have statement names Levee does not know */
-	struct lv_cache_gen *written[12]; /* generations its transaction wrote (tables, row buckets),
-					     bumped when it ends */
+	/* Owned, LV_CLIENT_WRITTEN_MAX entries, allocated at its first write (idle clients stay
+	 * small): generations its transaction wrote (tables, row buckets), bumped when it ends. */
+	struct lv_cache_gen **written;
 	lv_pstmt_t *unnamed_ps;    /* its unnamed statement when it may write (a registry reference) */
 };
 
