@@ -174,6 +174,14 @@
 	L(S, OOM, "oom")                     \
 	L(S, BAD_MESSAGE, "bad_message")
 
+/* Consumer-side Redis commands of the write queue that failed. */
+#define LV_ML_QUEUE_REDIS_OP(L, S)           \
+	L(S, READ, "read")                   \
+	L(S, GROUP, "group")                 \
+	L(S, CLAIM, "claim")                 \
+	L(S, ACK, "ack")                     \
+	L(S, DEAD_LETTER, "dead_letter")
+
 /* Every label set above, so metrics.h can generate one enum per set. */
 #define LV_METRIC_LABEL_SETS(S) \
 	S(NONE)                 \
@@ -192,7 +200,8 @@
 	S(CACHE_INVAL)          \
 	S(CACHE_L2)             \
 	S(REDIS_RESULT)         \
-	S(QUEUE_REFUSE)
+	S(QUEUE_REFUSE)         \
+	S(QUEUE_REDIS_OP)
 
 /* ------------------------------------------------------------------ buckets */
 
@@ -317,6 +326,9 @@
 	XX(QUEUE_BATCH_FAILURES_TOTAL, COUNTER, "levee_queue_batch_failures_total",                \
 	   "Queue batches that failed whole (PostgreSQL unreachable or lost), retried later.",      \
 	   NULL, NONE)                                                                              \
+	XX(QUEUE_CONSUMER_REDIS_ERRORS_TOTAL, COUNTER, "levee_queue_consumer_redis_errors_total",  \
+	   "Consumer-side Redis commands that failed (retried after a backoff), by command.",      \
+	   "op", QUEUE_REDIS_OP)                                                                    \
 	XX(QUEUE_LAG_SECONDS, GAUGE, "levee_queue_lag_seconds",                                    \
 	   "Age in whole seconds of the oldest unapplied message this instance holds.", NULL, NONE) \
 	XX(QUEUE_BATCH_SIZE, SIZE_HISTOGRAM, "levee_queue_batch_size",                             \

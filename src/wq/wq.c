@@ -653,6 +653,7 @@ static void group_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 		p->group_failures = 0;
 	} else if (reply) {
 		/* WRONGTYPE, say: the key holds no stream. This partition waits; others go on. */
+		lv_metric_inc_l(LV_M_QUEUE_CONSUMER_REDIS_ERRORS_TOTAL, LV_ML_QUEUE_REDIS_OP_GROUP);
 		int64_t d = retry_delay_ms(p->q->wq, ++p->group_failures);
 		p->group_retry_at_us = lv_time_now_us() + d * LV_USEC_PER_MS;
 		if (p->group_failures == 1 || p->group_failures % 10 == 0) {
@@ -733,6 +734,7 @@ static void claim_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 		return;
 	p->claim_pending = false;
 	if (!reply || lv_redis_reply_type(reply) != LV_REDIS_ARRAY) {
+		lv_metric_inc_l(LV_M_QUEUE_CONSUMER_REDIS_ERRORS_TOTAL, LV_ML_QUEUE_REDIS_OP_CLAIM);
 		if (is_error(reply, "NOGROUP")) {
 			if (p->has_group)
 				log_group_gone(p->stream, reply);
@@ -795,6 +797,7 @@ static void read_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 		return;
 	q->read_pending = false;
 	if (lv_redis_reply_type(reply) == LV_REDIS_ERROR) {
+		lv_metric_inc_l(LV_M_QUEUE_CONSUMER_REDIS_ERRORS_TOTAL, LV_ML_QUEUE_REDIS_OP_READ);
 		/*
 		 * Which stream the error is about is only in its text: check the
 		 * group of every one again (XGROUP CREATE ... MKSTREAM answers
@@ -947,6 +950,7 @@ static void ack_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 	if (ok) {
 		p->ack_failures = 0;
 	} else {
+		lv_metric_inc_l(LV_M_QUEUE_CONSUMER_REDIS_ERRORS_TOTAL, LV_ML_QUEUE_REDIS_OP_ACK);
 		/* Sent again after a backoff: at once, the same error would come back at once. */
 		int64_t d = retry_delay_ms(p->q->wq, ++p->ack_failures);
 		p->ack_retry_at_us = lv_time_now_us() + d * LV_USEC_PER_MS;
@@ -1025,6 +1029,7 @@ static void dead_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 	p->ack_pending = false;
 	if (!reply || lv_redis_reply_type(reply) == LV_REDIS_ERROR) {
 		/* Not acknowledged, so still pending: try again after a backoff, not at once. */
+		lv_metric_inc_l(LV_M_QUEUE_CONSUMER_REDIS_ERRORS_TOTAL, LV_ML_QUEUE_REDIS_OP_DEAD_LETTER);
 		e->state = E_DEAD;
 		int64_t d = retry_delay_ms(p->q->wq, ++p->dead_failures);
 		p->dead_retry_at_us = lv_time_now_us() + d * LV_USEC_PER_MS;

@@ -655,7 +655,9 @@ def test_consumer_group_gone_recreated(levee, pg, rc, tables, how):
     # NOGROUP, or UNBLOCKED when the stream was deleted while the read was blocked on it.
     assert levee.log_matches(r"consumer group levee is gone \((NOGROUP|UNBLOCKED) .*\); "
                              r"creating it again")
-    assert levee.metrics().sum("levee_queue_applied_total") == 11
+    m = levee.metrics()
+    assert m.sum("levee_queue_applied_total") == 11
+    assert m.sum("levee_queue_consumer_redis_errors_total") >= 1
 
 
 @pytest.mark.levee_config(QUEUE)
@@ -676,6 +678,9 @@ def test_stream_key_of_another_type_stops_only_its_partition(levee, pg, rc, tabl
         qlog_add(rc, k, n)
     wait_until(lambda: count(pg, "qlog") == 7, 10, message="the other partitions applied")
     wait_until(lambda: levee.log_matches(rf"queue {bad}: XGROUP CREATE failed \(WRONGTYPE"), 10)
+    m = levee.metrics()
+    assert m.get("levee_queue_consumer_redis_errors_total", op="read") >= 1
+    assert m.get("levee_queue_consumer_redis_errors_total", op="group") >= 1
     rc.config_resetstat()
     assert stays_true(lambda: rc.get(bad) == "not a stream", 1.0)
     stats = rc.info("commandstats")
@@ -713,7 +718,9 @@ def test_dead_letter_xadd_fails_poison_kept(levee, pg, rc, tables):
     xadd(rc, "INSERT INTO t (k, v) VALUES ('after', 1)", key="o_after")
     wait_until(lambda: count(pg, "t") == 11, 10, message="a later message applied")
     assert rc.get(DEAD) == "not a stream"
-    assert levee.metrics().sum("levee_queue_dead_lettered_total") == 0
+    m = levee.metrics()
+    assert m.sum("levee_queue_dead_lettered_total") == 0
+    assert m.get("levee_queue_consumer_redis_errors_total", op="dead_letter") >= 1
 
     rc.delete(DEAD)
     wait_until(lambda: rc.exists(DEAD) and rc.xlen(DEAD) == 1, 10, message="dead-lettered")
