@@ -90,8 +90,9 @@
  *
  * Redis errors on the consumer side (a deleted stream or consumer group, a
  * key of the wrong type, a refused XACK or dead-letter XADD) are logged,
- * counted in levee_queue_consumer_redis_errors_total{op}, and retried after a backoff; a lost group is created again; the messages
- * involved stay pending meanwhile, and other partitions go on.
+ * counted in levee_queue_consumer_redis_errors_total{op} and retried after a
+ * backoff; a lost group is created again; the messages involved stay pending
+ * meanwhile, and other partitions go on.
  *
  * Redis down or restarted. Producers answer async writes with an error at
  * once (nothing acknowledged, nothing lost). Consumers stop reading and
