@@ -2887,11 +2887,6 @@ static void shape_lit(shape_lits_t *l, size_t off, size_t len, char kind)
 	l->n++;
 }
 
-static bool shape_ident(unsigned char ch)
-{
-	return isalnum(ch) || ch == '_' || ch == '$' || ch >= 0x80;
-}
-
 static size_t shape_of(const char *s, size_t n, char *out, size_t cap, bool *commented, shape_lits_t *lits)
 {
 	size_t o = 0, i = 0;
@@ -2902,64 +2897,32 @@ static size_t shape_of(const char *s, size_t n, char *out, size_t cap, bool *com
 		unsigned char ch = (unsigned char)s[i];
 		if (o >= cap || (ch < 0x20 && !isspace(ch)) || ch == '\\')
 			return 0;
-		if ((ch == '-' || ch == '/') && i + 1 < n && s[i + 1] == (ch == '-' ? '-' : '*')) {
-			if (ch == '-') {
-				while (i < n && s[i] != '\n' && s[i] != '\r')
-					i++;
-			} else { /* block comments nest */
-				int depth = 1;
-				for (i += 2; i < n && depth > 0;) {
-					if (s[i] == '/' && i + 1 < n && s[i + 1] == '*') {
-						depth++;
-						i += 2;
-					} else if (s[i] == '*' && i + 1 < n && s[i + 1] == '/') {
-						depth--;
-						i += 2;
-					} else {
-						i++;
-					}
-				}
-				if (depth > 0)
+		bool comment = (ch == '-' || ch == '/') && i + 1 < n && s[i + 1] == (ch == '-' ? '-' : '*');
+		if (comment || ch == '"' || ch == '\'') {
+			/* Prefixed strings (U&'', E'', B'', X'', N'') lex differently: not shaped. */
+			if (ch == '\'' && i > 0 &&
+			    (s[i - 1] == '&' || (in_word && strchr("EeBbXxNn", s[i - 1]) &&
+						 (i < 2 || !is_ident_char((unsigned char)s[i - 2])))))
+				return 0;
+			size_t at = i;
+			lx_tok_t t;
+			lx_next(s, n, &i, &t);
+			if (t.is_unterminated)
+				return 0;
+			if (comment) { /* one space, as for PostgreSQL's lexer */
+				out[o++] = ' ';
+				*commented = true;
+			} else if (ch == '"') { /* a quoted identifier, kept as written */
+				if (o + (i - at) > cap)
 					return 0;
-			}
-			out[o++] = ' ';
-			in_word = false;
-			*commented = true;
-			continue;
-		}
-		if (ch == '"') { /* a quoted identifier, kept as written */
-			size_t j = i + 1;
-			while (j < n && !(s[j] == '"' && (j + 1 >= n || s[j + 1] != '"')))
-				j += s[j] == '"' ? 2 : 1;
-			if (j >= n || o + (j + 1 - i) > cap)
-				return 0;
-			memcpy(out + o, s + i, j + 1 - i);
-			o += j + 1 - i;
-			i = j + 1;
-			in_word = false;
-			continue;
-		}
-		if (ch == '\'') {
-			if (i > 0 && s[i - 1] == '&')
-				return 0;
-			if (in_word && strchr("EeBbXxNn", s[i - 1]) && (i < 2 || !shape_ident((unsigned char)s[i - 2])))
-				return 0;
-			size_t j = i + 1;
-			for (; j < n; j++) {
-				if (s[j] == '\\')
+				memcpy(out + o, s + at, i - at);
+				o += i - at;
+			} else {
+				if (memchr(s + at, '\\', i - at))
 					return 0;
-				if (s[j] == '\'') {
-					if (j + 1 < n && s[j + 1] == '\'')
-						j++;
-					else
-						break;
-				}
+				out[o++] = SHAPE_STR;
+				shape_lit(lits, at, i - at, SHAPE_STR);
 			}
-			if (j >= n)
-				return 0;
-			out[o++] = SHAPE_STR;
-			shape_lit(lits, i, j + 1 - i, SHAPE_STR);
-			i = j + 1;
 			in_word = false;
 			continue;
 		}
@@ -2967,7 +2930,7 @@ static size_t shape_of(const char *s, size_t n, char *out, size_t cap, bool *com
 			size_t j = i + 1;
 			while (j < n && isdigit((unsigned char)s[j]))
 				j++;
-			if (j == i + 1 || (j < n && shape_ident((unsigned char)s[j])) || o + (j - i) > cap)
+			if (j == i + 1 || (j < n && is_ident_char((unsigned char)s[j])) || o + (j - i) > cap)
 				return 0;
 			memcpy(out + o, s + i, j - i);
 			o += j - i;
@@ -2995,7 +2958,7 @@ static size_t shape_of(const char *s, size_t n, char *out, size_t cap, bool *com
 					k++;
 				j = k;
 			}
-			if (j < n && (shape_ident((unsigned char)s[j]) || s[j] == '.'))
+			if (j < n && (is_ident_char((unsigned char)s[j]) || s[j] == '.'))
 				return 0;
 			out[o++] = SHAPE_NUM;
 			shape_lit(lits, i, j - i, SHAPE_NUM);
@@ -3003,7 +2966,7 @@ static size_t shape_of(const char *s, size_t n, char *out, size_t cap, bool *com
 			continue;
 		}
 		out[o++] = (char)ch;
-		in_word = shape_ident(ch);
+		in_word = is_ident_char(ch);
 		i++;
 	}
 	return o;

@@ -233,42 +233,45 @@ static void test_corpus(void **state)
 	assert_int_equal(bad, 0);
 }
 
-/* The corpus through a cache: the first pass misses, the second hits, both agree. */
-static void test_corpus_cached(void **state)
+/*
+ * Runs the corpus twice through a new cache, by text or by shape; both passes
+ * must give the corpus's answers. Returns the statements of one pass and the
+ * cache's stats after each.
+ */
+static int corpus_twice(bool by_shape, lv_sql_cache_stats_t *s1, lv_sql_cache_stats_t *s2)
 {
 	lv_sql_cache_t *cache = lv_sql_cache_new(1024);
 	int bad;
 	assert_non_null(cache);
-	int n = run_corpus(cache, false, &bad);
+	int n = run_corpus(cache, by_shape, &bad);
 	assert_int_equal(bad, 0);
-	lv_sql_cache_stats_t s1 = lv_sql_cache_stats(cache);
-	int n2 = run_corpus(cache, false, &bad);
+	*s1 = lv_sql_cache_stats(cache);
+	assert_int_equal(run_corpus(cache, by_shape, &bad), n);
 	assert_int_equal(bad, 0);
-	assert_int_equal(n, n2);
-	lv_sql_cache_stats_t s2 = lv_sql_cache_stats(cache);
+	*s2 = lv_sql_cache_stats(cache);
+	lv_sql_cache_free(cache);
+	return n;
+}
+
+/* The corpus through a cache: the first pass misses, the second hits, both agree. */
+static void test_corpus_cached(void **state)
+{
+	lv_sql_cache_stats_t s1, s2;
+	int n = corpus_twice(false, &s1, &s2);
 	/* Second pass: every statement is a hit (the corpus has a few duplicates). */
 	assert_int_equal(s2.hits - s1.hits, (uint64_t)n);
 	assert_int_equal(s2.misses, s1.misses);
 	assert_true(s1.misses <= (uint64_t)n);
 	assert_int_equal(s1.misses + s1.hits, (uint64_t)n);
-	lv_sql_cache_free(cache);
 }
 
 /* The corpus by shape: both passes give the corpus's answers. */
 static void test_corpus_by_shape(void **state)
 {
-	lv_sql_cache_t *cache = lv_sql_cache_new(1024);
-	int bad;
-	assert_non_null(cache);
-	int n = run_corpus(cache, true, &bad);
-	assert_int_equal(bad, 0);
-	lv_sql_cache_stats_t s1 = lv_sql_cache_stats(cache);
-	assert_int_equal(run_corpus(cache, true, &bad), n);
-	assert_int_equal(bad, 0);
-	lv_sql_cache_stats_t s2 = lv_sql_cache_stats(cache);
+	lv_sql_cache_stats_t s1, s2;
+	int n = corpus_twice(true, &s1, &s2);
 	/* The corpus is full of texts that must not share a shape; some do. */
 	assert_true(s2.hits - s1.hits > (uint64_t)n / 4);
-	lv_sql_cache_free(cache);
 }
 
 /* Everything lv_sql_cache_classify_shape promises, equal in a and b. */
