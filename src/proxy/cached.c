@@ -676,6 +676,17 @@ static void count(lv_cache_t *cache, lv_config_t *cfg, int rule, unsigned label)
 /* ------------------------------------------------------ row invalidation */
 
 /* The key column a [cache.rule] names for table t of database db, or NULL. */
+/* Whether some rule of db keys its entries by row (a `key`): then writes need their values. */
+static bool keys_rows(const lv_config_t *cfg, const char *db)
+{
+	for (size_t i = 0; i < cfg->n_cache_rules; i++) {
+		const lv_cfg_cache_rule_t *r = &cfg->cache_rules[i];
+		if (r->key[0] && (!r->database[0] || strcmp(r->database, db) == 0))
+			return true;
+	}
+	return false;
+}
+
 static const char *point_key(const lv_config_t *cfg, const char *db, const char *t)
 {
 	const char *dot = strrchr(t, '.');
@@ -1380,17 +1391,11 @@ static void note_write(lv_client_t *c, const char *sql, size_t len, const point_
 	lv_config_t *cfg = w->cfg;
 	lv_sql_opts_t opts = {.skip_fingerprint = true, .write_functions_list = cfg->routing.write_functions};
 	lv_sql_info_t *info = w->sql_info;
-	/* By shape: parsed once for all the statement's constants; the values only matter for
-	 * a table whose rows are keyed, and are then read off this text. */
-	if (lv_sql_cache_classify_shape(w->sql_cache, sql, len, &opts, false, info) != 0 ||
+	/* By shape: parsed once for all the statement's constants; the values only matter when
+	 * a rule keys rows, and are then read off this text. */
+	if (lv_sql_cache_classify_shape(w->sql_cache, sql, len, &opts, keys_rows(cfg, c->database), info) != 0 ||
 	    info->kind == LV_SQL_UNPARSABLE)
 		return;
-	for (unsigned i = 0; i < info->n_written; i++)
-		if (point_key(cfg, c->database, lv_sql_table_written(info, i))) {
-			if (lv_sql_cache_classify_shape(w->sql_cache, sql, len, &opts, true, info) != 0)
-				return;
-			break;
-		}
 	for (unsigned i = 0; i < info->n_written; i++) {
 		const char *t = lv_sql_table_written(info, i);
 		const char *dot = strrchr(t, '.');
@@ -1398,9 +1403,9 @@ static void note_write(lv_client_t *c, const char *sql, size_t len, const point_
 		/* A point write bumps its rows and the table's point generation (set_deps()); any
 		 * other write the table's own generation, which every entry of the table follows. */
 		const char *key = point_key(cfg, c->database, t);
-		char pgen[LV_NAME_LEN + 2];
-		snprintf(pgen, sizeof(pgen), "%s#p", t);
 		if (key && strlen(t) + 2 < LV_NAME_LEN && note_point_write(c, cache, info, t, key, pp)) {
+			char pgen[LV_NAME_LEN + 2];
+			snprintf(pgen, sizeof(pgen), "%s#p", t);
 			note_slot(c, lv_cache_gens_slot(cache->gens, c->database, pgen));
 			continue;
 		}
