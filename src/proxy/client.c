@@ -789,7 +789,7 @@ int lv_client_settings_changed(lv_client_t *c, bool done)
 {
 	lv_server_t *sv = c->server;
 	bool all = sv->chg_reset_all, reset = all || sv->chg_resets.len > 0;
-	sv->chg_armed = sv->chg_reset_all = false;
+	sv->chg_reset_all = false;
 	bool ok = !done || keep_startup(c);
 	lv_buf_t startup = startup_view(c); /* kept: desired may change below */
 	size_t pos = 0;
@@ -1032,19 +1032,24 @@ typedef enum group_verdict { GROUP_PRIMARY, GROUP_REPLICA, GROUP_WAIT } group_ve
 /*
  * Extended protocol: the messages after the first one of the request at the
  * head of c's input, up to its Sync, run in one implicit transaction with it,
- * on one server, so they are routed together. GROUP_REPLICA when a replica
+ * on one server, so they are routed together; first is the classification of
+ * that first statement, which decides alone when it opens a transaction
+ * (BEGIN READ ONLY: what follows fails on a replica as it would on any
+ * read-only transaction). GROUP_REPLICA when a replica
  * may run every statement among them (Parse texts, Binds of statements the
  * client named); GROUP_PRIMARY for a write or a statement Levee cannot see;
  * GROUP_WAIT while neither the group's Sync nor a Flush has arrived: a client
  * expects nothing back before it sends one, so waiting for it is safe. More
  * than GROUP_SCAN_MAX bytes without one go to the primary, which runs anything.
  */
-static group_verdict_t group_route(lv_client_t *c)
+static group_verdict_t group_route(lv_client_t *c, const lv_sql_info_t *first)
 {
 	lv_sbuf_t *sb = &c->conn.sb;
 	lv_worker_t *w = c->conn.worker;
 	size_t avail = lv_sbuf_avail(sb);
 	uint8_t hdr[5];
+	if (first->kind == LV_SQL_BEGIN || first->kind == LV_SQL_START)
+		return GROUP_REPLICA;
 	if (!lv_sbuf_peek(sb, 0, hdr, 5) || hdr[0] == PqMsg_Query)
 		return GROUP_REPLICA; /* a Query is a request of its own */
 	for (size_t off = (size_t)lv_get_u32(hdr + 1) + 1;;) {
@@ -1162,8 +1167,8 @@ static lv_pool_t *route(lv_client_t *c)
 		in.n_healthy_replicas = 1;
 	}
 	lv_route_t d = lv_route_decide(&in);
-	if (d.target == LV_TARGET_REPLICA && info->kind != LV_SQL_BEGIN && info->kind != LV_SQL_START) {
-		group_verdict_t g = group_route(c);
+	if (d.target == LV_TARGET_REPLICA) {
+		group_verdict_t g = group_route(c, info);
 		if (g == GROUP_WAIT)
 			return NULL; /* the rest of the request decides too */
 		if (g == GROUP_PRIMARY)
@@ -1456,7 +1461,6 @@ static void note_reset(lv_client_t *c, const lv_sql_info_t *info)
 		lv_buf_cleanup(&sv->chg_sets);
 		lv_buf_cleanup(&sv->chg_resets);
 		sv->chg_reset_all = true;
-		sv->chg_armed = true;
 		return;
 	}
 	if (!set->is_present || set->is_local || !set->name[0] ||
@@ -1465,7 +1469,6 @@ static void note_reset(lv_client_t *c, const lv_sql_info_t *info)
 	lv_params_del(&sv->chg_sets, set->name);
 	if (!lv_params_set(&sv->chg_resets, set->name, ""))
 		lv_clog_warn(c, "out of memory noting RESET %s", set->name);
-	sv->chg_armed = true;
 }
 
 /*
@@ -1523,10 +1526,20 @@ static bool note_set(lv_client_t *c, const lv_sql_info_t *info)
 	if (set->is_value_too_long || !set_config_text(set->value, text, sizeof(text)))
 		return false;
 	lv_params_del(&sv->chg_resets, set->name);
-	if (!lv_params_set(&sv->chg_sets, set->name, text))
-		return false;
-	sv->chg_armed = true;
-	return true;
+	return lv_params_set(&sv->chg_sets, set->name, text);
+}
+
+/*
+ * A plain SET (not RESET or TO DEFAULT) of a setting c gave at startup that
+ * its server does not report: carried from server to server by note_set().
+ */
+static bool sets_startup_setting(const lv_client_t *c, const lv_server_t *sv, const lv_sql_info_t *info)
+{
+	const lv_sql_set_t *set = &info->set;
+	lv_buf_t startup = startup_view(c);
+	return set->is_present && !set->is_local && set->name[0] && !info->is_multi && !set->is_reset &&
+	       !set->is_default && strcmp(set->name, "search_path") != 0 &&
+	       !lv_params_get(&sv->status, set->name) && lv_params_get(&startup, set->name);
 }
 
 /* Whether a SET of name stays with the client across servers rather than pinning it. */
@@ -1566,12 +1579,12 @@ static bool inspect_statement(lv_client_t *c, const char *sql, size_t n, bool ca
 		/* A tracked setting: not session state Levee cannot carry. Reported ones
 		 * follow ParameterStatus (server.c); resets are noted below. */
 		creates &= ~LV_SQL_SESSION_BIT(LV_SQL_SESSION_SET);
-		bool carried = true, plain = !set->is_reset && !set->is_default;
-		if (plain && strcmp(set->name, "search_path") == 0)
+		bool carried = true;
+		if (!set->is_reset && !set->is_default && strcmp(set->name, "search_path") == 0)
 			carried = lv_client_desire(c, "search_path", set->value) &&
 				  lv_params_set(&sv->applied, "search_path", set->value);
-		else if (plain && !lv_params_get(&sv->status, set->name))
-			/* A startup setting; a named statement's is noted when a Bind runs it. */
+		else if (sets_startup_setting(c, sv, info))
+			/* A named statement's is noted when a Bind runs it. */
 			carried = runs ? note_set(c, info) : set_value_plain(set);
 		if (!carried)
 			creates |= LV_SQL_SESSION_BIT(LV_SQL_SESSION_SET);
@@ -1626,11 +1639,7 @@ static void inspect_bound(lv_client_t *c, const lv_pstmt_t *ps)
 	if (classify(w, ps->query, ps->query_len, &opts, false, w->sql_info) != 0)
 		return;
 	const lv_sql_info_t *info = w->sql_info;
-	const lv_sql_set_t *set = &info->set;
-	lv_buf_t startup = startup_view(c);
-	if (set->is_present && !set->is_local && set->name[0] && !info->is_multi &&
-	    !set->is_reset && !set->is_default && strcmp(set->name, "search_path") != 0 &&
-	    !lv_params_get(&c->server->status, set->name) && lv_params_get(&startup, set->name))
+	if (sets_startup_setting(c, c->server, info))
 		(void)note_set(c, info); /* one it cannot carry pinned the client at its Parse */
 	note_reset(c, info);
 }
@@ -2094,8 +2103,9 @@ static void forward_to_server(lv_client_t *c)
 					break;
 				}
 				bool known = hs || type != PqMsg_Bind; /* an unnamed statement's Bind stays */
-				group_verdict_t g = known && hs && replica_may_run(c->conn.worker, hs, hl)
-							    ? group_route(c)
+				lv_worker_t *w = c->conn.worker;
+				group_verdict_t g = known && hs && replica_may_run(w, hs, hl)
+							    ? group_route(c, w->sql_info)
 							    : GROUP_PRIMARY;
 				if (known && g != GROUP_REPLICA) {
 					/* Either way the server's earlier requests finish first. */
@@ -2164,7 +2174,7 @@ static void forward_to_server(lv_client_t *c)
 				batch = avail;
 			}
 			/* The end of a request that changes settings: what follows waits. */
-			if (txn && sv->chg_armed && (type == PqMsg_Query || type == PqMsg_Sync))
+			if (txn && lv_server_changes_settings(sv) && (type == PqMsg_Query || type == PqMsg_Sync))
 				sv->chg_gate = true;
 		}
 		if (batch > 0) {

@@ -1048,7 +1048,7 @@ void lv_server_release(lv_server_t *sv)
 	lv_config_t *cfg = w->cfg;
 	sv->client = NULL;
 	sv->settings_known = false;
-	sv->chg_armed = sv->chg_reset_all = sv->chg_failed = sv->chg_gate = sv->chg_held = false;
+	sv->chg_reset_all = sv->chg_failed = sv->chg_gate = sv->chg_held = false;
 	lv_buf_cleanup(&sv->chg_sets);
 	lv_buf_cleanup(&sv->chg_resets);
 	lv_sbuf_resume(&sv->conn.sb);

@@ -57,7 +57,6 @@ struct lv_server {
 	 * startup value again (lv_client_settings_changed). */
 	lv_buf_t chg_sets;      /* "name\0value\0": new values of startup settings */
 	lv_buf_t chg_resets;    /* "name\0\0": names reset one by one */
-	bool chg_armed;         /* such a request is on its way */
 	bool chg_reset_all;     /* it resets everything */
 	bool chg_failed;        /* it saw an error: the change did not take */
 	bool chg_gate;          /* its end went to the server: the client's next messages wait */
@@ -82,6 +81,12 @@ struct lv_server {
 	lv_usec_t last_used_us;
 	lv_usec_t created_us;
 };
+
+/* Whether its client's request changes carried settings (noted in the chg_ fields). */
+static inline bool lv_server_changes_settings(const lv_server_t *sv)
+{
+	return sv->chg_reset_all || sv->chg_sets.len > 0 || sv->chg_resets.len > 0;
+}
 
 /* Opens a new server for pool with the given startup parameters; NULL on failure (logged). */
 lv_server_t *lv_server_connect(lv_pool_t *pool, const lv_buf_t *params, uint64_t params_hash);
