@@ -87,3 +87,15 @@ def test_server_tls_require_own_connections_refuse_plain(pg, levee_factory):
                                             r"support TLS \(server_tls = require\)"), 10,
                      message="the health check refused")
     assert [r["up"] for r in lv.admin("SHOW BACKENDS")] == ["no"]
+
+
+def test_server_tls_prefer_own_connections_fall_back_to_plain(pg, levee_factory):
+    """prefer lets Levee's own connections go plain against a server without TLS,
+    as it lets the pools' do: the health check logs in and the backend is up."""
+    assert pg.sql("SHOW ssl") == [("off",)]
+    lv = levee_factory({"tls": {"server_tls": "prefer"},
+                        "routing": {"health_check_user": "app", "health_check_period": "200ms",
+                                    "health_check_timeout": "200ms"}})
+    utils.wait_until(lambda: [r["up"] for r in lv.admin("SHOW BACKENDS")] == ["yes"], 10,
+                     message="the health check logged in over plain TCP")
+    assert not lv.log_matches(r"health check of \S+ failed")
