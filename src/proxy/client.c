@@ -1406,14 +1406,40 @@ static bool word_is(const char *w, size_t n, const char *kw)
 	return strlen(kw) == n && strncasecmp(w, kw, n) == 0;
 }
 
+/* Does s[0..k) equal needle (lower case letters and underscores, length k), ignoring case? */
+static bool equals_lower(const char *s, const char *needle, size_t k)
+{
+	for (size_t j = 0; j < k; j++) {
+		char ch = s[j];
+		if (ch >= 'A' && ch <= 'Z')
+			ch |= 0x20;
+		if (ch != needle[j])
+			return false;
+	}
+	return true;
+}
+
 /* needle is lower case ASCII letters and underscores. */
 static bool contains_ci(const char *s, size_t n, const char *needle)
 {
 	size_t k = strlen(needle);
 	char first = needle[0];
 	for (size_t i = 0; i + k <= n; i++)
-		if ((s[i] | 0x20) == first && strncasecmp(s + i, needle, k) == 0)
+		if ((s[i] | 0x20) == first && equals_lower(s + i, needle, k))
 			return true;
+	return false;
+}
+
+/* Does s name a session-level advisory lock or set_config()? One pass, for every statement. */
+static bool names_session_function(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char ch = s[i] | 0x20;
+		if (ch == 'a' && i + 8 <= n && equals_lower(s + i, "advisory", 8))
+			return true;
+		if (ch == 's' && i + 10 <= n && equals_lower(s + i, "set_config", 10))
+			return true;
+	}
 	return false;
 }
 
@@ -1431,7 +1457,7 @@ static bool may_touch_session(const char *sql, size_t n)
 		return true;
 	if (word_is(word, wl, "create") && contains_ci(sql, n, "temp"))
 		return true;
-	if (contains_ci(sql, n, "advisory") || contains_ci(sql, n, "set_config"))
+	if (names_session_function(sql, n))
 		return true;
 	/* Several statements in one string: look at all of them. */
 	const char *semi = memchr(sql, ';', n);
