@@ -84,7 +84,12 @@ static void raw_read_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 	}
-	for (int i = 0; i < SBUF_MAX_READS; i++) {
+	/* A kick delivers the bytes already held; it does not read. New bytes wake
+	 * the event again (level-triggered), so they wait one loop turn at most, and
+	 * the kicked connection (typically a client whose request waited for a
+	 * server) costs no recv() that finds nothing, and no 16 KiB buffer to
+	 * grow its few held bytes into and free again. */
+	for (int i = sb->kicked ? SBUF_MAX_READS : 0; i < SBUF_MAX_READS; i++) {
 		ssize_t n;
 		size_t room;
 		if (lv_buf_unread(&sb->in) == 0 && !sb->in_scratch) {
