@@ -711,7 +711,16 @@ bool lv_client_desire(lv_client_t *c, const char *name, const char *value)
 	const char *cur = lv_params_get(&c->desired, name);
 	if (cur && strcmp(cur, value) == 0)
 		return true;
+	c->desired_hash = 0;
 	return keep_startup(c) && lv_params_set(&c->desired, name, value);
+}
+
+/* lv_params_hash(&c->desired), computed once per change of c->desired (which clears it). */
+static uint64_t desired_hash(lv_client_t *c)
+{
+	if (!c->desired_hash)
+		c->desired_hash = lv_params_hash(&c->desired);
+	return c->desired_hash;
 }
 
 /*
@@ -724,7 +733,7 @@ static bool send_prelude(lv_client_t *c, lv_server_t *sv)
 {
 	lv_pool_t *pool = c->pool;
 	/* The common case: the server last served a client with the same settings. */
-	uint64_t h = lv_params_hash(&c->desired);
+	uint64_t h = desired_hash(c);
 	if (sv->settings_known && h == sv->settings_hash)
 		return true;
 	sv->settings_known = false;
@@ -792,6 +801,7 @@ int lv_client_settings_changed(lv_client_t *c, bool done)
 	sv->chg_reset_all = false;
 	bool ok = !done || keep_startup(c);
 	lv_buf_t startup = startup_view(c); /* kept: desired may change below */
+	c->desired_hash = 0;
 	size_t pos = 0;
 	const char *k, *v;
 	if (!done || !ok) {
@@ -880,7 +890,7 @@ static void attach(lv_client_t *c, lv_server_t *sv)
 		if (c->pool->pool_mode == LV_POOL_TRANSACTION) {
 			/* The server carries the refresh on alone; the client is free for its next request. */
 			lv_cached_handoff(c, sv);
-			sv->settings_hash = lv_params_hash(&c->desired);
+			sv->settings_hash = desired_hash(c);
 			sv->settings_known = true;
 			c->server = NULL;
 			sv->client = NULL;
@@ -2483,7 +2493,7 @@ void lv_client_server_ready(lv_client_t *c)
 	c->route_reason = -1;
 	c->server = NULL;
 	sv->client = NULL;
-	sv->settings_hash = lv_params_hash(&c->desired);
+	sv->settings_hash = desired_hash(c);
 	sv->settings_known = true;
 	sv->last_used_us = lv_time_now_us();
 	lv_server_set_state(sv, LV_SERVER_IDLE);

@@ -48,10 +48,10 @@ struct lv_scram_secret;
 struct lv_client {
 	lv_conn_t conn;
 	lv_client_state_t state;
+	int route_reason;      /* lv_route_reason_t of the current transaction; -1 if not routed */
 	lv_pool_t *pool;       /* set once authenticated (not for admin sessions); the pool of its
 				  current or last server: the primary's, or a replica's for reads */
 	lv_pool_t *home;       /* its pool on the primary */
-	int route_reason;      /* lv_route_reason_t of the current transaction; -1 if not routed */
 	lv_usec_t ryw_since;   /* when its last write ended; 0: none pending (read-your-writes) */
 	lv_server_t *server;   /* valid in ACTIVE */
 
@@ -67,6 +67,7 @@ struct lv_client {
 	 * gets ("name\0value\0"): its startup parameters and options, then what
 	 * its SETs of tracked parameters changed. */
 	lv_buf_t desired;
+	uint64_t desired_hash; /* lv_params_hash(&desired) once computed; 0: not yet (see desired_hash()) */
 	/* Transaction mode: its startup parameters and options alone, what RESET, RESET ALL
 	 * and DISCARD ALL go back to. desired is that until it first changes; a copy is
 	 * kept then (owned, startup_len bytes, NULL if none), so idle clients pay nothing. */
