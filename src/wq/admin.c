@@ -5,9 +5,10 @@
  * on the caller's loop with its own short-lived Redis connection: per
  * configured database, one EVAL of STATS_LUA (queue length, pending, age of
  * the oldest unapplied entry, dead letters, cluster-wide counters) or of
- * RETRY_DEAD_LUA (re-add every dead letter to its stream), or one XDEL of a
- * dead letter. The caller's callback runs once, with every row or the first
- * error, or after 5 s without an answer.
+ * RETRY_DEAD_LUA (re-add every dead letter to its stream, then recount the
+ * partitions' entries for max_length), or one XDEL of a dead letter. The
+ * caller's callback runs once, with every row or the first error, or after
+ * 5 s without an answer.
  *
  * Ownership: the job owns its Redis connection, key names, rows and timer;
  * it frees them from the loop's deferred list after answering, so nothing of
@@ -62,9 +63,15 @@ static const char STATS_LUA[] =
 	"if oldest and now > oldest then age = now - oldest end\n"
 	"return {len, pending, age, dead, num(st[1]), num(st[2]), num(st[3]), num(st[4])}\n";
 
+/*
+ * KEYS: the partitions, the dead stream, the stats hash. Re-adds every dead
+ * letter to its stream, then sets the stats hash's len (the count behind
+ * max_length) to the partitions' exact total.
+ */
 static const char RETRY_DEAD_LUA[] =
+	"local dead = KEYS[#KEYS - 1]\n"
 	"local n = 0\n"
-	"for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do\n"
+	"for _, e in ipairs(redis.call('XRANGE', dead, '-', '+')) do\n"
 	"  local f = e[2]\n"
 	"  local stream, payload\n"
 	"  for i = 1, #f, 2 do\n"
@@ -72,10 +79,16 @@ static const char RETRY_DEAD_LUA[] =
 	"  end\n"
 	"  if stream and payload and payload ~= '' then\n"
 	"    redis.call('XADD', stream, '*', 'm', payload)\n"
-	"    redis.call('XDEL', KEYS[1], e[1])\n"
+	"    redis.call('XDEL', dead, e[1])\n"
 	"    n = n + 1\n"
 	"  end\n"
 	"end\n"
+	"local len = 0\n"
+	"for i = 1, #KEYS - 2 do\n"
+	"  local l = redis.pcall('XLEN', KEYS[i])\n"
+	"  if type(l) == 'number' then len = len + l end\n"
+	"end\n"
+	"redis.call('HSET', KEYS[#KEYS], 'len', len)\n"
 	"return n\n";
 
 typedef struct admin_job {
@@ -172,8 +185,16 @@ static void admin_send(admin_job_t *j)
 			argv[n++] = LV_WQ_GROUP;
 			ok = lv_redis_cmd(j->r, admin_reply_cb, j, n, argv, NULL);
 		} else if (j->op == LV_WQ_ADMIN_RETRY_DEAD) {
-			const char *argv[] = {"EVAL", RETRY_DEAD_LUA, "1", k[LV_WQ_PARTITIONS]};
-			ok = lv_redis_cmd(j->r, admin_reply_cb, j, 4, argv, NULL);
+			const char *argv[3 + LV_WQ_PARTITIONS + 2];
+			int n = 0;
+			char nkeys[16];
+			snprintf(nkeys, sizeof(nkeys), "%d", LV_WQ_PARTITIONS + 2);
+			argv[n++] = "EVAL";
+			argv[n++] = RETRY_DEAD_LUA;
+			argv[n++] = nkeys;
+			for (int i = 0; i < LV_WQ_PARTITIONS + 2; i++)
+				argv[n++] = k[i];
+			ok = lv_redis_cmd(j->r, admin_reply_cb, j, n, argv, NULL);
 		} else {
 			const char *argv[] = {"XDEL", k[LV_WQ_PARTITIONS], j->id};
 			ok = lv_redis_cmd(j->r, admin_reply_cb, j, 3, argv, NULL);

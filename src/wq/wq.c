@@ -9,13 +9,21 @@
  *   <prefix>:D:<p>        stream partition p (0..LV_WQ_PARTITIONS-1); field m = payload
  *   <prefix>:D:<p>:lease  the instance id that consumes partition p (PX claim_idle)
  *   <prefix>:D:dead       dead letters: id, stream, db, payload, error, attempts
- *   <prefix>:D:stats      hash: enqueued, applied, retried, dead (cluster-wide totals)
+ *   <prefix>:D:stats      hash: enqueued, applied, retried, dead (cluster-wide totals);
+ *                         len, the entries in D's partitions (for max_length)
  *
  * Producer. One script, sent as EVALSHA of its SHA1 (computed once per
  * process); a NOSCRIPT answer (nothing ran) is followed by the same request
- * as EVAL, which loads the script for the next ones. The script sums XLEN
- * over D's partitions, refuses with LEVEE_FULL at max_length, else XADDs to
- * the key's partition and HINCRBYs enqueued. Then WAIT when wait_replicas > 0.
+ * as EVAL, which loads the script for the next ones. The script HINCRBYs
+ * len; past max_length it recounts (XLEN over D's partitions) and refuses
+ * with LEVEE_FULL if the real total is at max_length, else XADDs to the
+ * key's partition and HINCRBYs enqueued. Then WAIT when wait_replicas > 0.
+ * So len is one read-and-add per message, and only a trim removes entries:
+ * the trim script sets len to the exact total after each XTRIM (as does
+ * RETRY DEAD LETTERS), which heals any drift (a stream deleted by hand, a
+ * producer of an older version that does not count). A count too high is
+ * also healed by the recount before a refusal; one too low lets the queue
+ * overshoot max_length by the difference until the next trim.
  *
  * Consumers. Per database a dbq_t with LV_WQ_PARTITIONS part_t. A part is
  * worked on only while this instance holds its lease (SET NX PX claim_idle,
@@ -133,15 +141,35 @@ void lv__wq_named_key(char *out, const lv_config_t *cfg, const char *db, const c
 
 /* =================================================================== producer */
 
+/*
+ * KEYS: the partitions, then the stats hash; ARGV: target partition (1-based),
+ * max_length, payload. len counts the partitions' entries: one HINCRBY here,
+ * recomputed exactly at every trim. Past max_length the count is first
+ * recomputed (so a count that drifted high never refuses wrongly); the
+ * refusal is exact. An XADD error undoes the increment.
+ */
 static const char ENQUEUE_LUA[] =
+	"local st = KEYS[#KEYS]\n"
 	"local max = tonumber(ARGV[2])\n"
-	"if max > 0 then\n"
-	"  local n = 0\n"
-	"  for i = 1, #KEYS - 1 do n = n + redis.call('XLEN', KEYS[i]) end\n"
-	"  if n >= max then return redis.error_reply('LEVEE_FULL the queue holds ' .. n .. ' messages') end\n"
+	"local n = redis.call('HINCRBY', st, 'len', 1)\n"
+	"if max > 0 and n > max then\n"
+	"  n = 0\n"
+	"  for i = 1, #KEYS - 1 do\n"
+	"    local l = redis.pcall('XLEN', KEYS[i])\n"
+	"    if type(l) == 'number' then n = n + l end\n"
+	"  end\n"
+	"  if n >= max then\n"
+	"    redis.call('HSET', st, 'len', n)\n"
+	"    return redis.error_reply('LEVEE_FULL the queue holds ' .. n .. ' messages')\n"
+	"  end\n"
+	"  redis.call('HSET', st, 'len', n + 1)\n"
 	"end\n"
-	"local id = redis.call('XADD', KEYS[tonumber(ARGV[1])], '*', 'm', ARGV[3])\n"
-	"redis.call('HINCRBY', KEYS[#KEYS], 'enqueued', 1)\n"
+	"local id = redis.pcall('XADD', KEYS[tonumber(ARGV[1])], '*', 'm', ARGV[3])\n"
+	"if type(id) == 'table' and id.err then\n"
+	"  redis.call('HINCRBY', st, 'len', -1)\n"
+	"  return id\n"
+	"end\n"
+	"redis.call('HINCRBY', st, 'enqueued', 1)\n"
 	"return id\n";
 
 /*
@@ -887,26 +915,42 @@ static void send_read(dbq_t *q)
 
 /* ------------------------------------------------------------ acks and trims */
 
+/*
+ * KEYS: the database's partitions, then its stats hash; ARGV: the group, the
+ * partition to trim (1-based). Trims it to its oldest pending (or first
+ * undelivered) id, then sets the stats hash's len to the partitions' exact
+ * total, which heals a count that drifted (a stream deleted by hand, a
+ * producer that does not count). Returns the trim point, or "" if none.
+ */
 static const char TRIM_LUA[] =
-	"local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', KEYS[1])\n"
-	"if not ok then return '' end\n"
+	"local s = KEYS[tonumber(ARGV[2])]\n"
+	"local minid = ''\n"
+	"local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', s)\n"
 	"local last = nil\n"
-	"for _, g in ipairs(groups) do\n"
-	"  local name, ld\n"
-	"  for i = 1, #g, 2 do\n"
-	"    if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'last-delivered-id' then ld = g[i + 1] end\n"
+	"if ok then\n"
+	"  for _, g in ipairs(groups) do\n"
+	"    local name, ld\n"
+	"    for i = 1, #g, 2 do\n"
+	"      if g[i] == 'name' then name = g[i + 1]\n"
+	"      elseif g[i] == 'last-delivered-id' then ld = g[i + 1] end\n"
+	"    end\n"
+	"    if name == ARGV[1] then last = ld end\n"
 	"  end\n"
-	"  if name == ARGV[1] then last = ld end\n"
 	"end\n"
-	"if not last then return '' end\n"
-	"local p = redis.call('XPENDING', KEYS[1], ARGV[1])\n"
-	"local minid\n"
-	"if p[1] > 0 then minid = p[2] else\n"
-	"  local ms, seq = string.match(last, '^(%d+)-(%d+)$')\n"
-	"  if not ms then return '' end\n"
-	"  minid = ms .. '-' .. string.format('%d', tonumber(seq) + 1)\n"
+	"if last then\n"
+	"  local p = redis.call('XPENDING', s, ARGV[1])\n"
+	"  if p[1] > 0 then minid = p[2] else\n"
+	"    local ms, seq = string.match(last, '^(%d+)-(%d+)$')\n"
+	"    if ms then minid = ms .. '-' .. string.format('%d', tonumber(seq) + 1) end\n"
+	"  end\n"
+	"  if minid ~= '' then redis.call('XTRIM', s, 'MINID', minid) end\n"
 	"end\n"
-	"redis.call('XTRIM', KEYS[1], 'MINID', minid)\n"
+	"local n = 0\n"
+	"for i = 1, #KEYS - 1 do\n"
+	"  local l = redis.pcall('XLEN', KEYS[i])\n"
+	"  if type(l) == 'number' then n = n + l end\n"
+	"end\n"
+	"redis.call('HSET', KEYS[#KEYS], 'len', n)\n"
 	"return minid\n";
 
 static void trim_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
@@ -923,8 +967,20 @@ static void trim_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 
 static void send_trim(part_t *p)
 {
-	const char *argv[] = {"EVAL", TRIM_LUA, "1", p->stream, LV_WQ_GROUP};
-	p->trim_pending = cmd_argv(p->q->wq, trim_cb, p, 5, argv);
+	char nkeys[16], idx[16];
+	const char *argv[3 + LV_WQ_PARTITIONS + 1 + 2];
+	int n = 0;
+	snprintf(nkeys, sizeof(nkeys), "%d", LV_WQ_PARTITIONS + 1);
+	snprintf(idx, sizeof(idx), "%u", p->idx + 1);
+	argv[n++] = "EVAL";
+	argv[n++] = TRIM_LUA;
+	argv[n++] = nkeys;
+	for (unsigned i = 0; i < LV_WQ_PARTITIONS; i++)
+		argv[n++] = p->q->parts[i].stream;
+	argv[n++] = p->q->stats_key;
+	argv[n++] = LV_WQ_GROUP;
+	argv[n++] = idx;
+	p->trim_pending = cmd_argv(p->q->wq, trim_cb, p, n, argv);
 	if (p->trim_pending) {
 		p->want_trim = false;
 		p->trim_at_us = lv_time_now_us() + TRIM_EVERY_US;

@@ -111,8 +111,11 @@
  * Flow control. Producers: when a database's streams hold max_length
  * entries in total, async writes are refused with SQLSTATE 53400
  * (configuration_limit_exceeded); the check and the XADD are one Redis
- * script, so the limit is never overshot by racing producers. Consumers: at
- * most max_inflight messages per database are read and not yet acknowledged.
+ * script, so racing producers never overshoot the limit. The total is a
+ * count kept next to the streams, recomputed exactly at every trim and
+ * before every refusal, so a refusal is always right; entries XADDed behind
+ * Levee's back are counted only from the next trim on. Consumers: at most
+ * max_inflight messages per database are read and not yet acknowledged.
  *
  * Cache. After a batch commits, the tables it wrote are passed to the
  * on_applied hook so the result cache bumps their generations.
@@ -179,7 +182,8 @@ typedef void (*lv_wq_enqueued_cb)(void *arg, lv_wq_status_t status, const char *
 
 /*
  * Encodes m and sends ONE Redis script that refuses with LEVEE_FULL when the
- * database's streams hold cfg->queue.max_length entries and otherwise XADDs
+ * database's streams hold cfg->queue.max_length entries (by the kept count,
+ * recounted before refusing; see Flow control) and otherwise XADDs
  * the message (then a WAIT when cfg->queue.wait_replicas > 0). Returns
  * LV_WQ_OK when the command was sent: cb follows exactly once, never before
  * this returns. Any other value is an immediate failure: nothing was sent and

@@ -908,12 +908,94 @@ def test_queue_full_53400(levee, pg, tables):
     assert levee.metrics().sum("levee_queue_refused_total", reason="full") == 1
 
 
+STATS = f"{PREFIX}:app:stats"
+
+
+def queued_len(r, db="app"):
+    """The entries in db's partitions, by XLEN."""
+    return sum(r.xlen(f"{PREFIX}:{db}:{p}") for p in range(PARTITIONS)
+               if r.exists(f"{PREFIX}:{db}:{p}"))
+
+
+def fill_until_refused(conn, k, n):
+    """n async writes are queued, the next one is refused with 53400."""
+    for i in range(n):
+        assert async_insert(conn, k, i)[0].statusmessage == "INSERT 0 0"
+    with pytest.raises(psycopg.errors.ConfigurationLimitExceeded, match="max_length"):
+        async_insert(conn, k, 99)
+
+
+@needs_producer
+@queue_config(consumers="false", max_length="5")
+def test_queue_full_recounts_a_count_that_drifted_high(levee, pg, rc, tables):
+    """The producer keeps the length as a count (stats field len); a count too
+    high (a partition deleted by hand) is recounted before a refusal, so
+    writes are refused by the real length, not by the count."""
+    with levee.conn(autocommit=True) as conn:
+        fill_until_refused(conn, "a", 5)
+        assert rc.hget(STATS, "len") == "5"
+        rc.delete(stream("app", "t"))  # every entry so far (one key, one partition)
+        assert queued_len(rc) == 0
+        fill_until_refused(conn, "b", 5)
+        assert rc.hget(STATS, "len") == "5" and queued_len(rc) == 5
+        rc.hset(STATS, "len", 1000000)
+        with pytest.raises(psycopg.errors.ConfigurationLimitExceeded):
+            async_insert(conn, "c", 1)
+        assert rc.hget(STATS, "len") == "5"
+    assert levee.metrics().sum("levee_queue_refused_total", reason="full") == 3
+
+
+@needs_producer
+@queue_config(consumers="false", max_length="5")
+def test_queue_length_count_healed_by_the_consumers_trim(levee, pg, rc, tables):
+    """A count that drifted (too high, then too low: what a producer that does
+    not count leaves) is set to the streams' real length when the consumers
+    trim, and writes are then queued and refused by the real length."""
+    with levee.conn(autocommit=True) as conn:
+        fill_until_refused(conn, "a", 5)
+        for drifted, applied in ((1000000, 5), (2, 10)):
+            rc.hset(STATS, "len", drifted)
+            assert levee.reload({"queue": {"consumers": "true"}}) == {"result": "ok"}
+            wait_until(lambda: count(pg, "t") == applied, 15, message=f"{applied} applied")
+            wait_until(lambda: rc.hget(STATS, "len") == "0", 15,
+                       message="the count set to the length at the trim")
+            assert queued_len(rc) == 0
+            assert levee.reload({"queue": {"consumers": "false"}}) == {"result": "ok"}
+            fill_until_refused(conn, "b", 5)
+            assert rc.hget(STATS, "len") == "5" and queued_len(rc) == 5
+
+
+@needs_producer
+@queue_config(consumers="false", max_length="5")
+def test_retry_dead_letters_keeps_the_length_count(levee, pg, rc, tables):
+    """RETRY DEAD LETTERS puts messages back into the partitions: the count
+    behind max_length follows, so the next write is refused."""
+    with levee.conn(autocommit=True) as conn:
+        for i in range(3):
+            assert async_insert(conn, "a", i)[0].statusmessage == "INSERT 0 0"
+        assert rc.hget(STATS, "len") == "3"
+        for i in range(2):
+            rc.xadd(DEAD, {"id": f"1-{i}", "stream": stream("app", f"d{i}"), "db": "app",
+                           "payload": encode("INSERT INTO t (k, v) VALUES ('d', $1)", (i,),
+                                             key=f"d{i}"),
+                           "error": "boom", "attempts": "3"})
+        levee.admin("RETRY DEAD LETTERS")
+        assert rc.xlen(DEAD) == 0
+        assert queued_len(rc) == 5
+        assert rc.hget(STATS, "len") == "5"
+        with pytest.raises(psycopg.errors.ConfigurationLimitExceeded):
+            async_insert(conn, "a", 99)
+    assert levee.metrics().sum("levee_queue_refused_total", reason="full") == 1
+
+
 @needs_producer
 @pytest.mark.levee_config(QUEUE)
 def test_redis_error_reply_58000(levee, pg, rc, tables):
     """Redis answers the enqueue script with an error (a queue key holds a
     string: WRONGTYPE): the client gets 58000 and nothing is stored."""
-    rc.set(f"{PREFIX}:app:0", "not a stream")
+    keys = [f"{PREFIX}:app:{p}" for p in range(PARTITIONS)]  # whichever the write goes to
+    for k in keys:
+        rc.set(k, "not a stream")
     with levee.conn(autocommit=True) as conn:
         with pytest.raises(psycopg.Error) as exc:
             async_insert(conn, "w", 1)
@@ -921,9 +1003,8 @@ def test_redis_error_reply_58000(levee, pg, rc, tables):
         assert "WRONGTYPE" in str(exc.value)
         assert conn.execute("SELECT 1").fetchone() == (1,)  # the session goes on
     assert levee.metrics().sum("levee_queue_refused_total", reason="redis_error") == 1
-    assert rc.get(f"{PREFIX}:app:0") == "not a stream"
-    assert sum(rc.xlen(f"{PREFIX}:app:{p}") for p in range(1, PARTITIONS)
-               if rc.exists(f"{PREFIX}:app:{p}")) == 0
+    assert [rc.get(k) for k in keys] == ["not a stream"] * PARTITIONS
+    assert rc.hget(f"{PREFIX}:app:stats", "len") == "0"  # the length count was undone
 
 
 @needs_producer
