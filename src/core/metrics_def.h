@@ -180,7 +180,8 @@
 	L(S, GROUP, "group")                 \
 	L(S, CLAIM, "claim")                 \
 	L(S, ACK, "ack")                     \
-	L(S, DEAD_LETTER, "dead_letter")
+	L(S, DEAD_LETTER, "dead_letter")     \
+	L(S, ATTEMPTS, "attempts")
 
 /* Every label set above, so metrics.h can generate one enum per set. */
 #define LV_METRIC_LABEL_SETS(S) \

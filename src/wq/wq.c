@@ -8,6 +8,7 @@
  *
  *   <prefix>:D:<p>        stream partition p (0..LV_WQ_PARTITIONS-1); field m = payload
  *   <prefix>:D:<p>:lease  the instance id that consumes partition p (PX claim_idle)
+ *   <prefix>:D:<p>:attempts  hash: message id of partition p -> its failed applications
  *   <prefix>:D:dead       dead letters: id, stream, db, payload, error, attempts
  *   <prefix>:D:stats      hash: enqueued, applied, retried, dead (cluster-wide totals);
  *                         len, the entries in D's partitions (for max_length)
@@ -89,14 +90,35 @@
  * not keep the partition's other users' messages from going first. In the
  * fallback deferred constraints are made immediate, so a message that
  * breaks one fails in its own savepoint rather than at the batch's COMMIT.
- * After COMMIT: XACK the applied and skipped ids; failed ones wait for
- * their backoff or, at max_attempts, are XADDed to the dead stream and then
- * acknowledged; a refused XACK or dead-letter XADD is sent again after a
- * backoff (the message stays pending meanwhile). A NOGROUP answer (the group
+ * After COMMIT: XACK the applied and skipped ids; failed ones have their
+ * attempt counted (below), then wait for their backoff or, at max_attempts,
+ * are XADDed to the dead stream and then acknowledged; a refused XACK or
+ * dead-letter XADD is sent again after a backoff (the message stays pending
+ * meanwhile). A NOGROUP answer (the group
  * or the stream deleted) makes pump() create the group again. After acks the
  * part trims its stream to its oldest pending
  * (or first undelivered) id, and the next batch deletes levee_applied rows
  * below that point.
+ *
+ * Attempt counts live in Redis, in the hash <stream>:attempts of the
+ * partition (field: message id), so a restart or a lease that moves to
+ * another instance does not give a failing message a fresh set of attempts.
+ * A failure is stored with one script per batch (COUNT_LUA: HINCRBY, but
+ * never below the entry's own count), and the entry (state E_COUNTING,
+ * which holds back its key) is retried or dead-lettered only on the answer,
+ * with max(own count, stored count); when the script is refused or Redis is
+ * away, the own count decides and the next failure writes it back. A
+ * claimed entry (XAUTOCLAIM) is in state E_LOADING, holding back its key,
+ * until one HMGET of the claimed ids has given its count (a refused HMGET
+ * is sent again after a backoff); with a count above 0 it waits a whole
+ * backoff from then (when it last failed is not kept), at max_attempts it
+ * is dead-lettered without another try. Entries read by XREADGROUP are new
+ * and have no count. After an XACK, the fields of the acknowledged entries
+ * that had one are deleted (HDEL, not waited for); fields left behind (a
+ * refused HDEL, a crash, an old owner's late count) are pruned by a scan
+ * (PRUNE_LUA) that deletes those below the part's trim point, started at
+ * most every PRUNE_EVERY_US when the trim point moved. RETRY DEAD LETTERS
+ * adds messages back under new ids: they start with no count.
  *
  * Ownership: lv_wq_t owns its dbq_t (kept until lv_wq_free, idle when the
  * database leaves the config), their entries, the Redis connections and the
@@ -390,6 +412,8 @@ typedef enum entry_state {
 	E_ACKING,      /* XACK sent */
 	E_DEAD,        /* out of attempts or malformed: XADD to the dead stream to send */
 	E_DEADING,     /* dead-letter XADD (then XACK) sent */
+	E_LOADING,     /* claimed: its attempt count is to be read from Redis (HMGET) */
+	E_COUNTING,    /* failed: its attempt count is being stored in Redis */
 } entry_state_t;
 
 typedef enum batch_result {
@@ -400,14 +424,16 @@ typedef enum batch_result {
 	R_DEFERRED, /* not run: an earlier entry of its key failed in this batch (FIFO per key) */
 } batch_result_t;
 
+#define ID_LEN 48 /* a stream id and its NUL */
+
 typedef struct entry {
 	lv_list_t node;           /* in part->entries, stream order */
-	char id[48];
+	char id[ID_LEN];
 	uint64_t id_ms;           /* when Redis accepted it */
 	lv_wq_decoded_t msg;      /* decoded; zeroed when malformed */
 	entry_state_t state;
 	batch_result_t result;    /* in the running batch */
-	int attempts;             /* failed applications so far */
+	int attempts;             /* failed applications so far, by any consumer (see below) */
 	int holds;                /* whole-batch failures so far (not attempts), for its backoff */
 	lv_usec_t retry_at_us;    /* not before this time */
 	char *last_error;         /* owned; NULL if never failed */
@@ -422,6 +448,7 @@ typedef struct part {
 	unsigned idx;
 	char stream[LV__WQ_KEY_LEN];
 	char lease_key[LV__WQ_KEY_LEN];
+	char attempts_key[LV__WQ_KEY_LEN];
 	lv_list_t entries;
 	int n_entries;
 	bool has_group;         /* XGROUP CREATE answered (created or BUSYGROUP) */
@@ -440,6 +467,15 @@ typedef struct part {
 	lv_usec_t ack_retry_at_us;
 	int dead_failures;      /* dead-letter XADDs refused in a row; again at dead_retry_at_us */
 	lv_usec_t dead_retry_at_us;
+	bool load_pending;      /* an HMGET of claimed entries' attempt counts is in flight */
+	int load_failures;      /* HMGETs refused in a row; again at load_retry_at_us */
+	lv_usec_t load_retry_at_us;
+	bool prune_pending;     /* a prune of the attempts hash is in flight */
+	lv_usec_t prune_at_us;
+	uint64_t prune_ms;      /* the trim point of the running prune scan */
+	uint64_t attempts_pruned_ms; /* fields of ids below <attempts_pruned_ms>-0 were deleted */
+	char prune_cursor[32];  /* HSCAN cursor of the running prune scan; "" between scans */
+	int attempts_errors;    /* commands on attempts_key refused in a row (for the log) */
 	bool trim_pending;
 	bool want_trim;
 	lv_usec_t trim_at_us;
@@ -572,8 +608,11 @@ static void drop_entries(part_t *p, bool all)
 	}
 }
 
-/* Adds one stream entry [id, [field, value, ...]] to p; false if it is not one. */
-static bool add_entry(part_t *p, const lv_redis_reply_t *item)
+/*
+ * Adds one stream entry [id, [field, value, ...]] to p in state st (E_WAITING
+ * for a new message, E_LOADING for a claimed one); false if it is not one.
+ */
+static bool add_entry(part_t *p, const lv_redis_reply_t *item, entry_state_t st)
 {
 	size_t id_len = 0;
 	const char *id = lv_redis_reply_str(lv_redis_reply_at(item, 0), &id_len);
@@ -601,6 +640,7 @@ static bool add_entry(part_t *p, const lv_redis_reply_t *item)
 	if (payload)
 		memcpy(e->payload, payload, plen);
 	e->payload_len = plen;
+	e->state = st;
 	lv_err_t err = {0};
 	if (!payload || lv_wq_decode(payload, plen, &e->msg, &err) != 0) {
 		char why[LV_ERR_MSG_LEN + 40];
@@ -783,7 +823,7 @@ static void claim_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 		for (size_t i = 0; i < lv_redis_reply_len(items); i++) {
 			const lv_redis_reply_t *item = lv_redis_reply_at(items, i);
 			if (!holds_id(p, lv_redis_reply_str(lv_redis_reply_at(item, 0), NULL)))
-				(void)add_entry(p, item);
+				(void)add_entry(p, item, E_LOADING);
 		}
 	}
 	/* Entries deleted from the stream while pending: acknowledge them. */
@@ -866,7 +906,7 @@ static void read_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 			if (!p->has_lease || !p->is_claimed)
 				break;
 			for (size_t k = 0; k < lv_redis_reply_len(items); k++)
-				(void)add_entry(p, lv_redis_reply_at(items, k));
+				(void)add_entry(p, lv_redis_reply_at(items, k), E_WAITING);
 		}
 	}
 	pump(q);
@@ -996,6 +1036,401 @@ static void stats_add(dbq_t *q, const char *field, int n)
 	(void)cmd_argv(q->wq, NULL, NULL, 4, argv);
 }
 
+/* ---------------------------------------------------------- attempt counts */
+
+/*
+ * A message's failed applications are counted in the hash <stream>:attempts
+ * (field: the message id), shared by every instance, so neither a restart nor
+ * a partition moving to another instance gives a failing message a fresh set
+ * of attempts. The entry's own count is the floor: what Redis answers can
+ * only raise it, and a failure the hash missed (a refused command) is written
+ * back with the next one.
+ */
+
+/* Adds one failure of each id, but stores at least the given count: returns the new counts. */
+static const char COUNT_LUA[] =
+	"local r = {}\n"
+	"for i = 1, #ARGV, 2 do\n"
+	"  local n = redis.call('HINCRBY', KEYS[1], ARGV[i], 1)\n"
+	"  local floor = tonumber(ARGV[i + 1])\n"
+	"  if floor and n < floor then\n"
+	"    redis.call('HSET', KEYS[1], ARGV[i], floor)\n"
+	"    n = floor\n"
+	"  end\n"
+	"  r[#r + 1] = n\n"
+	"end\n"
+	"return r\n";
+
+/*
+ * One step of a scan of the hash (HSCAN from cursor ARGV[1]): deletes the
+ * fields of ids below <ARGV[2]>-0, which are acknowledged and trimmed and so
+ * never delivered again; returns the next cursor ("0" at the end).
+ */
+static const char PRUNE_LUA[] =
+	"local r = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', 100)\n"
+	"local below = tonumber(ARGV[2])\n"
+	"for i = 1, #r[2], 2 do\n"
+	"  local ms = tonumber(string.match(r[2][i], '^(%d+)-%d+$') or '')\n"
+	"  if ms and ms < below then redis.call('HDEL', KEYS[1], r[2][i]) end\n"
+	"end\n"
+	"return r[1]\n";
+
+/* Ids sent at most in one HMGET; the claimed entries left wait for the next one. */
+#define LOAD_MAX 1000
+#define PRUNE_EVERY_US (10 * LV_USEC_PER_SEC)
+
+/*
+ * The ids of a command on p's attempts hash and, for COUNT_LUA, the counts
+ * sent. The reply finds its entries again by id (and state): an entry may
+ * have been dropped meanwhile (lease lost), and then the answer is ignored.
+ */
+typedef struct attempts_req {
+	part_t *p;
+	int n;
+	struct {
+		char id[ID_LEN];
+		char count[16];
+	} item[];
+} attempts_req_t;
+
+static attempts_req_t *attempts_req_new(part_t *p, int n)
+{
+	attempts_req_t *a = lv_calloc(1, sizeof(*a) + (size_t)n * sizeof(a->item[0]));
+	if (a)
+		a->p = p;
+	return a;
+}
+
+/* p's entry with this id in state st; NULL when there is none. */
+static entry_t *find_entry(part_t *p, const char *id, entry_state_t st)
+{
+	lv_list_t *pos;
+	lv_list_for_each(pos, &p->entries)
+	{
+		entry_t *e = lv_container_of(pos, entry_t, node);
+		if (e->state == st && strcmp(e->id, id) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+/* Counts and logs a failed command on p's attempts hash (the first and every 10th logged). */
+static void attempts_error(part_t *p, const char *what, const lv_redis_reply_t *reply,
+			   const char *then)
+{
+	lv_metric_inc_l(LV_M_QUEUE_CONSUMER_REDIS_ERRORS_TOTAL, LV_ML_QUEUE_REDIS_OP_ATTEMPTS);
+	p->attempts_errors++;
+	if (p->attempts_errors == 1 || p->attempts_errors % 10 == 0) {
+		char why[208];
+		lv_log_warn("queue %s: %s of attempt counts in %s failed (%s); %s", p->stream, what,
+			    p->attempts_key, reply_text(reply, why), then);
+	}
+}
+
+/* An attempt count from Redis (a string, an integer or nil: 0); negative or garbage: 0. */
+static int reply_count(const lv_redis_reply_t *rp)
+{
+	if (lv_redis_reply_type(rp) == LV_REDIS_INTEGER)
+		return (int)LV_MIN(LV_MAX(lv_redis_reply_int(rp), 0), INT_MAX);
+	const char *s = lv_redis_reply_str(rp, NULL);
+	if (lv_redis_reply_type(rp) != LV_REDIS_STRING || !s)
+		return 0;
+	char *end = NULL;
+	long long v = strtoll(s, &end, 10);
+	return end != s && v > 0 ? (int)LV_MIN(v, INT_MAX) : 0;
+}
+
+/*
+ * e's failure is counted (e->attempts final): at max_attempts it goes to the
+ * dead stream, else it waits for its backoff. Returns whether it is retried.
+ */
+static bool attempt_counted(part_t *p, entry_t *e, lv_usec_t now)
+{
+	lv_wq_t *wq = p->q->wq;
+	int max_attempts = wq->cfg->queue.max_attempts;
+	if (e->attempts >= max_attempts) {
+		e->state = E_DEAD;
+		return false;
+	}
+	e->state = E_WAITING;
+	int64_t d = retry_delay_ms(wq, e->attempts);
+	e->retry_at_us = now + d * LV_USEC_PER_MS;
+	lv_log_info("queue %s: message %s failed (attempt %d of %d, retry in %lld ms): %s",
+		    p->stream, e->id, e->attempts, max_attempts, (long long)d,
+		    e->last_error ? e->last_error : "");
+	return true;
+}
+
+/* n_retried messages of p wait for a retry: count them, here and cluster-wide. */
+static void add_retried(part_t *p, int n_retried)
+{
+	lv_metric_add(LV_M_QUEUE_RETRIED_TOTAL, 0, n_retried);
+	if (n_retried)
+		stats_add(p->q, "retried", n_retried);
+}
+
+/*
+ * The counts of a's entries are known (reply: COUNT_LUA's answer, or NULL or
+ * an error: their own counts stand): each is retried or dead-lettered.
+ */
+static void counts_done(attempts_req_t *a, const lv_redis_reply_t *reply)
+{
+	part_t *p = a->p;
+	bool ok = lv_redis_reply_type(reply) == LV_REDIS_ARRAY;
+	lv_usec_t now = lv_time_now_us();
+	int n_retried = 0;
+	for (int i = 0; i < a->n; i++) {
+		entry_t *e = find_entry(p, a->item[i].id, E_COUNTING);
+		if (!e)
+			continue;
+		if (ok)
+			e->attempts = LV_MAX(e->attempts,
+					     reply_count(lv_redis_reply_at(reply, (size_t)i)));
+		n_retried += attempt_counted(p, e, now);
+	}
+	add_retried(p, n_retried);
+}
+
+static void count_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
+{
+	attempts_req_t *a = arg;
+	part_t *p = a->p;
+	if (p->q->wq->closing) {
+		lv_free(a);
+		return;
+	}
+	if (!reply || lv_redis_reply_type(reply) != LV_REDIS_ARRAY)
+		attempts_error(p, "storing", reply,
+			       "the consumer's own counts decide (stored with the next failure)");
+	else
+		p->attempts_errors = 0;
+	counts_done(a, reply);
+	lv_free(a);
+	pump(p->q);
+}
+
+/*
+ * Stores one more failure of each E_COUNTING entry among the n of ent (all
+ * of p) in one command; their fate is decided when it answers, or at once
+ * with their own counts when it cannot be sent.
+ */
+static void send_counts(part_t *p, entry_t *const *ent, int n)
+{
+	int k = 0;
+	for (int i = 0; i < n; i++)
+		k += ent[i]->state == E_COUNTING;
+	if (k == 0)
+		return;
+	attempts_req_t *a = attempts_req_new(p, k);
+	const char **argv = lv_malloc(sizeof(char *) * (size_t)(4 + 2 * k));
+	if (!a || !argv) {
+		/* Out of memory: decide with the entries' own counts. */
+		lv_free(a);
+		lv_free(argv);
+		lv_usec_t now = lv_time_now_us();
+		int n_retried = 0;
+		for (int i = 0; i < n; i++)
+			if (ent[i]->state == E_COUNTING)
+				n_retried += attempt_counted(p, ent[i], now);
+		add_retried(p, n_retried);
+		return;
+	}
+	int argc = 0;
+	argv[argc++] = "EVAL";
+	argv[argc++] = COUNT_LUA;
+	argv[argc++] = "1";
+	argv[argc++] = p->attempts_key;
+	for (int i = 0; i < n; i++) {
+		entry_t *e = ent[i];
+		if (e->state != E_COUNTING)
+			continue;
+		memcpy(a->item[a->n].id, e->id, sizeof(e->id));
+		snprintf(a->item[a->n].count, sizeof(a->item[a->n].count), "%d", e->attempts);
+		argv[argc++] = a->item[a->n].id;
+		argv[argc++] = a->item[a->n].count;
+		a->n++;
+	}
+	bool sent = cmd_argv(p->q->wq, count_cb, a, argc, argv);
+	lv_free(argv);
+	if (!sent) {
+		attempts_error(p, "storing", NULL, "the consumer's own counts decide");
+		counts_done(a, NULL);
+		lv_free(a);
+	}
+}
+
+static void load_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
+{
+	attempts_req_t *a = arg;
+	part_t *p = a->p;
+	if (p->q->wq->closing) {
+		lv_free(a);
+		return;
+	}
+	p->load_pending = false;
+	lv_usec_t now = lv_time_now_us();
+	if (!reply || lv_redis_reply_type(reply) != LV_REDIS_ARRAY ||
+	    lv_redis_reply_len(reply) != (size_t)a->n) {
+		/* The claimed entries keep waiting, their keys held: read again after a backoff. */
+		int64_t d = retry_delay_ms(p->q->wq, ++p->load_failures);
+		p->load_retry_at_us = now + d * LV_USEC_PER_MS;
+		attempts_error(p, "reading", reply, "the claimed messages wait for it");
+		lv_free(a);
+		pump(p->q);
+		return;
+	}
+	p->load_failures = 0;
+	p->attempts_errors = 0;
+	int max_attempts = p->q->wq->cfg->queue.max_attempts;
+	for (int i = 0; i < a->n; i++) {
+		entry_t *e = find_entry(p, a->item[i].id, E_LOADING);
+		if (!e)
+			continue;
+		e->attempts = LV_MAX(e->attempts, reply_count(lv_redis_reply_at(reply, (size_t)i)));
+		if (e->attempts >= max_attempts) {
+			/* Out of attempts already: its last owner failed it that often. */
+			e->state = E_DEAD;
+			if (!e->last_error)
+				e->last_error = lv_strdup("out of attempts when claimed (the last "
+							  "error was seen by another consumer)");
+			continue;
+		}
+		e->state = E_WAITING;
+		if (e->attempts > 0) {
+			/* When it last failed is not kept: a whole backoff from now. */
+			int64_t d = retry_delay_ms(p->q->wq, e->attempts);
+			e->retry_at_us = now + d * LV_USEC_PER_MS;
+			lv_log_info("queue %s: claimed message %s has failed %d of %d attempts; "
+				    "next in %lld ms", p->stream, e->id, e->attempts, max_attempts,
+				    (long long)d);
+		}
+	}
+	lv_free(a);
+	pump(p->q);
+}
+
+/* Reads the attempt counts of p's claimed entries (state E_LOADING), one HMGET. */
+static void send_load(part_t *p)
+{
+	int k = 0;
+	lv_list_t *pos;
+	lv_list_for_each(pos, &p->entries)
+	{
+		k += lv_container_of(pos, entry_t, node)->state == E_LOADING;
+	}
+	k = LV_MIN(k, LOAD_MAX);
+	if (k == 0)
+		return;
+	attempts_req_t *a = attempts_req_new(p, k);
+	const char **argv = lv_malloc(sizeof(char *) * (size_t)(2 + k));
+	if (!a || !argv) {
+		lv_free(a);
+		lv_free(argv);
+		return; /* again at the next pump */
+	}
+	int argc = 0;
+	argv[argc++] = "HMGET";
+	argv[argc++] = p->attempts_key;
+	lv_list_for_each(pos, &p->entries)
+	{
+		entry_t *e = lv_container_of(pos, entry_t, node);
+		if (e->state != E_LOADING || a->n >= k)
+			continue;
+		memcpy(a->item[a->n].id, e->id, sizeof(e->id));
+		argv[argc++] = a->item[a->n].id;
+		a->n++;
+	}
+	p->load_pending = cmd_argv(p->q->wq, load_cb, a, argc, argv);
+	lv_free(argv);
+	if (!p->load_pending)
+		lv_free(a);
+}
+
+static void attempts_del_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
+{
+	part_t *p = arg;
+	if (p->q->wq->closing)
+		return;
+	if (!reply || lv_redis_reply_type(reply) == LV_REDIS_ERROR)
+		attempts_error(p, "deleting", reply, "the fields go with the next prune");
+}
+
+/*
+ * Deletes the attempt counts of p's acknowledged entries (state E_ACKING)
+ * that have one; not waited for: a field left behind is harmless (its id is
+ * never delivered again) and pruned once the stream is trimmed past it.
+ */
+static void send_attempts_del(part_t *p)
+{
+	int k = 0;
+	lv_list_t *pos;
+	lv_list_for_each(pos, &p->entries)
+	{
+		entry_t *e = lv_container_of(pos, entry_t, node);
+		k += e->state == E_ACKING && e->attempts > 0;
+	}
+	if (k == 0)
+		return;
+	const char **argv = lv_malloc(sizeof(char *) * (size_t)(2 + k));
+	if (!argv)
+		return;
+	int argc = 0;
+	argv[argc++] = "HDEL";
+	argv[argc++] = p->attempts_key;
+	lv_list_for_each(pos, &p->entries)
+	{
+		entry_t *e = lv_container_of(pos, entry_t, node);
+		if (e->state == E_ACKING && e->attempts > 0)
+			argv[argc++] = e->id;
+	}
+	if (!cmd_argv(p->q->wq, attempts_del_cb, p, argc, argv))
+		attempts_error(p, "deleting", NULL, "the fields go with the next prune");
+	lv_free(argv);
+}
+
+static void prune_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
+{
+	part_t *p = arg;
+	if (p->q->wq->closing)
+		return;
+	p->prune_pending = false;
+	size_t len = 0;
+	const char *cursor = lv_redis_reply_str(reply, &len);
+	if (!cursor || lv_redis_reply_type(reply) != LV_REDIS_STRING ||
+	    len >= sizeof(p->prune_cursor)) {
+		attempts_error(p, "pruning", reply, "pruning again later");
+		p->prune_cursor[0] = '\0';
+		p->prune_at_us = lv_time_now_us() + PRUNE_EVERY_US;
+		return;
+	}
+	if (len == 1 && cursor[0] == '0') {
+		p->attempts_pruned_ms = p->prune_ms;
+		p->prune_cursor[0] = '\0';
+		p->prune_at_us = lv_time_now_us() + PRUNE_EVERY_US;
+		return;
+	}
+	memcpy(p->prune_cursor, cursor, len);
+	p->prune_cursor[len] = '\0'; /* the scan goes on at the next pump */
+}
+
+/*
+ * One step of the scan that deletes the attempt counts of ids below p's trim
+ * point (left behind by a refused HDEL, a crash, or an old owner's late
+ * count); a scan starts at most every PRUNE_EVERY_US, and only when the trim
+ * point moved.
+ */
+static void send_prune(part_t *p)
+{
+	if (!p->prune_cursor[0]) {
+		snprintf(p->prune_cursor, sizeof(p->prune_cursor), "0");
+		p->prune_ms = p->trim_ms;
+	}
+	char below[32];
+	snprintf(below, sizeof(below), "%llu", (unsigned long long)p->prune_ms);
+	const char *argv[] = {"EVAL", PRUNE_LUA, "1", p->attempts_key, p->prune_cursor, below};
+	p->prune_pending = cmd_argv(p->q->wq, prune_cb, p, 6, argv);
+}
+
 static void ack_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 {
 	part_t *p = arg;
@@ -1020,6 +1455,8 @@ static void ack_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 				    "%lld ms", p->stream, reply_text(reply, why), (long long)d);
 		}
 	}
+	if (ok)
+		send_attempts_del(p);
 	lv_list_t *pos, *tmp;
 	int n_acked = 0;
 	lv_list_for_each_safe(pos, tmp, &p->entries)
@@ -1514,11 +1951,9 @@ static void batch_done(pgc_t *c)
 	q->batch_failures = 0;
 	if (c->prune_ms > p->pruned_ms)
 		p->pruned_ms = c->prune_ms;
-	int n_applied = 0, n_skipped = 0, n_retried = 0;
+	int n_applied = 0, n_skipped = 0;
 	const char *tables[64];
 	int n_tables = 0;
-	int max_attempts = wq->cfg->queue.max_attempts;
-	lv_usec_t now = lv_time_now_us();
 	for (int i = 0; i < c->n_ent; i++) {
 		entry_t *e = c->ent[i];
 		switch (e->result) {
@@ -1543,31 +1978,20 @@ static void batch_done(pgc_t *c)
 		case R_FAILED:
 		case R_NONE:
 		default:
+			/* An attempt: retried or dead-lettered once Redis has the count. */
 			e->attempts++;
-			if (e->attempts >= max_attempts) {
-				e->state = E_DEAD;
-			} else {
-				n_retried++;
-				e->state = E_WAITING;
-				int64_t d = retry_delay_ms(wq, e->attempts);
-				e->retry_at_us = now + d * LV_USEC_PER_MS;
-				lv_log_info("queue %s: message %s failed (attempt %d of %d, retry in %lld ms): %s",
-					    p->stream, e->id, e->attempts, max_attempts, (long long)d,
-					    e->last_error ? e->last_error : "");
-			}
+			e->state = E_COUNTING;
 			break;
 		}
 		e->result = R_NONE;
 	}
+	send_counts(p, c->ent, c->n_ent);
 	lv_metric_inc(LV_M_QUEUE_BATCHES_TOTAL);
 	lv_metric_add(LV_M_QUEUE_APPLIED_TOTAL, 0, n_applied);
 	lv_metric_add(LV_M_QUEUE_SKIPPED_TOTAL, 0, n_skipped);
-	lv_metric_add(LV_M_QUEUE_RETRIED_TOTAL, 0, n_retried);
 	lv_metric_observe_value(LV_M_QUEUE_BATCH_SIZE, 0, c->n_ent);
 	if (n_applied)
 		stats_add(q, "applied", n_applied);
-	if (n_retried)
-		stats_add(q, "retried", n_retried);
 	lv_log_debug("queue %s: batch committed: %d applied, %d skipped, %d failed", p->stream,
 		     n_applied, n_skipped, c->n_ent - n_applied - n_skipped);
 	if (n_tables && wq->on_applied)
@@ -1580,7 +2004,7 @@ static void batch_done(pgc_t *c)
 		lv_list_for_each_safe(pos, tmp, &p->entries)
 		{
 			entry_t *e = lv_container_of(pos, entry_t, node);
-			if (e->state == E_WAITING || e->state == E_DEAD)
+			if (e->state == E_WAITING || e->state == E_DEAD || e->state == E_COUNTING)
 				entry_remove(p, e);
 		}
 	}
@@ -1800,10 +2224,12 @@ static int collect(dbq_t *q, part_t *p, lv_usec_t now)
 	lv_list_for_each(pos, &p->entries)
 	{
 		entry_t *e = lv_container_of(pos, entry_t, node);
-		if (e->state != E_WAITING)
+		bool held = e->state == E_LOADING || e->state == E_COUNTING;
+		if (e->state != E_WAITING && !held)
 			continue;
 		const char *key = e->msg.key;
-		bool ok = !blocked_overflow && !key_blocked(blocked, n_blocked, key) &&
+		/* An entry whose attempt count is not known yet holds back its key. */
+		bool ok = !held && !blocked_overflow && !key_blocked(blocked, n_blocked, key) &&
 			  e->retry_at_us <= now;
 		const char *eu = q->has_server_user ? "" : e->msg.user;
 		if (ok && user && strcmp(user, eu) != 0)
@@ -1922,6 +2348,8 @@ static void pump(dbq_t *q)
 			send_lease(p);
 		if (p->has_lease && p->has_group && !p->is_claimed && !p->claim_pending && !p->busy)
 			send_claim(p);
+		if (!p->load_pending && now >= p->load_retry_at_us)
+			send_load(p);
 		if (!p->ack_pending) {
 			lv_list_t *pos;
 			entry_t *dead = NULL;
@@ -1940,6 +2368,9 @@ static void pump(dbq_t *q)
 		}
 		if (p->want_trim && !p->trim_pending && now >= p->trim_at_us)
 			send_trim(p);
+		if (p->trim_ms > p->attempts_pruned_ms && !p->prune_pending &&
+		    now >= p->prune_at_us)
+			send_prune(p);
 	}
 	if (!q->is_active)
 		return;
@@ -2122,6 +2553,10 @@ void lv_wq_set_config(lv_wq_t *wq, lv_config_t *cfg)
 				if (snprintf(p->lease_key, sizeof(p->lease_key), "%.*s:lease",
 					     (int)(sizeof(p->lease_key) - 7), s) < 0)
 					p->lease_key[0] = '\0';
+				if (snprintf(p->attempts_key, sizeof(p->attempts_key),
+					     "%.*s:attempts", (int)(sizeof(p->attempts_key) - 10),
+					     s) < 0)
+					p->attempts_key[0] = '\0';
 				p->has_group = false;
 			}
 		}

@@ -65,10 +65,16 @@
  * After max_attempts failures it is appended to the dead-letter stream
  * <stream_prefix>:<database>:dead with its original id, stream, payload,
  * last error and attempt count, and only then acknowledged, so it is never
- * in neither place. Attempts are counted in the consumer's memory: a
- * consumer restart gives a failing message a fresh set of attempts. Admin:
- * SHOW QUEUE, RETRY DEAD LETTERS (back to their streams, attempts reset),
- * DROP DEAD LETTER 'id'.
+ * in neither place. Attempts are counted in Redis, shared by every
+ * instance: neither a consumer restart nor a partition moving to another
+ * instance gives a failing message a fresh set of attempts (a message
+ * taken over with attempts left waits its backoff first). If Redis refuses
+ * to store a count, the consumer's own count decides, so one consumer never
+ * tries a message more than max_attempts times; if it refuses to read the
+ * count of a message taken over, that message waits (its key held) and the
+ * read is retried after a backoff. A count is deleted once its message is
+ * acknowledged. Admin: SHOW QUEUE, RETRY DEAD LETTERS (back to their
+ * streams, attempts reset), DROP DEAD LETTER 'id'.
  *
  * PostgreSQL down or restarted. A batch that cannot reach the primary, or
  * loses the connection before COMMIT's answer, acknowledges nothing; it is

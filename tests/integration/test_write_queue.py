@@ -813,6 +813,178 @@ def test_begin_fails_in_the_fallback(levee, pg, rc, tables):
 
 
 # ---------------------------------------------------------------------------
+# Attempt counts kept in Redis (<stream>:attempts), shared by every instance
+
+
+def attempts_key(db, key):
+    return stream(db, key) + ":attempts"
+
+
+def attempts_keys(r, db="app"):
+    return sorted(r.keys(f"{PREFIX}:{db}:*:attempts"))
+
+
+@pytest.fixture
+def runs(pg, tables):
+    """A sequence the poison statement draws from before it fails: nextval is
+    not rolled back, so its value is how often the statement really ran."""
+    db_sql(pg, "CREATE SEQUENCE poison_runs")
+    db_sql(pg, "GRANT ALL ON poison_runs TO app")
+    yield lambda: db_sql(pg, "SELECT CASE WHEN is_called THEN last_value ELSE 0 END "
+                             "FROM poison_runs")[0][0]
+    db_sql(pg, "DROP SEQUENCE IF EXISTS poison_runs")
+
+
+POISON_RUNS = "INSERT INTO t (k, v) VALUES ('p', 1 / (nextval('poison_runs') * 0))"  # 22012
+
+
+@queue_config(max_attempts="5", retry_backoff="300ms", retry_backoff_max="300ms")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill", "term"])
+def test_attempts_survive_a_restart(levee, pg, rc, runs, sig):
+    """A poison message fails k < max_attempts times, then Levee stops (killed
+    or terminated) and starts again on the same Redis. The new consumer
+    claims the message with its count from Redis and dead-letters it after
+    max_attempts attempts in all, not k + max_attempts: the statement runs
+    max_attempts times (plus the first, uncounted, pipelined run, and at most
+    one more whose count the stop cut off). Then the count is deleted."""
+    n = 5
+    pid = xadd(rc, POISON_RUNS, key="P")
+    akey = attempts_key("app", "P")
+    wait_until(lambda: int(rc.hget(akey, pid) or 0) >= 2, 10, message="two attempts stored")
+    levee.stop(sig)
+    k = int(rc.hget(akey, pid))
+    assert 2 <= k < n
+    assert not rc.exists(DEAD)
+    assert pid in pending_ids(rc, stream("app", "P"))  # still delivered, not acknowledged
+    assert runs() in (k + 1, k + 2)  # the pipelined run, k counted, maybe one cut off
+    log_before = len(levee.log())
+
+    levee.start()
+    wait_until(lambda: rc.exists(DEAD) and rc.xlen(DEAD) == 1, 20, message="dead letter")
+    (_, fields), = rc.xrange(DEAD)
+    assert fields["id"] == pid and fields["attempts"] == str(n)
+    assert fields["error"].startswith("22012"), fields
+    # Without the count from Redis it would have run k + 1 + n + 1 times.
+    assert n + 1 <= runs() <= n + 2
+    log = levee.log()[log_before:]
+    assert f"claimed message {pid} has failed {k} of {n} attempts" in log
+    assert f"message {pid} failed (attempt {k + 1} of {n}" in log
+    assert f"attempt 1 of {n}" not in log
+    wait_until(lambda: pending_total(rc) == 0, 10, message="the original acknowledged")
+    wait_until(lambda: not rc.hexists(akey, pid), 10, message="its count deleted")
+    assert attempts_keys(rc) == []
+    m = levee.metrics()
+    assert m.sum("levee_queue_dead_lettered_total") == 1
+    assert m.sum("levee_queue_retried_total") == n - k - 1
+    assert m.sum("levee_queue_consumer_redis_errors_total", op="attempts") == 0
+
+
+@queue_config(max_attempts="4")
+def test_claimed_count_unreadable_message_waits(levee, pg, rc, runs):
+    """After a restart the claimed poison's count cannot be read (the hash's
+    key holds a string: WRONGTYPE): the message is not run with a fresh set
+    of attempts but waits, its key held while other keys go on, and the read
+    is retried with backoff; once the count is readable it is dead-lettered
+    after max_attempts in all."""
+    pid = xadd(rc, POISON_RUNS, key="P")
+    akey = attempts_key("app", "P")
+    wait_until(lambda: int(rc.hget(akey, pid) or 0) >= 1, 10, message="an attempt stored")
+    levee.kill()
+    k = int(rc.hget(akey, pid))
+    ran = runs()
+    rc.delete(akey)
+    rc.set(akey, "not a hash")
+    levee.start()
+    same = next(c for c in (f"s{i}" for i in range(1000)) if stream("app", c) == stream("app", "P"))
+    xadd(rc, "INSERT INTO t (k, v) VALUES ('P later', 1)", key="P")
+    xadd(rc, "INSERT INTO t (k, v) VALUES ('same partition', 2)", key=same)
+    wait_until(lambda: count(pg, "t") == 1, 10, message="another key of the partition applied")
+    wait_until(lambda: levee.log_matches(rf"reading of attempt counts in {akey} failed "
+                                         r"\(WRONGTYPE"), 10, message="the failed read logged")
+    rc.config_resetstat()
+    assert stays_true(lambda: runs() == ran and count(pg, "t") == 1, 1.0)
+    failed = rc.info("commandstats").get("cmdstat_hmget", {}).get("failed_calls", 0)
+    assert 1 <= failed <= 20, failed  # backoff, not a busy loop
+    assert levee.metrics().get("levee_queue_consumer_redis_errors_total", op="attempts") >= 1
+    assert not rc.exists(DEAD)
+
+    rc.delete(akey)
+    rc.hset(akey, pid, str(k))
+    wait_until(lambda: rc.exists(DEAD) and rc.xlen(DEAD) == 1, 20, message="dead letter")
+    (_, fields), = rc.xrange(DEAD)
+    assert fields["id"] == pid and fields["attempts"] == "4"
+    assert runs() == ran + 4 - k  # only the attempts left, no fresh set
+    wait_until(lambda: count(pg, "t") == 2, 10, message="P's later message applied after it")
+    wait_until(lambda: pending_total(rc) == 0, 10, message="everything acknowledged")
+    wait_until(lambda: attempts_keys(rc) == [], 10, message="its count deleted")
+
+
+@queue_config(max_attempts="3")
+def test_claimed_message_out_of_attempts_dead_lettered_at_once(levee, pg, rc, runs):
+    """A message whose count already reached max_attempts (its owner died
+    between the last failure and the dead letter) is dead-lettered when
+    claimed, without running again."""
+    levee.stop()
+    pid = xadd(rc, POISON_RUNS, key="P")
+    s = stream("app", "P")
+    if not any(g["name"] == "levee" for g in rc.xinfo_groups(s)):
+        rc.xgroup_create(s, "levee", id="0")
+    rc.xreadgroup("levee", "gone-instance", {s: ">"})  # delivered to a consumer that died
+    rc.hset(attempts_key("app", "P"), pid, "3")
+    levee.start()
+    wait_until(lambda: rc.exists(DEAD) and rc.xlen(DEAD) == 1, 10, message="dead letter")
+    (_, fields), = rc.xrange(DEAD)
+    assert fields["id"] == pid and fields["attempts"] == "3"
+    assert "out of attempts when claimed" in fields["error"]
+    wait_until(lambda: pending_total(rc) == 0, 10, message="the original acknowledged")
+    wait_until(lambda: attempts_keys(rc) == [], 10, message="its count deleted")
+    assert runs() == 0
+
+
+@queue_config(max_attempts="10", retry_backoff_max="200ms")
+def test_attempt_counts_deleted_when_applied_and_pruned(levee, pg, rc, tables):
+    """A message that failed and then succeeded loses its count when it is
+    acknowledged; a count left behind for an id below the trim point (a
+    crash between XACK and HDEL) is pruned; at the end no count is left."""
+    stale = attempts_key("app", "A")
+    rc.hset(stale, "1-0", "2")  # an id long acknowledged and trimmed
+    bad = xadd(rc, "INSERT INTO later_t VALUES (1)", key="A", table="later_t")
+    for i in range(10):
+        xadd(rc, "INSERT INTO t (k, v) VALUES ('ok', $1)", (i,), key=f"ok{i}")
+    wait_until(lambda: int(rc.hget(stale, bad) or 0) >= 2, 10, message="its failures counted")
+    wait_until(lambda: count(pg, "t") == 10, 10)
+    db_sql(pg, "CREATE TABLE later_t (x int)")
+    db_sql(pg, "GRANT ALL ON later_t TO app")
+    wait_until(lambda: count(pg, "later_t") == 1, 10, message="applied after the fix")
+    wait_until(lambda: pending_total(rc) == 0, 10, message="everything acknowledged")
+    wait_until(lambda: not rc.hexists(stale, bad), 10, message="its count deleted")
+    wait_until(lambda: not rc.hexists(stale, "1-0"), 15, message="the stale count pruned")
+    assert attempts_keys(rc) == []
+    assert not rc.exists(DEAD)
+    assert levee.metrics().sum("levee_queue_consumer_redis_errors_total", op="attempts") == 0
+
+
+@queue_config(max_attempts="2")
+def test_attempts_hash_refused_own_count_decides(levee, pg, rc, tables):
+    """The attempts hash's key holds a string, so storing a count fails
+    (WRONGTYPE): the failure is logged and counted, the consumer's own count
+    decides, and the poison is still dead-lettered after max_attempts."""
+    akey = attempts_key("app", "P")
+    rc.set(akey, "not a hash")
+    pid = xadd(rc, "INSERT INTO later_t VALUES (1)", key="P", table="later_t")
+    xadd(rc, "INSERT INTO t (k, v) VALUES ('ok', 1)", key="P")
+    wait_until(lambda: rc.exists(DEAD) and rc.xlen(DEAD) == 1, 10, message="dead letter")
+    (_, fields), = rc.xrange(DEAD)
+    assert fields["id"] == pid and fields["attempts"] == "2"
+    wait_until(lambda: count(pg, "t") == 1, 10, message="the key's next message applied")
+    wait_until(lambda: pending_total(rc) == 0, 10, message="everything acknowledged")
+    assert levee.log_matches(rf"queue {stream('app', 'P')}: storing of attempt counts in "
+                             rf"{akey} failed \(WRONGTYPE")
+    assert levee.metrics().get("levee_queue_consumer_redis_errors_total", op="attempts") >= 2
+    assert rc.get(akey) == "not a hash"
+
+
+# ---------------------------------------------------------------------------
 # Producer (/* levee:async */ through a client)
 
 
