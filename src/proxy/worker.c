@@ -566,19 +566,6 @@ static bool open_listeners(lv_worker_t *w, lv_err_t *err)
 	return true;
 }
 
-/*
- * workers = auto: one worker per two CPUs, at least one. A worker's own code is a
- * small part of a transaction's cost; most of it is the kernel's socket work,
- * half of which (the receiving side of each send) runs on the CPUs of the
- * processes it talks to. On 2 CPUs shared with PostgreSQL and pgbench, one
- * worker measured 10-20% less CPU per transaction than two, with more
- * throughput (docs/performance.md). A host that runs Levee alone sets workers.
- */
-int lv_proxy_auto_workers(int ncpu)
-{
-	return ncpu >= 2 ? ncpu / 2 : 1;
-}
-
 bool lv_proxy_init(lv_proxy_t *p, lv_config_t *cfg, lv_err_t *err)
 {
 	memset(p, 0, sizeof(*p));
@@ -586,7 +573,9 @@ bool lv_proxy_init(lv_proxy_t *p, lv_config_t *cfg, lv_err_t *err)
 	p->cfg = lv_config_ref(cfg);
 	int n = cfg->levee.workers;
 	if (n <= 0)
-		n = lv_proxy_auto_workers((int)sysconf(_SC_NPROCESSORS_ONLN));
+		n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (n <= 0)
+		n = 1;
 	if (n > LV_MAX_WORKERS)
 		n = LV_MAX_WORKERS;
 	if (cfg->tls.client_tls_mode != LV_CLIENT_TLS_DISABLE) {

@@ -84,8 +84,6 @@ struct lv_proxy {
 	void (*on_worker_exit)(lv_proxy_t *p);
 };
 
-/* The worker count for workers = auto on a host with ncpu CPUs: ncpu / 2, at least 1. */
-int lv_proxy_auto_workers(int ncpu);
 /* Creates workers and their listening sockets; false with err set. */
 bool lv_proxy_init(lv_proxy_t *p, lv_config_t *cfg, lv_err_t *err) LV_MUSTCHECK;
 /* Starts the worker threads. */
