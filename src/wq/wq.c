@@ -467,6 +467,7 @@ typedef struct part {
 	lv_usec_t ack_retry_at_us;
 	int dead_failures;      /* dead-letter XADDs refused in a row; again at dead_retry_at_us */
 	lv_usec_t dead_retry_at_us;
+	bool want_load;         /* it may hold claimed entries whose attempt counts are unread */
 	bool load_pending;      /* an HMGET of claimed entries' attempt counts is in flight */
 	int load_failures;      /* HMGETs refused in a row; again at load_retry_at_us */
 	lv_usec_t load_retry_at_us;
@@ -822,8 +823,9 @@ static void claim_cb(lv_redis_t *r, const lv_redis_reply_t *reply, void *arg)
 	if (p->has_lease) {
 		for (size_t i = 0; i < lv_redis_reply_len(items); i++) {
 			const lv_redis_reply_t *item = lv_redis_reply_at(items, i);
-			if (!holds_id(p, lv_redis_reply_str(lv_redis_reply_at(item, 0), NULL)))
-				(void)add_entry(p, item, E_LOADING);
+			if (!holds_id(p, lv_redis_reply_str(lv_redis_reply_at(item, 0), NULL)) &&
+			    add_entry(p, item, E_LOADING))
+				p->want_load = true;
 		}
 	}
 	/* Entries deleted from the stream while pending: acknowledge them. */
@@ -1319,8 +1321,10 @@ static void send_load(part_t *p)
 		k += lv_container_of(pos, entry_t, node)->state == E_LOADING;
 	}
 	k = LV_MIN(k, LOAD_MAX);
-	if (k == 0)
+	if (k == 0) {
+		p->want_load = false; /* none left: no more walks of the list until a claim adds some */
 		return;
+	}
 	attempts_req_t *a = attempts_req_new(p, k);
 	const char **argv = lv_malloc(sizeof(char *) * (size_t)(2 + k));
 	if (!a || !argv) {
@@ -2348,7 +2352,7 @@ static void pump(dbq_t *q)
 			send_lease(p);
 		if (p->has_lease && p->has_group && !p->is_claimed && !p->claim_pending && !p->busy)
 			send_claim(p);
-		if (!p->load_pending && now >= p->load_retry_at_us)
+		if (p->want_load && !p->load_pending && now >= p->load_retry_at_us)
 			send_load(p);
 		if (!p->ack_pending) {
 			lv_list_t *pos;
