@@ -299,3 +299,19 @@ def test_health_check_timeout_fails_a_check_that_hangs(levee_factory, pg, pg_rep
     finally:
         os.kill(pid, signal.SIGCONT)
     wait_until(backends_ready(lv, 3), 15, message="the replica to rejoin")
+
+
+def test_replica_fallback_error_spares_a_database_without_replicas(levee_factory, pg, pg_replicas):
+    # replica_fallback = error is about replicas that fail. A database configured
+    # without any has nothing to route: its reads run on the primary.
+    for r in pg_replicas:
+        r.ensure_running()
+    lv = levee_factory(utils.merge_overrides(
+        ROUTING, {"routing": {"replica_fallback": "error"}, "database app2": {"replicas": ""}}))
+    wait_until(backends_ready(lv, 3), 10)
+    with lv.conn(dbname="app2") as c:
+        for _ in range(5):
+            assert port_of(c) == pg.port
+    # The database with replicas still reads from them.
+    with lv.conn() as c:
+        assert port_of(c) in {r.port for r in pg_replicas}
