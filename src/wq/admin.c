@@ -172,28 +172,20 @@ static void admin_send(admin_job_t *j)
 	for (size_t d = 0; d < j->n_dbs; d++) {
 		bool ok;
 		char (*k)[LV__WQ_KEY_LEN] = j->keys[d];
-		if (j->op == LV_WQ_ADMIN_STATS) {
-			const char *argv[4 + LV_WQ_PARTITIONS + 2 + 1];
+		if (j->op == LV_WQ_ADMIN_STATS || j->op == LV_WQ_ADMIN_RETRY_DEAD) {
+			/* Both scripts take every key of the database: partitions, dead stream, stats. */
+			bool stats = j->op == LV_WQ_ADMIN_STATS;
+			const char *argv[3 + LV_WQ_PARTITIONS + 2 + 1];
 			int n = 0;
 			char nkeys[16];
 			snprintf(nkeys, sizeof(nkeys), "%d", LV_WQ_PARTITIONS + 2);
 			argv[n++] = "EVAL";
-			argv[n++] = STATS_LUA;
+			argv[n++] = stats ? STATS_LUA : RETRY_DEAD_LUA;
 			argv[n++] = nkeys;
 			for (int i = 0; i < LV_WQ_PARTITIONS + 2; i++)
 				argv[n++] = k[i];
-			argv[n++] = LV_WQ_GROUP;
-			ok = lv_redis_cmd(j->r, admin_reply_cb, j, n, argv, NULL);
-		} else if (j->op == LV_WQ_ADMIN_RETRY_DEAD) {
-			const char *argv[3 + LV_WQ_PARTITIONS + 2];
-			int n = 0;
-			char nkeys[16];
-			snprintf(nkeys, sizeof(nkeys), "%d", LV_WQ_PARTITIONS + 2);
-			argv[n++] = "EVAL";
-			argv[n++] = RETRY_DEAD_LUA;
-			argv[n++] = nkeys;
-			for (int i = 0; i < LV_WQ_PARTITIONS + 2; i++)
-				argv[n++] = k[i];
+			if (stats)
+				argv[n++] = LV_WQ_GROUP;
 			ok = lv_redis_cmd(j->r, admin_reply_cb, j, n, argv, NULL);
 		} else {
 			const char *argv[] = {"XDEL", k[LV_WQ_PARTITIONS], j->id};
