@@ -43,6 +43,9 @@
  * entry is not eligible every later entry with the same key is not either
  * (FIFO per key), nor an entry of another user than the batch's (one batch is
  * one connection, and without a [database] user a connection is per user).
+ * A batch short of batch_size waits (lingers) until its oldest entry was read
+ * max_wait ago, unless that entry is a retry: while writes arrive steadily,
+ * the primary then commits a few full batches instead of many small ones.
  *
  * Parallelism. A database has up to [queue] connections PostgreSQL
  * connections (pgc_t; at most MAX_CONNS, one per partition),
@@ -436,6 +439,7 @@ typedef struct entry {
 	int attempts;             /* failed applications so far, by any consumer (see below) */
 	int holds;                /* whole-batch failures so far (not attempts), for its backoff */
 	lv_usec_t retry_at_us;    /* not before this time */
+	lv_usec_t seen_us;        /* when this consumer read it (a batch lingers from then) */
 	char *last_error;         /* owned; NULL if never failed */
 	size_t payload_len;
 	char payload[];           /* raw JSON and a NUL, for dead letters ("" without field m) */
@@ -558,6 +562,8 @@ struct lv_wq {
 	dbq_t **dbs;
 	size_t n_dbs;
 	struct event *timer;
+	struct event *linger;   /* one-shot: the earliest end of a lingering batch */
+	lv_usec_t linger_at_us; /* when linger fires; 0 if not armed */
 	bool closing;
 };
 
@@ -642,6 +648,7 @@ static bool add_entry(part_t *p, const lv_redis_reply_t *item, entry_state_t st)
 		memcpy(e->payload, payload, plen);
 	e->payload_len = plen;
 	e->state = st;
+	e->seen_us = lv_time_now_us();
 	lv_err_t err = {0};
 	if (!payload || lv_wq_decode(payload, plen, &e->msg, &err) != 0) {
 		char why[LV_ERR_MSG_LEN + 40];
@@ -2270,6 +2277,40 @@ static void close_surplus_conns(dbq_t *q)
 			conn_close(&q->conns[i]);
 }
 
+static void linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+	lv_wq_t *wq = arg;
+	wq->linger_at_us = 0;
+	lv_time_update();
+	for (size_t d = 0; d < wq->n_dbs; d++)
+		pump(wq->dbs[d]);
+}
+
+/*
+ * Whether the batch just collected (q->scratch) should wait to fill: it is
+ * not full and its oldest entry was read less than max_wait ago. A retry does
+ * not wait (its backoff was its wait). Fewer, fuller transactions cost the
+ * primary less than many small ones while writes arrive steadily; max_wait
+ * bounds what that adds to a write's delay. Arms the linger timer for its end.
+ */
+static bool lingers(dbq_t *q, lv_usec_t now)
+{
+	lv_wq_t *wq = q->wq;
+	const entry_t *first = q->scratch[0];
+	lv_usec_t until = first->seen_us + (lv_usec_t)wq->cfg->queue.max_wait_ms * LV_USEC_PER_MS;
+	if (q->n_scratch >= wq->cfg->queue.batch_size || until <= now || first->attempts > 0 ||
+	    first->holds > 0 || !wq->linger)
+		return false;
+	if (!wq->linger_at_us || until < wq->linger_at_us) {
+		lv_usec_t d = until - now;
+		struct timeval tv = {(time_t)(d / LV_USEC_PER_SEC), (suseconds_t)(d % LV_USEC_PER_SEC)};
+		if (event_add(wq->linger, &tv) < 0)
+			return false;
+		wq->linger_at_us = until;
+	}
+	return true;
+}
+
 /*
  * Starts a batch on every partition that has eligible entries and no batch
  * running, while a connection is free: different partitions run at once on
@@ -2283,6 +2324,10 @@ static void start_batches(dbq_t *q, lv_usec_t now)
 		part_t *p = &q->parts[(first + k) % LV_WQ_PARTITIONS];
 		if (!p->has_lease || p->busy || p->n_entries == 0 || collect(q, p, now) == 0)
 			continue;
+		if (lingers(q, now)) {
+			q->n_scratch = 0;
+			continue;
+		}
 		const char *user = q->scratch[0]->msg.user;
 		pgc_t *c = conn_for(q, q->has_server_user ? "" : user, user);
 		if (!c) {
@@ -2504,6 +2549,8 @@ lv_wq_t *lv_wq_new(lv_loop_t *loop, const lv_wq_opts_t *opts)
 		lv_free(wq);
 		return NULL;
 	}
+	/* Without it batches do not linger: nothing is lost but their size. */
+	wq->linger = event_new(lv_loop_base(loop), -1, 0, linger_cb, wq);
 	struct timeval tv = {0, TICK_MS * 1000};
 	if (event_add(wq->timer, &tv) < 0)
 		lv_log_error("queue: could not start the consumer timer");
@@ -2579,6 +2626,8 @@ void lv_wq_free(lv_wq_t *wq)
 	wq->closing = true;
 	if (wq->timer)
 		event_free(wq->timer);
+	if (wq->linger)
+		event_free(wq->linger);
 	/* Connections first: their pending callbacks run now and see closing. */
 	for (size_t d = 0; d < wq->n_dbs; d++) {
 		dbq_t *q = wq->dbs[d];

@@ -167,6 +167,36 @@ def test_consumer_applies_messages_once(levee, pg, rc, tables):
     assert m.sum("levee_queue_batch_size_count") >= 3
 
 
+def spaced_writes(levee, pg, rc, n, gap_s):
+    """n single-row inserts with one key, arriving gap_s apart (pacing the
+    arrivals, not waiting for anything) at a consumer that is already reading
+    their partition; returns how many batches applied them."""
+    xadd(rc, "INSERT INTO t (k, v) VALUES ($1, $2)", ("linger", -1), key="linger")
+    wait_until(lambda: count(pg, "t") == 1 and pending_total(rc) == 0, 20,
+               message="the partition's consumer is running")
+    before = levee.metrics().sum("levee_queue_batches_total")
+    for i in range(n):
+        xadd(rc, "INSERT INTO t (k, v) VALUES ($1, $2)", ("linger", i), key="linger")
+        threading.Event().wait(gap_s)
+    wait_until(lambda: count(pg, "t") == n + 1, 20, message=f"{n} rows applied")
+    wait_until(lambda: pending_total(rc) == 0, 10, message="everything acknowledged")
+    return levee.metrics().sum("levee_queue_batches_total") - before
+
+
+@queue_config(max_wait="3s")
+def test_a_short_batch_waits_max_wait_to_fill(levee, pg, rc, tables):
+    # Five writes 100 ms apart: the batch of the first waits up to 3 s for more,
+    # so the primary commits all five at once.
+    assert spaced_writes(levee, pg, rc, 5, 0.1) == 1
+    assert levee.metrics().sum("levee_queue_batch_size_sum") == 1 + 5
+
+
+@queue_config(max_wait="0ms")
+def test_max_wait_0_applies_what_was_read_at_once(levee, pg, rc, tables):
+    # The same writes without lingering: each is applied on its own, or nearly.
+    assert spaced_writes(levee, pg, rc, 5, 0.1) > 1
+
+
 @pytest.mark.levee_config(QUEUE)
 def test_parameters_text_binary_null(levee, pg, rc, tables):
     xadd(rc, "INSERT INTO t (k, v, b, n) VALUES ($1, $2::int, $3, $4)",
