@@ -894,6 +894,9 @@ lv_cached_result_t lv_cached_try(lv_client_t *c, const lv_request_t *rq)
 	}
 	if (cfg->n_cache_rules == 0 && !rq->hinted)
 		return LV_CACHED_PASS;
+	/* Before anything is looked up or filled: writes are classified from now on. */
+	if (!__atomic_load_n(&w->proxy->cache_used, __ATOMIC_RELAXED))
+		__atomic_store_n(&w->proxy->cache_used, 1, __ATOMIC_SEQ_CST);
 	if (!rq->extended) {
 		lv_cached_result_t fast = fast_hit(c, rq);
 		if (fast != LV_CACHED_PASS)
@@ -1424,10 +1427,35 @@ static void note_write(lv_client_t *c, const char *sql, size_t len, const point_
 		c->written_all = true; /* EXPLAIN ANALYZE of a write runs it */
 }
 
+/*
+ * Whether writes must be attributed to tables now. Not before this process has
+ * looked anything up in the cache (no entry can exist), unless Redis shares
+ * generations with other instances, which may cache. Set once, never cleared.
+ */
+static bool tracks_writes(lv_worker_t *w)
+{
+	return w->cfg->levee.redis || __atomic_load_n(&w->proxy->cache_used, __ATOMIC_SEQ_CST);
+}
+
+/*
+ * Notes what a statement that may write writes, or, while nothing is cached,
+ * only that it may: classifying every write of a proxy that caches nothing is
+ * its largest cost in a write-heavy workload. Should the cache be used before
+ * the transaction ends, the end invalidates everything (lv_cached_txn_end),
+ * as a fill may have read what the transaction had not committed yet.
+ */
+static void note_or_defer(lv_client_t *c, const char *sql, size_t len, const point_params_t *pp)
+{
+	if (tracks_writes(c->conn.worker))
+		note_write(c, sql, len, pp);
+	else
+		c->write_unnoted = true;
+}
+
 void lv_cached_note_statement(lv_client_t *c, const char *sql, size_t len)
 {
 	if (c->conn.worker->proxy->cache && may_write(sql, len))
-		note_write(c, sql, len, NULL);
+		note_or_defer(c, sql, len, NULL);
 }
 
 /*
@@ -1492,7 +1520,7 @@ void lv_cached_note_bind(lv_client_t *c, const lv_wire_bind_t *b, const lv_pstmt
 	}
 	point_params_t pp = {.bind = b, .n_types = ps->n_oids, .types = ps->oids};
 	if (may_write(ps->query, ps->query_len))
-		note_write(c, ps->query, ps->query_len, &pp);
+		note_or_defer(c, ps->query, ps->query_len, &pp);
 }
 
 void lv_cached_note_large(lv_client_t *c, const char *head, size_t n)
@@ -1505,9 +1533,14 @@ static void bump_redis(lv_worker_t *w, lv_cache_gen_t *slot);
 
 void lv_cached_txn_end(lv_client_t *c)
 {
+	lv_worker_t *w = c->conn.worker;
+	if (c->write_unnoted) {
+		c->write_unnoted = false;
+		if (tracks_writes(w))
+			c->written_all = true; /* the cache came into use during the transaction */
+	}
 	if (!c->n_written && !c->written_all)
 		return;
-	lv_worker_t *w = c->conn.worker;
 	lv_cache_t *cache = cache_of(w);
 	for (int i = 0; i < c->n_written; i++) {
 		lv_cache_gen_bump(c->written[i]);

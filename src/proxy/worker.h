@@ -77,6 +77,7 @@ struct lv_proxy {
 	lv_tls_ctx_t *tls_client;  /* NULL when server_tls = disable */
 	lv_health_t *health;       /* backend health, written by the main thread */
 	struct lv_cache *cache;    /* the result cache, shared by the workers */
+	int cache_used;            /* atomic, set once: a statement was looked up in the cache */
 	int n_clients;             /* atomic: all clients, for max_client_conn */
 	int paused;                /* atomic: PAUSE in effect */
 	int n_running;             /* atomic: workers whose loop still runs */

@@ -1164,3 +1164,44 @@ def test_session_mode_statement_names_follow_close_and_sql_prepare(levee_factory
         assert [k for k, _ in rc.query("PREPARE s2 AS UPDATE c_pt SET v = 'r4' WHERE id = 4")][-1] == b"Z"
         request(rc, utils.bind_message("s2"), utils.execute_message())
     assert pt_vals(c, [1, 4, 5]) == {1: "direct1", 4: "r4", 5: "direct5"}
+
+
+NO_REDIS = {"levee": {"redis": None}}
+
+
+def test_writes_are_classified_only_once_the_cache_is_used(levee_factory, pg):
+    # Without Redis (no other instance can cache) and before anything was looked up
+    # in the cache, a write is not classified: no entry can depend on it.
+    table(pg, "c_lazy", rows=[(1, "a")])
+    lv = levee_factory(cfg(NO_REDIS))
+    before = counter(lv, "levee_sql_classifications_total")
+    with lv.conn() as c:
+        for i in range(20):
+            c.execute("UPDATE c_lazy SET v = %s WHERE id = 1", (f"w{i}",))
+    assert counter(lv, "levee_sql_classifications_total") == before
+    assert counter(lv, "levee_cache_invalidations_total") == 0
+    # Once a statement used the cache, writes invalidate what they touch.
+    sel = "SELECT /* levee:cache ttl=60s */ v FROM c_lazy WHERE id = 1"
+    with lv.conn() as c:
+        assert val(c, sel) == "w19"
+        c.execute("UPDATE c_lazy SET v = 'after' WHERE id = 1")
+        assert val(c, sel) == "after"
+    assert counter(lv, "levee_cache_invalidations_total") >= 1
+
+
+def test_a_write_begun_before_the_cache_was_used_still_invalidates(levee_factory, pg):
+    # The transaction writes while nothing is cached (its write is not classified);
+    # another client then fills an entry from the row the transaction has not
+    # committed yet. The transaction's end must make that entry stale.
+    table(pg, "c_lazy2", rows=[(1, "old")])
+    lv = levee_factory(cfg(NO_REDIS))
+    sel = "SELECT /* levee:cache ttl=60s */ v FROM c_lazy2 WHERE id = 1"
+    writer = lv.conn(autocommit=False)
+    writer.execute("UPDATE c_lazy2 SET v = 'new' WHERE id = 1")
+    with lv.conn() as reader:
+        assert val(reader, sel) == "old"  # filled under the open transaction
+        assert val(reader, sel) == "old"  # and served from the cache
+        assert requests(lv, "hit") >= 1
+        writer.commit()
+        assert val(reader, sel) == "new"
+    writer.close()
