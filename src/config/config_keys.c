@@ -470,7 +470,7 @@ const lv__key_t lv__keys[] = {
 	LV_KEY(queue, max_inflight, INT, "1000", 1, 1000000, RELOAD,
 	       "Most writes per database that are queued but not yet applied."),
 	LV_KEY(queue, max_length, INT64, "1000000", 1, 1000000000, RELOAD,
-	       "Most entries a database's queue streams may hold before queued writes are refused."),
+	       "Most entries a database's queue streams may hold before writes are refused."),
 	LV_KEY(queue, wait_replicas, INT, "0", 0, 16, RELOAD,
 	       "Redis replicas that must hold a queued write before the client is told done."),
 	LV_KEY_MS(queue, wait_timeout, "100ms", 1 * MS, MINUTE, RELOAD,

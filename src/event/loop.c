@@ -98,7 +98,8 @@ lv_loop_t *lv_loop_new(void)
 	event_config_free(ec);
 	loop->mail_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (loop->base && loop->mail_fd >= 0)
-		loop->mail_ev = event_new(loop->base, loop->mail_fd, EV_READ | EV_PERSIST, mail_cb, loop);
+		loop->mail_ev = event_new(loop->base, loop->mail_fd, EV_READ | EV_PERSIST, mail_cb,
+					  loop);
 	if (!loop->mail_ev || event_add(loop->mail_ev, NULL) != 0) {
 		if (loop->mail_ev)
 			event_free(loop->mail_ev);

@@ -67,7 +67,7 @@ struct lv_client {
 	 * gets ("name\0value\0"): its startup parameters and options, then what
 	 * its SETs of tracked parameters changed. */
 	lv_buf_t desired;
-	uint64_t desired_hash; /* lv_params_hash(&desired) once computed; 0: not yet (see desired_hash()) */
+	uint64_t desired_hash; /* lv_params_hash(&desired) once computed; 0: not yet */
 	/* Transaction mode: its startup parameters and options alone, what RESET, RESET ALL
 	 * and DISCARD ALL go back to. desired is that until it first changes; a copy is
 	 * kept then (owned, startup_len bytes, NULL if none), so idle clients pay nothing. */

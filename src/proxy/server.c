@@ -924,7 +924,8 @@ void lv_server_flush_to_client(lv_server_t *sv)
 					break;
 				sv->txn_status = (char)hdr[5];
 				sv->in_copy = false;
-				if (sv->txn_status == 'I' && (c->n_written || c->written_all || c->write_unnoted))
+				if (sv->txn_status == 'I' &&
+				    (c->n_written || c->written_all || c->write_unnoted))
 					lv_cached_txn_end(c);
 				if (sv->n_pending > 0 && --sv->n_pending == 0)
 					request_done(sv);

@@ -173,7 +173,7 @@ static void admin_send(admin_job_t *j)
 		bool ok;
 		char (*k)[LV__WQ_KEY_LEN] = j->keys[d];
 		if (j->op == LV_WQ_ADMIN_STATS || j->op == LV_WQ_ADMIN_RETRY_DEAD) {
-			/* Both scripts take every key of the database: partitions, dead stream, stats. */
+			/* Both take every key of the database: partitions, dead stream, stats. */
 			bool stats = j->op == LV_WQ_ADMIN_STATS;
 			const char *argv[3 + LV_WQ_PARTITIONS + 2 + 1];
 			int n = 0;

@@ -1329,7 +1329,7 @@ static void send_load(part_t *p)
 	}
 	k = LV_MIN(k, LOAD_MAX);
 	if (k == 0) {
-		p->want_load = false; /* none left: no more walks of the list until a claim adds some */
+		p->want_load = false; /* none left: no more walks until a claim adds some */
 		return;
 	}
 	attempts_req_t *a = attempts_req_new(p, k);
@@ -2303,7 +2303,8 @@ static bool lingers(dbq_t *q, lv_usec_t now)
 		return false;
 	if (!wq->linger_at_us || until < wq->linger_at_us) {
 		lv_usec_t d = until - now;
-		struct timeval tv = {(time_t)(d / LV_USEC_PER_SEC), (suseconds_t)(d % LV_USEC_PER_SEC)};
+		struct timeval tv = {(time_t)(d / LV_USEC_PER_SEC),
+				     (suseconds_t)(d % LV_USEC_PER_SEC)};
 		if (event_add(wq->linger, &tv) < 0)
 			return false;
 		wq->linger_at_us = until;
