@@ -5,6 +5,7 @@
 #include <time.h>
 
 static _Thread_local lv_usec_t cached_now;
+static _Thread_local bool stale;
 
 lv_usec_t lv_time_update(void)
 {
@@ -12,6 +13,19 @@ lv_usec_t lv_time_update(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	cached_now = (lv_usec_t)ts.tv_sec * LV_USEC_PER_SEC + ts.tv_nsec / 1000;
 	return cached_now;
+}
+
+void lv_time_mark_stale(void)
+{
+	stale = true;
+}
+
+lv_usec_t lv_time_refresh(void)
+{
+	if (!stale)
+		return lv_time_now_us();
+	stale = false;
+	return lv_time_update();
 }
 
 lv_usec_t lv_time_now_us(void)

@@ -19,6 +19,14 @@ typedef int64_t lv_usec_t;
 lv_usec_t lv_time_now_us(void);
 /* Reads the clock now and refreshes the cache of the calling thread. */
 lv_usec_t lv_time_update(void);
+/* The loop is about to wait: the next lv_time_refresh() of this thread reads the clock. */
+void lv_time_mark_stale(void);
+/*
+ * Reads the clock if the thread's loop has waited since it was last read (so the
+ * first I/O callback after a wait sees the time its bytes arrived, and the others of
+ * the same loop turn, microseconds later, reuse it); returns the cached time.
+ */
+lv_usec_t lv_time_refresh(void);
 /* Wall-clock time in microseconds since the epoch (not cached). */
 lv_usec_t lv_time_wall_us(void);
 

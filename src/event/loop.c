@@ -156,6 +156,7 @@ void lv_loop_run(lv_loop_t *loop)
 {
 	while (!__atomic_load_n(&loop->stop, __ATOMIC_ACQUIRE)) {
 		lv_time_update();
+		lv_time_mark_stale(); /* the wait: its first I/O callback reads the clock again */
 		event_base_loop(loop->base, EVLOOP_ONCE);
 		lv_time_update();
 		run_deferred(loop);

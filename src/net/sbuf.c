@@ -73,9 +73,10 @@ static void raw_read_cb(evutil_socket_t fd, short what, void *arg)
 	lv_sbuf_t *sb = arg;
 	bool eof = false, got = false;
 	int err = 0;
-	/* The loop's cached clock was read before it waited for this event: refresh it, so
-	 * timeouts and cache freshness are judged at the time the bytes arrived. */
-	lv_time_update();
+	/* The loop's cached clock was read before it waited for this event: refresh it
+	 * (once per loop turn), so timeouts and cache freshness are judged at the time the
+	 * bytes arrived. */
+	lv_time_refresh();
 	if (!scratch) {
 		scratch = lv_malloc(SBUF_SCRATCH_LEN);
 		if (!scratch) {
@@ -225,7 +226,7 @@ static bool raw_attach(lv_sbuf_t *sb, struct event_base *base)
 
 static void tls_read_cb(struct bufferevent *bev, void *arg)
 {
-	lv_time_update(); /* as in raw_read_cb */
+	lv_time_refresh(); /* as in raw_read_cb */
 	lv_sbuf_t *sb = arg;
 	sb->cb(sb, LV_SBUF_EV_READ, sb->arg);
 }

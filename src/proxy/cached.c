@@ -843,7 +843,7 @@ static lv_cached_result_t fast_hit(lv_client_t *c, const lv_request_t *rq)
 	struct lv_cfill *f = fill_get(w);
 	if (!f)
 		return LV_CACHED_PASS;
-	lv_usec_t now = lv_time_now_us();
+	lv_usec_t now = lv_time_update(); /* a hit is timed from here */
 	for (int scope = LV_CACHE_SCOPE_USER; scope <= (any_shared ? LV_CACHE_SCOPE_SHARED : LV_CACHE_SCOPE_USER);
 	     scope++) {
 		lv_cache_policy_t pol = {.scope = scope};
@@ -932,7 +932,7 @@ lv_cached_result_t lv_cached_try(lv_client_t *c, const lv_request_t *rq)
 		fill_put(w, f);
 		return LV_CACHED_PASS;
 	}
-	lv_usec_t now = lv_time_now_us();
+	lv_usec_t now = lv_time_update(); /* a hit is timed from here */
 	if (lv_cache_recently_failed(cache, f->key.hash, now, FAILED_WINDOW_US)) {
 		fill_put(w, f);
 		return LV_CACHED_PASS;

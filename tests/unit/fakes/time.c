@@ -29,6 +29,15 @@ lv_usec_t lv_time_update(void)
 	return fake_now;
 }
 
+void lv_time_mark_stale(void)
+{
+}
+
+lv_usec_t lv_time_refresh(void)
+{
+	return fake_now;
+}
+
 lv_usec_t lv_time_wall_us(void)
 {
 	return LV_FAKE_TIME_WALL_BASE_US + fake_now;
