@@ -60,6 +60,36 @@ static bool reg_grow(lv_pstmt_reg_t *reg)
 	return true;
 }
 
+/* Appends v in decimal at p; returns the end. */
+static char *put_decimal(char *p, uint64_t v)
+{
+	char digits[20];
+	int n = 0;
+	do
+		digits[n++] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	while (n > 0)
+		*p++ = digits[--n];
+	return p;
+}
+
+/*
+ * "lv<worker>_<id>": with a worker below LV_MAX_WORKERS (64) at most
+ * 2 + 2 + 1 + 20 characters and a NUL, within lv_pstmt_t.name. Written by
+ * hand: an unnamed statement's entry is made again whenever no client holds
+ * its text, and snprintf showed in perf.
+ */
+static void server_name(char out[32], int worker, uint64_t id)
+{
+	char *p = out;
+	*p++ = 'l';
+	*p++ = 'v';
+	p = put_decimal(p, (uint64_t)(uint32_t)worker);
+	*p++ = '_';
+	p = put_decimal(p, id);
+	*p = '\0';
+}
+
 lv_pstmt_t *lv_pstmt_get(lv_pstmt_reg_t *reg, const char *query, size_t query_len, const uint8_t *types_be,
 			 uint16_t n_types)
 {
@@ -101,7 +131,7 @@ lv_pstmt_t *lv_pstmt_get(lv_pstmt_reg_t *reg, const char *query, size_t query_le
 	ps->n_oids = n_types;
 	ps->hash = h;
 	ps->id = ++reg->next_id;
-	snprintf(ps->name, sizeof(ps->name), "lv%d_%llu", reg->worker, (unsigned long long)ps->id);
+	server_name(ps->name, reg->worker, ps->id);
 	ps->refs = 1;
 	size_t j = (size_t)(h & (reg->cap - 1));
 	ps->next = reg->buckets[j];

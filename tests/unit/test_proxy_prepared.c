@@ -19,6 +19,7 @@ static void test_registry_shares_and_frees(void **state)
 	assert_ptr_equal(a, b);
 	assert_ptr_not_equal(a, c); /* other parameter types: another statement */
 	assert_string_equal(a->name, "lv3_1");
+	assert_string_equal(c->name, "lv3_2");
 	assert_int_equal(a->refs, 2);
 	assert_int_equal(a->oids[0], 23);
 	assert_int_equal(reg.n, 2);
@@ -42,6 +43,24 @@ static void test_registry_shares_and_frees(void **state)
 	for (int i = 0; i < 600; i++)
 		lv_pstmt_put(&reg, many[i]);
 	assert_int_equal(reg.n, 0);
+	lv_pstmt_reg_cleanup(&reg);
+}
+
+/* The longest name fits: the last worker and the largest id. */
+static void test_server_name_bounds(void **state)
+{
+	lv_pstmt_reg_t reg;
+	lv_pstmt_reg_init(&reg, 63);
+	reg.next_id = UINT64_MAX - 1;
+	lv_pstmt_t *a = lv_pstmt_get(&reg, "select 1", 8, NULL, 0);
+	assert_non_null(a);
+	assert_string_equal(a->name, "lv63_18446744073709551615");
+	reg.next_id = 9;
+	lv_pstmt_t *b = lv_pstmt_get(&reg, "select 2", 8, NULL, 0);
+	assert_non_null(b);
+	assert_string_equal(b->name, "lv63_10");
+	lv_pstmt_put(&reg, a);
+	lv_pstmt_put(&reg, b);
 	lv_pstmt_reg_cleanup(&reg);
 }
 
@@ -122,6 +141,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_registry_shares_and_frees),
+		cmocka_unit_test(test_server_name_bounds),
 		cmocka_unit_test(test_map_and_set),
 		cmocka_unit_test(test_response_queue),
 		cmocka_unit_test(test_last_response),
