@@ -1475,7 +1475,18 @@ void lv_cached_note_parse(lv_client_t *c, const char *name, const char *sql, siz
 	if (name[0] && c->pool && c->pool->pool_mode == LV_POOL_TRANSACTION)
 		return;
 	lv_pstmt_t *ps = NULL;
-	if (name[0] || may_write(sql, len)) {
+	bool writes = may_write(sql, len);
+	if (!name[0])
+		c->unnamed_unnoted = false; /* a new unnamed statement replaces the last */
+	if (!name[0] && writes && !tracks_writes(w)) {
+		/* Nothing cached yet: its Binds only mark their transactions (note_or_defer()),
+		 * which needs no copy of the text. */
+		lv_pstmt_put(&w->pstmts, c->unnamed_ps);
+		c->unnamed_ps = NULL;
+		c->unnamed_unnoted = true;
+		return;
+	}
+	if (name[0] || writes) {
 		ps = lv_pstmt_get(&w->pstmts, sql, len, types_be, n_types);
 		if (!ps) {
 			c->written_all = true; /* cannot remember it: the transaction's end clears all */
@@ -1516,6 +1527,13 @@ void lv_cached_note_bind(lv_client_t *c, const lv_wire_bind_t *b, const lv_pstmt
 		/* A name Levee does not know (SQL PREPARE, a map it had to drop) may write. */
 		if (b->stmt[0] && c->named_unsure)
 			c->written_all = true;
+		/* An unnamed write parsed while nothing was cached: what it writes is unknown. */
+		if (!b->stmt[0] && c->unnamed_unnoted) {
+			if (tracks_writes(c->conn.worker))
+				c->written_all = true;
+			else
+				c->write_unnoted = true;
+		}
 		return;
 	}
 	point_params_t pp = {.bind = b, .n_types = ps->n_oids, .types = ps->oids};

@@ -1877,7 +1877,8 @@ static txn_result_t txn_message(lv_client_t *c, uint8_t type, uint32_t len, size
 		} else {
 			const uint8_t *portal_end = memchr(head + 5, 0, n - 5);
 			const uint8_t *stmt = portal_end ? portal_end + 1 : NULL;
-			bool unnamed_writes = stmt && stmt < head + n && *stmt == 0 && c->unnamed_ps;
+			bool unnamed_writes = stmt && stmt < head + n && *stmt == 0 &&
+					      (c->unnamed_ps || c->unnamed_unnoted);
 			if (!unnamed_writes &&
 			    (!stmt || stmt >= head + n || *stmt == 0 || !memchr(stmt, 0, (size_t)(head + n - stmt)) ||
 			     !lv_pstmt_map_get(&c->pstmts, (const char *)stmt))) {
@@ -2180,7 +2181,8 @@ static void forward_to_server(lv_client_t *c)
 			}
 			if (!txn && (type == PqMsg_Query || type == PqMsg_Parse ||
 				     ((type == PqMsg_Bind || type == PqMsg_Close) &&
-				      (c->unnamed_ps || c->pstmts.n || c->named_unsure))))
+				      (c->unnamed_ps || c->unnamed_unnoted || c->pstmts.n ||
+				       c->named_unsure))))
 				note_input(c, type, batch, (size_t)len + 1);
 			switch (type) {
 			case PqMsg_Query:

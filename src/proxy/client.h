@@ -94,6 +94,7 @@ struct lv_client {
 	bool skip_to_sync;     /* transaction mode: Levee raised an error; drop messages until Sync */
 	bool server_paused;    /* its server's reads are paused until our output drains */
 	bool write_unnoted;    /* its transaction may write, not classified (cached.c) */
+	bool unnamed_unnoted;  /* its unnamed statement may write and was not kept (cached.c) */
 
 	uint64_t fwd_left;     /* bytes of the current client message still to forward */
 	lv_pool_shared_t *user_slot; /* counted against max_user_connections there */

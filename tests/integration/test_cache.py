@@ -1189,15 +1189,20 @@ def test_writes_are_classified_only_once_the_cache_is_used(levee_factory, pg):
     assert counter(lv, "levee_cache_invalidations_total") >= 1
 
 
-def test_a_write_begun_before_the_cache_was_used_still_invalidates(levee_factory, pg):
-    # The transaction writes while nothing is cached (its write is not classified);
-    # another client then fills an entry from the row the transaction has not
-    # committed yet. The transaction's end must make that entry stale.
+@pytest.mark.parametrize("protocol", ["simple", "extended"])
+def test_a_write_begun_before_the_cache_was_used_still_invalidates(levee_factory, pg, protocol):
+    # The transaction writes while nothing is cached (its write is not classified,
+    # nor, with the extended protocol, its unnamed statement kept); another client
+    # then fills an entry from the row the transaction has not committed yet. The
+    # transaction's end must make that entry stale.
     table(pg, "c_lazy2", rows=[(1, "old")])
     lv = levee_factory(cfg(NO_REDIS))
     sel = "SELECT /* levee:cache ttl=60s */ v FROM c_lazy2 WHERE id = 1"
     writer = lv.conn(autocommit=False)
-    writer.execute("UPDATE c_lazy2 SET v = 'new' WHERE id = 1")
+    if protocol == "simple":
+        writer.execute("UPDATE c_lazy2 SET v = 'new' WHERE id = 1")
+    else:
+        writer.execute("UPDATE c_lazy2 SET v = %s WHERE id = %s", ("new", 1))
     with lv.conn() as reader:
         assert val(reader, sel) == "old"  # filled under the open transaction
         assert val(reader, sel) == "old"  # and served from the cache
