@@ -250,6 +250,9 @@
 	   "Client connections by state.", "state", CLIENT_STATE)                                  \
 	XX(SERVER_CONNECTIONS, GAUGE, "levee_server_connections",                                  \
 	   "Server connections by state.", "state", SERVER_STATE)                                  \
+	XX(SERVER_CONNECTIONS_OPEN, GAUGE, "levee_server_connections_open",                        \
+	   "Server connections open or opening (one series: a scrape cannot count one twice).",    \
+	   NULL, NONE)                                                                             \
 	XX(CLIENT_CONNECTIONS_TOTAL, COUNTER, "levee_client_connections_total",                    \
 	   "Client connections accepted.", NULL, NONE)                                             \
 	XX(CLIENT_CONNECTIONS_REFUSED_TOTAL, COUNTER, "levee_client_connections_refused_total",    \

@@ -98,6 +98,8 @@ void lv_server_set_state(lv_server_t *sv, lv_server_state_t s)
 		lv_clist_remove(from, &sv->conn.node);
 	if (old != LV_SERVER_CLOSING)
 		lv_metric_add(LV_M_SERVER_CONNECTIONS, (unsigned)old, -1);
+	if (old != LV_SERVER_CLOSING && s == LV_SERVER_CLOSING)
+		lv_metric_add(LV_M_SERVER_CONNECTIONS_OPEN, 0, -1);
 	/* Load on the backend, for least-outstanding replica choice. */
 	if (sv->pool->backend && (old == LV_SERVER_ACTIVE) != (s == LV_SERVER_ACTIVE))
 		__atomic_add_fetch(&sv->pool->backend->outstanding, s == LV_SERVER_ACTIVE ? 1 : -1, __ATOMIC_RELAXED);
@@ -186,6 +188,7 @@ lv_server_t *lv_server_connect(lv_pool_t *pool, const lv_buf_t *params, uint64_t
 	sv->state = LV_SERVER_CONNECTING;
 	lv_clist_append(&pool->sv_login, &sv->conn.node);
 	lv_metric_add(LV_M_SERVER_CONNECTIONS, LV_SERVER_CONNECTING, 1);
+	lv_metric_add(LV_M_SERVER_CONNECTIONS_OPEN, 0, 1);
 	lv_clog_debug(sv, "connecting");
 	return sv;
 }

@@ -65,7 +65,7 @@ class PeakSampler:
 
     def __init__(self, pg, db="app", user="app", levee=None):
         self.pg, self.db, self.user, self.levee = pg, db, user, levee
-        self.levee_peak = 0  # Levee's own count of the pool's server connections (SHOW POOLS)
+        self.levee_peak = 0  # Levee's own count of open server connections
         self.peak = 0
         self.at_peak = []  # the pg_stat_activity rows of the peak sample
         self.samples = 0
@@ -80,14 +80,11 @@ class PeakSampler:
         if len(rows) > self.peak:
             self.peak, self.at_peak = len(rows), rows
         if self.levee is not None:
-            # SHOW POOLS counts each worker's server lists on that worker's thread, so
-            # with one worker it is a snapshot. The levee_server_connections gauge is
-            # not: its per-state series are read one after another, and a server that
-            # changes state in between is counted twice.
-            n = sum(int(r["sv_active"]) + int(r["sv_idle"]) + int(r["sv_login"])
-                    for r in self.levee.admin("SHOW POOLS")
-                    if r["database"] == self.db and r["user"] == self.user)
-            self.levee_peak = max(self.levee_peak, n)
+            # One series, so one worker's count is a snapshot. Summing the per-state
+            # levee_server_connections is not: a scrape reads the states one after
+            # another, and a server that changes state in between is counted twice.
+            n = self.levee.metrics().sum("levee_server_connections_open")
+            self.levee_peak = max(self.levee_peak, int(n))
         self.samples += 1
         return len(rows)
 
@@ -711,8 +708,8 @@ def test_10000_connects_through_pool_size_5(levee_factory, pg, workers):
         return results, failures
 
     t0 = time.monotonic()
-    # Levee's own count is a snapshot only with one worker (SHOW POOLS gathers the
-    # workers' counts one after another).
+    # Levee's own count is a snapshot only with one worker (a scrape reads the
+    # workers' shards one after another).
     with PeakSampler(pg, levee=levee if workers == 1 else None) as sampler:
         results, failures = asyncio.run(storm())
     secs = time.monotonic() - t0
