@@ -1527,13 +1527,10 @@ void lv_cached_note_bind(lv_client_t *c, const lv_wire_bind_t *b, const lv_pstmt
 		/* A name Levee does not know (SQL PREPARE, a map it had to drop) may write. */
 		if (b->stmt[0] && c->named_unsure)
 			c->written_all = true;
-		/* An unnamed write parsed while nothing was cached: what it writes is unknown. */
-		if (!b->stmt[0] && c->unnamed_unnoted) {
-			if (tracks_writes(c->conn.worker))
-				c->written_all = true;
-			else
-				c->write_unnoted = true;
-		}
+		/* An unnamed write parsed while nothing was cached: what it writes is unknown,
+		 * which the transaction's end turns into "everything" if the cache is in use. */
+		if (!b->stmt[0] && c->unnamed_unnoted)
+			c->write_unnoted = true;
 		return;
 	}
 	point_params_t pp = {.bind = b, .n_types = ps->n_oids, .types = ps->oids};
