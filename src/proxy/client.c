@@ -1218,6 +1218,12 @@ static lv_pool_t *route(lv_client_t *c)
  * including their Sync (as a server that failed would). Returns false when
  * the Sync has not arrived yet.
  */
+/* Whether c's unnamed statement may write (the cache must see its Binds): kept, or noted. */
+static bool unnamed_may_write(const lv_client_t *c)
+{
+	return c->unnamed_ps || c->unnamed_unnoted;
+}
+
 /* The length of the request at the head of sb (through its Query or Sync); false if incomplete. */
 static bool request_len(lv_sbuf_t *sb, size_t *len)
 {
@@ -1878,7 +1884,7 @@ static txn_result_t txn_message(lv_client_t *c, uint8_t type, uint32_t len, size
 			const uint8_t *portal_end = memchr(head + 5, 0, n - 5);
 			const uint8_t *stmt = portal_end ? portal_end + 1 : NULL;
 			bool unnamed_writes = stmt && stmt < head + n && *stmt == 0 &&
-					      (c->unnamed_ps || c->unnamed_unnoted);
+					      unnamed_may_write(c);
 			if (!unnamed_writes &&
 			    (!stmt || stmt >= head + n || *stmt == 0 || !memchr(stmt, 0, (size_t)(head + n - stmt)) ||
 			     !lv_pstmt_map_get(&c->pstmts, (const char *)stmt))) {
@@ -2181,8 +2187,7 @@ static void forward_to_server(lv_client_t *c)
 			}
 			if (!txn && (type == PqMsg_Query || type == PqMsg_Parse ||
 				     ((type == PqMsg_Bind || type == PqMsg_Close) &&
-				      (c->unnamed_ps || c->unnamed_unnoted || c->pstmts.n ||
-				       c->named_unsure))))
+				      (unnamed_may_write(c) || c->pstmts.n || c->named_unsure))))
 				note_input(c, type, batch, (size_t)len + 1);
 			switch (type) {
 			case PqMsg_Query:
